@@ -1,0 +1,287 @@
+"""The `kabar` command.
+
+Exit status: 0 when everything worked, 1 when some input or delivery failed (the rest
+was still done), 2 for a bad config or bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from kabar import __version__
+from kabar import config as config_module
+from kabar.config import Config, ConfigError, MissingSecretError
+
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+class App:
+    """What every command shares: the config (loaded on first use) and the store."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._store: Any = None
+
+    @cached_property
+    def config(self) -> Config:
+        try:
+            return config_module.load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_USAGE)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from kabar.store import Store
+
+            self._store = Store.open(self.config.database_url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"kabar: {message}", err=True)
+    sys.exit(status)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time from the command line; without an offset it is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (2026-11-27T07:00+07:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def file_progress(label: str) -> Iterator[Any]:
+    """A rich progress bar on a terminal; nothing otherwise (logs say what happened)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="kabar")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    envvar="KABAR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file [env KABAR_CONFIG; default: config/kabar.yaml, then kabar.yaml].",
+)
+@click.option("-v", "--verbose", count=True, help="Say more (debug logs).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
+    """kabar publishes news: feeds for readers, email digests for subscribers.
+
+    Typical use: edit config/kabar.yaml, run `kabar check`, `kabar publish`, then
+    `kabar run` as a daemon.
+    """
+    from kabar import log
+
+    log.setup(verbose, quiet=quiet)
+    app = App(config_path)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@cli.command()
+@pass_app
+def check(app: App) -> None:
+    """Validate the config file; print FILE:LINE:COL: path: message per problem.
+
+    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise.
+    """
+    click.echo(config_module.summary(app.config))
+
+
+@cli.command()
+@click.argument("source_ids", nargs=-1, metavar="[SOURCE_ID]...")
+@click.option(
+    "--path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Ingest this file or folder instead of the configured paths (format detected per file).",
+)
+@click.option(
+    "--as-of",
+    help="Resolve relative times ('4 jam lalu') against this ISO 8601 time "
+    "instead of each file's modification time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report per source.")
+@pass_app
+def ingest(
+    app: App, source_ids: tuple[str, ...], path: Path | None, as_of: str | None, as_json: bool
+) -> None:
+    """Read articles from sources into the store.
+
+    With no SOURCE_ID, every configured source is ingested. A file that can't be read is
+    reported as PATH: reason and skipped; the exit status is 1 if any file failed.
+    """
+    from kabar.ingest import ingest_path
+
+    moment = parse_time(as_of)
+    if path is not None:
+        if len(source_ids) > 1:
+            raise click.UsageError(
+                "--path takes at most one SOURCE_ID (the source to file them under)"
+            )
+        with file_progress(f"ingest {path}") as progress:
+            reports = [
+                ingest_path(
+                    app.config,
+                    app.store,
+                    path,
+                    source_ids[0] if source_ids else "local",
+                    as_of=moment,
+                    progress=progress,
+                )
+            ]
+    else:
+        reports = _ingest_sources(app, source_ids, moment)
+    _print_reports(reports, as_json)
+    if any(report.failures for report in reports):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _ingest_sources(app: App, source_ids: tuple[str, ...], as_of: datetime | None) -> list[Any]:
+    from kabar.ingest import ingest_source
+
+    known = {source.id: source for source in app.config.sources}
+    unknown = [source_id for source_id in source_ids if source_id not in known]
+    if unknown:
+        fail(
+            f"unknown source id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})"
+        )
+    reports = []
+    for source_id in source_ids or tuple(known):
+        with file_progress(f"ingest {source_id}") as progress:
+            reports.append(
+                ingest_source(
+                    app.config, app.store, known[source_id], as_of=as_of, progress=progress
+                )
+            )
+    return reports
+
+
+def _print_reports(reports: list[Any], as_json: bool) -> None:
+    for report in reports:
+        if as_json:
+            click.echo(json.dumps({
+                "source": report.source, "files": report.files,
+                "inserted": report.stored.inserted, "updated": report.stored.updated,
+                "unchanged": report.stored.unchanged, "not_modified": report.not_modified,
+                "failures": report.failures, "warnings": report.warnings,
+            }, ensure_ascii=False))  # fmt: skip
+        else:
+            for failure in report.failures:
+                click.echo(failure, err=True)
+            click.echo(report.describe())
+
+
+@cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line, every stored field."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N articles.")
+@click.option("--source", "source_id", help="Only articles from this source.")
+@pass_app
+def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) -> None:
+    """List stored articles, newest first."""
+    found = app.store.articles(sources=[source_id] if source_id else None, limit=limit)
+    if as_json:
+        for article in found:
+            click.echo(json.dumps(article.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("published", "id", "source", "section", "title", box=None, pad_edge=False)
+    for article in found:
+        table.add_row(
+            article.published.strftime("%Y-%m-%d %H:%M %z"), article.id, article.source,
+            article.section, article.title,
+        )  # fmt: skip
+    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+
+
+@cli.command()
+@click.option("--as-of", help="Resolve relative times against this ISO 8601 time.")
+@pass_app
+def publish(app: App, as_of: str | None) -> None:
+    """The main job, once: ingest every source, then build feeds and digests.
+
+    `kabar run` does the same on the schedules in the config.
+    """
+    reports = _ingest_sources(app, (), parse_time(as_of))
+    _print_reports(reports, as_json=False)
+    if any(report.failures for report in reports):
+        sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(directory: Path, force: bool) -> None:
+    """Scaffold a new kabar project in DIRECTORY: config, templates and a sample page."""
+    from kabar.resources import bundled
+
+    plan = [(bundled("config/kabar.yaml"), directory / "config" / "kabar.yaml")]
+    for folder in ("templates", "seeds"):
+        files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
+        plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]
+    clashes = [str(target) for _, target in plan if target.exists()]
+    if clashes and not force:
+        fail(f"not overwriting existing files (use --force): {', '.join(clashes)}")
+    for origin, target in plan:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(origin, target)
+        click.echo(f"wrote {target}")
+    click.echo(f"next: cd {directory} && kabar check && kabar publish")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="kabar")
+    except MissingSecretError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,629 @@
+"""Load `kabar.yaml` (YAML 1.2) into strict pydantic models.
+
+Every problem is reported as `FILE:LINE:COL: dotted.path: message`, all of them in one
+run: pydantic's errors and the cross-reference checks (unknown or duplicate ids) are
+located through ruamel's line/column records of the parsed document.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+DEFAULT_CONFIG_PATHS = (Path("config/kabar.yaml"), Path("kabar.yaml"))
+SUPPORTED_LANGUAGES = ("id", "en")
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or invalid; `problems` holds one line per error."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class MissingSecretError(Exception):
+    """A component needs a secret whose environment variable is not set."""
+
+
+# --- value types -----------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a duration like 90s, 10m, 24h, 30d or 2w, got {value!r}")
+    amount, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: int(amount)})
+
+
+def parse_window(value: object) -> timedelta | Literal["since_last"]:
+    if value == "since_last":
+        return "since_last"
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"expected a duration like 24h, or since_last, got {value!r}") from None
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for suffix, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{suffix}"
+    return f"{seconds}s"
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+def check_cron(expression: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"bad cron expression {expression!r}: {exc}") from None
+    return expression
+
+
+def check_env_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    return name
+
+
+def check_identifier(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+        raise ValueError(
+            f"{value!r} is not a valid id: use lower-case letters, digits, '-' and '_'"
+        )
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+Window = Annotated[
+    timedelta | Literal["since_last"],
+    PlainValidator(parse_window),
+    PlainSerializer(lambda v: v if isinstance(v, str) else format_duration(v), return_type=str),
+]
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
+CronExpression = Annotated[str, AfterValidator(check_cron)]
+EnvName = Annotated[str, AfterValidator(check_env_name)]
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+Language = Literal["id", "en"]
+
+
+def read_secret(env_name: str, purpose: str) -> str:
+    """The value of a secret named in the config; never logged or printed."""
+    value = os.environ.get(env_name)
+    if not value:
+        raise MissingSecretError(
+            f"{purpose} needs the environment variable {env_name}, which is not set"
+        )
+    return value
+
+
+# --- models ----------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Site(Strict):
+    title: str
+    url: str
+    language: Language = "id"
+    timezone: TimeZoneName = "Asia/Jakarta"
+    description: str = ""
+    logo_url: str = ""
+    contact: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class Storage(Strict):
+    database: str = "sqlite:///var/kabar.db"
+    password_env: EnvName | None = None
+    feeds: str = "public/"
+
+    @field_validator("database")
+    @classmethod
+    def _no_inline_password(cls, value: str) -> str:
+        if re.match(r"^[a-z0-9+]+://[^/@]*:[^/@]*@", value):
+            raise ValueError("put the database password in an env var named by password_env")
+        return value
+
+
+class CronSchedule(Strict):
+    cron: CronExpression
+    timezone: TimeZoneName | None = None
+    catch_up: Literal["latest", "all", "skip"] = "latest"
+    max_lateness: Duration = timedelta(hours=6)
+
+
+class IntervalSchedule(Strict):
+    every: Duration
+
+
+def _schedule_kind(value: Any) -> str | None:
+    if isinstance(value, CronSchedule | IntervalSchedule):
+        return "cron-schedule" if isinstance(value, CronSchedule) else "interval-schedule"
+    if isinstance(value, dict):
+        if "cron" in value:
+            return "cron-schedule"
+        return "interval-schedule" if "every" in value else None
+    return None
+
+
+# A tagged union, so a mistake gives one error instead of one per member.
+Schedule = Annotated[
+    Annotated[CronSchedule, Tag("cron-schedule")]
+    | Annotated[IntervalSchedule, Tag("interval-schedule")],
+    Discriminator(
+        _schedule_kind,
+        custom_error_type="schedule_kind",
+        custom_error_message="a schedule needs either 'cron' or 'every'",
+    ),
+]
+
+
+class SourceBase(Strict):
+    id: Identifier
+    language: Language | None = None
+    section: str = ""
+    every: Duration | None = None
+
+
+class PagesSource(SourceBase):
+    """Article pages in the seed format (title, Indonesian date line, body, byline)."""
+
+    kind: Literal["pages"]
+    path: str
+    base_url: str | None = None
+
+
+class JsonSource(SourceBase):
+    """JSON or JSON Lines files, one article per object."""
+
+    kind: Literal["json"]
+    path: str
+
+
+class FeedSource(SourceBase):
+    """An RSS, Atom or JSON feed, from a file or an http(s) URL."""
+
+    kind: Literal["feed"]
+    url: str
+
+
+Source = Annotated[PagesSource | JsonSource | FeedSource, Field(discriminator="kind")]
+
+
+class Feed(Strict):
+    id: Identifier
+    title: str
+    description: str = ""
+    sources: list[Identifier] | None = None
+    formats: list[Literal["rss", "atom", "json"]] = ["rss", "atom", "json"]
+    limit: int = Field(default=50, ge=1, le=1000)
+    split_by: Literal["section", "tag", "author"] | None = None
+    sections: list[str] = []
+    tags: list[str] = []
+    path: str | None = None
+    schedule: Schedule | None = None
+
+
+class MailingList(Strict):
+    id: Identifier
+    name: str = ""
+    from_: str = Field(alias="from")
+    reply_to: str | None = None
+    double_opt_in: bool = True
+    locale: Language | None = None
+
+
+class Related(Strict):
+    per_item: int = Field(default=3, ge=0, le=10)
+    min_items: int | None = Field(default=None, ge=0, le=10)
+    min_score: float = Field(default=0.15, ge=0, le=1)
+    window: Duration = timedelta(days=30)
+    half_life: Duration = timedelta(days=7)
+
+
+class DigestTemplates(Strict):
+    html: str | None = None
+    text: str | None = None
+
+
+class Digest(Strict):
+    id: Identifier
+    list_id: Identifier = Field(alias="list")
+    sources: list[Identifier] | None = None
+    subject: str
+    preheader: str = ""
+    window: Window = timedelta(hours=24)
+    sections: list[str] = []
+    tags: list[str] = []
+    order: Literal["newest", "priority"] = "newest"
+    max_items: int = Field(default=12, ge=1, le=50)
+    related: Related = Related()
+    skip_if_empty: bool = True
+    locale: Language | None = None
+    templates: DigestTemplates = DigestTemplates()
+    schedule: Schedule | None = None
+
+
+class Smtp(Strict):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False
+    username: str | None = None
+    password_env: EnvName | None = None
+    connections: int = Field(default=4, ge=1, le=64)
+    recycle_after: int = Field(default=500, ge=1)
+    rate_per_second: float = Field(default=50, gt=0)
+    timeout: Duration = timedelta(seconds=60)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> Smtp:
+        if self.tls and self.starttls:
+            raise ValueError("choose either tls (implicit, port 465) or starttls, not both")
+        return self
+
+
+class Dkim(Strict):
+    domain: str
+    selector: str
+    key_env: EnvName
+
+
+class Delivery(Strict):
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox: str = "outbox/"
+    smtp: Smtp = Smtp()
+    dkim: Dkim | None = None
+    feedback_id: str | None = None
+    chunk_size: int = Field(default=500, ge=1)
+
+
+class Web(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    base_url: str | None = None
+    secret_env: EnvName = "KABAR_SECRET"  # noqa: S105 - the variable's name, not a secret
+    websub_hub: str | None = None
+
+
+class Engine(Strict):
+    mode: Literal["embedded", "dramatiq"] = "embedded"
+    broker_url: str | None = None
+
+
+class Config(Strict):
+    version: Literal[1]
+    root: str = "."
+    site: Site
+    storage: Storage = Storage()
+    sources: list[Source] = []
+    feeds: list[Feed] = []
+    lists: list[MailingList] = []
+    digests: list[Digest] = []
+    delivery: Delivery = Delivery()
+    web: Web = Web()
+    engine: Engine = Engine()
+    related: Related = Related()
+
+    # Set by `load`, not by the file.
+    path: Path = Field(default=Path("kabar.yaml"), exclude=True)
+
+    @property
+    def root_dir(self) -> Path:
+        return (self.path.parent / self.root).resolve()
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to `root` (itself relative to the file)."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.root_dir / candidate
+
+    def resolve_url(self, location: str) -> str:
+        """Like `resolve`, but leaves fsspec URLs (s3://…, memory://…) alone."""
+        if "://" in location:
+            return location
+        return str(self.resolve(location))
+
+    @property
+    def database_url(self) -> str:
+        url = self.storage.database
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            relative = url.removeprefix("sqlite:///")
+            if relative and relative != ":memory:":
+                return f"sqlite:///{self.resolve(relative)}"
+        if self.storage.password_env:
+            from sqlalchemy.engine import make_url
+
+            password = read_secret(self.storage.password_env, "the database")
+            return make_url(url).set(password=password).render_as_string(hide_password=False)
+        return url
+
+    def source(self, source_id: str) -> PagesSource | JsonSource | FeedSource:
+        return next(s for s in self.sources if s.id == source_id)
+
+    def digest(self, digest_id: str) -> Digest:
+        return next(d for d in self.digests if d.id == digest_id)
+
+    def mailing_list(self, list_id: str) -> MailingList:
+        return next(m for m in self.lists if m.id == list_id)
+
+
+# --- locating errors -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    loc: tuple[str | int, ...]
+    message: str
+    at_key: bool = False  # point at the key (unknown keys), not its value
+
+
+def _position(root: Any, loc: Sequence[str | int], at_key: bool) -> tuple[int, int, str]:
+    """Line and column (1-based) of `loc` in the parsed document, and its dotted path.
+
+    Elements of `loc` that the document lacks (pydantic's union tags such as
+    `pages` or `function-after[…]`) are skipped; a missing last key points at its parent.
+    """
+    node, line, col = root, 0, 0
+    path: list[str] = []
+    for index, part in enumerate(loc):
+        is_last = index == len(loc) - 1
+        if isinstance(node, CommentedMap) and part in node:
+            key_line, key_col = node.lc.key(part)
+            value_line, value_col = node.lc.value(part)
+            line, col = (key_line, key_col) if (is_last and at_key) else (value_line, value_col)
+            node = node[part]
+            path.append(str(part))
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line, col = node.lc.item(part)
+            node = node[part]
+            path.append(str(part))
+        elif is_last and isinstance(node, CommentedMap):
+            line, col = node.lc.line, node.lc.col
+            path.append(str(part))
+    return line + 1, col + 1, ".".join(path) or "(top)"
+
+
+def _pydantic_problems(error: ValidationError, raw: Any) -> Iterator[Problem]:
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            parent = _lookup(raw, loc[:-1])
+            known = _field_names_at(loc[:-1], parent)
+            message = f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]), known)
+            yield Problem(loc, message, at_key=True)
+        elif item["type"] == "missing":
+            yield Problem(loc, f"required key {loc[-1]!r} is missing")
+        elif item["type"] == "union_tag_invalid":
+            ctx = item.get("ctx", {})
+            message = f"unknown kind {ctx.get('tag')!r} (expected {ctx.get('expected_tags')})"
+            yield Problem((*loc, "kind"), message)
+        else:
+            yield Problem(loc, message)
+
+
+def _lookup(root: Any, loc: Sequence[str | int]) -> Any:
+    node = root
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+    return node
+
+
+def _field_names_at(loc: Sequence[str | int], node: Any) -> list[str]:
+    """The keys a model accepts at `loc`, for "did you mean" hints."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            model = _SOURCE_KINDS.get(str(node.get("kind"))) if isinstance(node, dict) else None
+            continue
+        model = _model_in(field.annotation)
+    if model is None or not hasattr(model, "model_fields"):
+        return []
+    return [f.alias or name for name, f in model.model_fields.items() if name != "path"]
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside `list[Model]`, `Model | None` and the like."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_SOURCE_KINDS: dict[str, type[BaseModel]] = {
+    "pages": PagesSource,
+    "json": JsonSource,
+    "feed": FeedSource,
+}
+
+
+def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _reference_problems(raw: Any) -> Iterator[Problem]:
+    """Unknown and duplicate ids, checked on the raw document so they are reported even
+    when other parts of the file fail validation."""
+    if not isinstance(raw, dict):
+        return
+    defined: dict[str, set[str]] = {}
+    for section in ("sources", "feeds", "lists", "digests"):
+        seen: set[str] = set()
+        items = raw.get(section)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(item_id, str):
+                continue
+            if item_id in seen:
+                yield Problem((section, index, "id"), f"duplicate {section[:-1]} id {item_id!r}")
+            seen.add(item_id)
+        defined[section] = seen
+
+    def check(loc: tuple[str | int, ...], value: Any, kind: str) -> Iterator[Problem]:
+        if isinstance(value, str) and value not in defined[kind]:
+            what = {"sources": "source", "lists": "list"}[kind]
+            hint = _did_you_mean(value, sorted(defined[kind]))
+            yield Problem(loc, f"unknown {what} id {value!r}{hint}")
+
+    for section in ("feeds", "digests"):
+        items = raw.get(section)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, dict):
+                continue
+            sources = item.get("sources")
+            for n, source_id in enumerate(sources if isinstance(sources, list) else []):
+                yield from check((section, index, "sources", n), source_id, "sources")
+            if section == "digests":
+                yield from check((section, index, "list"), item.get("list"), "lists")
+
+
+def _engine_problems(raw: Any) -> Iterator[Problem]:
+    engine = raw.get("engine") if isinstance(raw, dict) else None
+    storage = raw.get("storage") if isinstance(raw, dict) else None
+    if not isinstance(engine, dict) or engine.get("mode") != "dramatiq":
+        return
+    database = storage.get("database", "sqlite:") if isinstance(storage, dict) else "sqlite:"
+    if str(database).startswith("sqlite"):
+        yield Problem(
+            ("engine", "mode"),
+            "dramatiq mode needs PostgreSQL: workers on several machines claim deliveries "
+            "with SELECT … FOR UPDATE SKIP LOCKED, which SQLite cannot share",
+        )
+    if not engine.get("broker_url"):
+        yield Problem(
+            ("engine", "broker_url"), "dramatiq mode needs a broker_url (redis:// or amqp://)"
+        )
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("KABAR_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    return DEFAULT_CONFIG_PATHS[0]
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Parse and validate the config; raise ConfigError listing every problem."""
+    config_path = find_config(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{config_path}: cannot read config: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{config_path}: config is not UTF-8: {exc.reason}"]) from None
+    raw = _parse_yaml(config_path, text)
+
+    problems: list[Problem] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, raw))
+    problems.extend(_reference_problems(raw))
+    problems.extend(_engine_problems(raw))
+    if problems:
+        raise ConfigError(_format_problems(config_path, raw, problems))
+    assert config is not None
+    return config.model_copy(update={"path": config_path.resolve()})
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    yaml = YAML(typ="rt")  # round-trip keeps line/column records; YAML 1.2 by default
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
+        raise ConfigError([f"{path}:{line}:{col}: (yaml): {problem}"]) from None
+
+
+def _format_problems(path: Path, raw: Any, problems: list[Problem]) -> list[str]:
+    lines = []
+    for problem in problems:
+        line, col, dotted = _position(raw, problem.loc, problem.at_key)
+        lines.append((line, col, f"{path}:{line}:{col}: {dotted}: {problem.message}"))
+    lines.sort(key=lambda entry: (entry[0], entry[1]))
+    return list(dict.fromkeys(text for _, _, text in lines))
+
+
+def summary(config: Config) -> str:
+    return (
+        f"{config.path}: ok: {len(config.sources)} sources, {len(config.feeds)} feeds, "
+        f"{len(config.lists)} lists, {len(config.digests)} digests, "
+        f"delivery by {config.delivery.transport}"
+    )

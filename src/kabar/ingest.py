@@ -1,0 +1,170 @@
+"""Ingest: read every file of a source (or fetch its URL) and upsert the articles.
+
+A file that can't be read is reported as `PATH: reason` and skipped; everything else
+is still stored. The report says how many failed so the CLI can set its exit status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from kabar.config import Config, FeedSource, JsonSource, PagesSource
+from kabar.model import Article
+from kabar.sources import ReadContext, ReadError, read_file
+from kabar.sources.feed import fetch, parse_feed
+from kabar.store import Store, UpsertResult
+
+log = logging.getLogger(__name__)
+
+_FLUSH_EVERY = 1000  # articles per upsert transaction
+
+AnySource = PagesSource | JsonSource | FeedSource
+Progress = Callable[[int, int], None]  # (done, total) files
+
+
+@dataclass
+class IngestReport:
+    source: str
+    files: int = 0
+    stored: UpsertResult = field(default_factory=UpsertResult)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    not_modified: bool = False
+
+    @property
+    def articles(self) -> int:
+        return self.stored.inserted + self.stored.updated + self.stored.unchanged
+
+    def describe(self) -> str:
+        if self.not_modified:
+            return f"{self.source}: not modified since the last fetch"
+        s = self.stored
+        return (
+            f"{self.source}: {self.files} files, {self.articles} articles "
+            f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged), "
+            f"{len(self.failures)} failed"
+        )
+
+
+def context_for(
+    config: Config, source_id: str, source: AnySource | None, as_of: datetime
+) -> ReadContext:
+    base_url = getattr(source, "base_url", None) or config.site.url
+    return ReadContext(
+        source=source_id,
+        base_url=base_url.rstrip("/"),
+        language=(source.language if source else None) or config.site.language,
+        timezone=ZoneInfo(config.site.timezone),
+        as_of=as_of,
+        section=source.section if source else "",
+    )
+
+
+def ingest_source(
+    config: Config,
+    store: Store,
+    source: AnySource,
+    *,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    if isinstance(source, FeedSource) and source.url.startswith(("http://", "https://")):
+        return ingest_url(config, store, source, as_of=as_of, now=now)
+    location = source.url if isinstance(source, FeedSource) else source.path
+    return ingest_path(
+        config, store, config.resolve(location), source.id, as_of=as_of, now=now, progress=progress
+    )
+
+
+def ingest_path(
+    config: Config,
+    store: Store,
+    path: Path,
+    source_id: str,
+    *,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest a file, or every file under a folder, as articles of `source_id`."""
+    source = next((s for s in config.sources if s.id == source_id), None)
+    report = IngestReport(source_id)
+    moment = now or datetime.now(UTC)
+    files = list(_files(path))
+    if not files:
+        report.failures.append(
+            f"{path}: no such file or folder" if not path.exists() else f"{path}: no files"
+        )
+    base = context_for(config, source_id, source, as_of or moment)
+    pending: list[Article] = []
+    for done, file in enumerate(files, 1):
+        file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
+        context = replace(base, as_of=file_as_of, warn=report.warnings.append)
+        try:
+            pending.extend(read_file(file, context))
+            report.files += 1
+        except ReadError as exc:
+            report.failures.append(f"{file}: {exc}")
+        except OSError as exc:
+            report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
+        if len(pending) >= _FLUSH_EVERY:
+            report.stored += store.upsert(pending, now=moment)
+            pending.clear()
+        if progress:
+            progress(done, len(files))
+    if pending:
+        report.stored += store.upsert(pending, now=moment)
+    _log(report)
+    return report
+
+
+def ingest_url(
+    config: Config,
+    store: Store,
+    source: FeedSource,
+    *,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+) -> IngestReport:
+    report = IngestReport(source.id)
+    moment = now or datetime.now(UTC)
+    try:
+        fetched = fetch(source.url, store.source_state(source.id))
+        if fetched.data is None:
+            report.not_modified = True
+        else:
+            context = replace(
+                context_for(config, source.id, source, as_of or moment), warn=report.warnings.append
+            )
+            articles = parse_feed(fetched.data, context)
+            report.files = 1
+            report.stored += store.upsert(articles, now=moment)
+        store.save_source_state(source.id, fetched.state, now=moment)
+    except ReadError as exc:
+        report.failures.append(f"{source.url}: {exc}")
+    _log(report)
+    return report
+
+
+def _files(path: Path) -> Iterator[Path]:
+    if path.is_file():
+        yield path
+    elif path.is_dir():
+        for child in sorted(path.rglob("*")):
+            relative = child.relative_to(path)
+            if child.is_file() and not any(part.startswith(".") for part in relative.parts):
+                yield child
+
+
+def _log(report: IngestReport) -> None:
+    log.info("ingest %s", report.describe())
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    for failure in report.failures:
+        log.error("skipped %s", failure)

@@ -1,0 +1,165 @@
+"""JSON and JSON Lines: one article per object.
+
+Accepted shapes: a JSON array of objects, one object, `{"articles": [...]}`, or one object
+per line. Field names are listed in `FIELDS` (and in the README). A bad record is
+reported with its line and skipped; the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from kabar.model import Article, RelatedLink, article_id
+from kabar.sources import ReadContext, ReadError
+from kabar.text import clean, one_line, split_body, summarize
+
+REQUIRED = ("url", "title", "body", "published")
+OPTIONAL = (
+    "guid", "summary", "section", "tags", "language", "authors", "credit", "image_url",
+    "image_alt", "updated", "related", "dateline",
+)  # fmt: skip
+FIELDS = REQUIRED + OPTIONAL
+
+
+class JsonReader:
+    name = "json"
+
+    def accepts(self, path: Path, head: bytes) -> bool:
+        if path.suffix.lower() in {".json", ".jsonl", ".ndjson"}:
+            return True
+        return head[:1] in (b"{", b"[")
+
+    def read(self, path: Path, text: str, context: ReadContext) -> list[Article]:
+        articles, problems = [], []
+        for where, record in _records(text):
+            try:
+                articles.append(article_from_record(record, context))
+            except (ReadError, ValueError, TypeError) as exc:
+                problems.append(f"{path}:{where}: {exc}")
+        for problem in problems:
+            context.warn(problem)
+        if not articles:
+            raise ReadError(
+                problems[0].split(": ", 1)[1] if problems else "no articles in the file"
+            )
+        return articles
+
+
+def _records(text: str) -> Iterator[tuple[str, Any]]:
+    """(where, object) pairs; `where` is a line number for JSON Lines, an index otherwise."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as whole_error:
+        lines = [line for line in enumerate(text.splitlines(), 1) if line[1].strip()]
+        if len(lines) < 2:
+            raise ReadError(
+                f"invalid JSON at line {whole_error.lineno}: {whole_error.msg}"
+            ) from None
+        for number, line in lines:
+            try:
+                yield str(number), json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield str(number), _Invalid(f"invalid JSON: {exc.msg}")
+        return
+    if isinstance(document, dict) and isinstance(document.get("articles"), list):
+        document = document["articles"]
+    if isinstance(document, dict):
+        yield "1", document
+    elif isinstance(document, list):
+        for index, item in enumerate(document):
+            yield f"[{index}]", item
+    else:
+        raise ReadError("expected a JSON object or an array of objects")
+
+
+class _Invalid:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def article_from_record(record: Any, context: ReadContext) -> Article:
+    if isinstance(record, _Invalid):
+        raise ReadError(record.reason)
+    if not isinstance(record, dict):
+        raise ReadError(f"expected an object, got {type(record).__name__}")
+    missing = [name for name in REQUIRED if not record.get(name)]
+    if missing:
+        raise ReadError(f"missing required field(s): {', '.join(missing)}")
+    unknown = sorted(set(record) - set(FIELDS) - {"id"})
+    if unknown:
+        context.warn(f"ignoring unknown field(s) {', '.join(unknown)} in {record['url']!r}")
+    url = _string(record, "url")
+    guid = _string(record, "guid") or url
+    published = parse_time(_string(record, "published"), context.timezone, "published")
+    updated_text = _string(record, "updated")
+    updated = parse_time(updated_text, context.timezone, "updated") if updated_text else published
+    body_html, body_text = split_body(_string(record, "body"))
+    return Article(
+        id=article_id(context.source, guid),
+        guid=guid,
+        source=context.source,
+        url=url,
+        title=one_line(_string(record, "title")),
+        published=published,
+        updated=max(updated, published),
+        summary=one_line(_string(record, "summary")) or summarize(body_text),
+        body_text=body_text,
+        body_html=body_html,
+        authors=_strings(record, "authors"),
+        credit=one_line(_string(record, "credit")),
+        section=one_line(_string(record, "section")) or context.section,
+        tags=_strings(record, "tags"),
+        image_url=_string(record, "image_url"),
+        image_alt=one_line(_string(record, "image_alt")),
+        language=_string(record, "language") or context.language,
+        dateline=one_line(_string(record, "dateline")),
+        related=tuple(_related(record.get("related"))),
+    )
+
+
+def parse_time(value: str, default_zone: tzinfo, name: str) -> datetime:
+    """RFC 3339 / ISO 8601; a time without an offset is taken as the site's local time."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ReadError(f"{name}: {value!r} is not an ISO 8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=default_zone)
+
+
+def _string(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float):
+        raise ReadError(f"{name}: expected a string, got {type(value).__name__}")
+    return clean(str(value))
+
+
+def _strings(record: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = record.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [part for part in value.split(",")]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ReadError(f"{name}: expected a list of strings")
+    return tuple(dict.fromkeys(one_line(item) for item in value if one_line(item)))
+
+
+def _related(value: Any) -> Iterator[RelatedLink]:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ReadError("related: expected a list of {title, url, summary} objects")
+    for item in value:
+        if not isinstance(item, dict) or not item.get("title"):
+            raise ReadError("related: each item needs at least a title")
+        yield RelatedLink(
+            one_line(str(item["title"])),
+            str(item.get("url", "")),
+            one_line(str(item.get("summary", ""))),
+        )
