@@ -461,10 +461,11 @@ def _pydantic_problems(error: ValidationError, raw: Any) -> Iterator[Problem]:
 def _lookup(root: Any, loc: Sequence[str | int]) -> Any:
     node = root
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
-            node = node[part]
+        if isinstance(node, dict | list):
+            try:
+                node = node[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                continue
     return node
 
 
