@@ -109,3 +109,22 @@ def with_offset(utc_moment: datetime, minutes: int) -> datetime:
     if utc_moment.tzinfo is None:
         utc_moment = utc_moment.replace(tzinfo=UTC)
     return utc_moment.astimezone(timezone(timedelta(minutes=minutes)))
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One subscriber, as a digest message addresses them."""
+
+    subscriber_id: str
+    email: str
+    name: str = ""
+    locale: str = ""
+    unsubscribe_url: str = ""  # https, one-click (RFC 8058); carries the subscriber's token
+    unsubscribe_mailto: str = ""
+    preferences_url: str = ""
+
+
+def message_id(issue_key: str, subscriber_id: str, domain: str) -> str:
+    """The Message-ID of one delivery: the same on every retry, so a resend is recognisable."""
+    digest = hashlib.sha256(f"{issue_key}|{subscriber_id}".encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
