@@ -105,7 +105,7 @@ def ingest_path(
     pending: list[Article] = []
     for done, file in enumerate(files, 1):
         file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
-        context = replace(base, as_of=file_as_of, warn=report.warnings.append)
+        context = replace(base, as_of=file_as_of, warn=_prefixed(report.warnings, file))
         try:
             pending.extend(read_file(file, context))
             report.files += 1
@@ -140,7 +140,8 @@ def ingest_url(
             report.not_modified = True
         else:
             context = replace(
-                context_for(config, source.id, source, as_of or moment), warn=report.warnings.append
+                context_for(config, source.id, source, as_of or moment),
+                warn=_prefixed(report.warnings, source.url),
             )
             articles = parse_feed(fetched.data, context)
             report.files = 1
@@ -150,6 +151,10 @@ def ingest_url(
         report.failures.append(f"{source.url}: {exc}")
     _log(report)
     return report
+
+
+def _prefixed(sink: list[str], origin: Path | str) -> Callable[[str], None]:
+    return lambda message: sink.append(f"{origin}: {message}")
 
 
 def _files(path: Path) -> Iterator[Path]:
