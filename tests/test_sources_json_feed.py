@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,7 +52,8 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
     <link rel="alternate" href="https://atom.example/1"/>
     <published>2024-05-01T09:00:00+07:00</published><updated>2024-05-01T10:00:00+07:00</updated>
     <author><name>Ani</name></author>
-    <content type="html">&lt;p&gt;Isi &lt;script&gt;alert(1)&lt;/script&gt;berita.&lt;/p&gt;</content>
+    <content type="html">&lt;p&gt;Isi &lt;script&gt;alert(1)&lt;/script&gt;berita.&lt;/p&gt;
+    </content>
   </entry>
 </feed>
 """
@@ -167,7 +169,7 @@ def test_xml_that_is_not_a_feed_is_refused(tmp_path: Path) -> None:
 
 
 class FeedServer(BaseHTTPRequestHandler):
-    requests: list[dict[str, str]] = []
+    requests: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
         FeedServer.requests.append(dict(self.headers))
