@@ -33,7 +33,7 @@ from kabar.model import Article
 from kabar.related import persist
 from kabar.related.analysis import analyse, analyser_for, article_language
 from kabar.related.index import Doc, RelatedIndex
-from kabar.related.vectors import N_FEATURES, WORD_FEATURES, Floats, Ints, Row, hash_terms, word_ids
+from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, hash_terms, word_ids
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,6 @@ class RelatedEngine:
         self._loaded = store is None
         self._high_water: datetime | None = None
         self._lock = threading.Lock()
-        self._query_buffer = np.zeros(N_FEATURES, dtype=np.float32)
 
     @classmethod
     def open(cls, config: Config, store: Store) -> RelatedEngine:
@@ -135,8 +134,7 @@ class RelatedEngine:
             )
         if self._loaded:
             with self._lock:
-                for doc, row in zip(docs, rows, strict=True):
-                    self.index.add(doc, row)
+                self.index.add(list(zip(docs, rows, strict=True)))
                 self.index.merge_if_due()
         return len(batch)
 
@@ -179,7 +177,7 @@ class RelatedEngine:
         assert self.store is not None
         stale: list[str] = []
         high_water = self._high_water
-        loaded = 0
+        entries: list[tuple[Doc, Row]] = []
         for stored in persist.read(self.store, ingested_since=self._high_water):
             high_water = max(high_water or stored.ingested, stored.ingested)
             language = (stored.language or self.site_language).split("-")[0].lower()
@@ -200,7 +198,8 @@ class RelatedEngine:
                 tags=frozenset(t.casefold() for t in stored.tags), language=language,
                 content_hash=stored.content_hash,
             )  # fmt: skip
-            loaded += self.index.add(doc, Row.from_bytes(stored.features))
+            entries.append((doc, Row.from_bytes(stored.features)))
+        loaded = self.index.add(entries)
         self._high_water = high_water
         self._loaded = True
         if stale:
@@ -259,13 +258,13 @@ class RelatedEngine:
     def _query(self, article: Article) -> _Query:
         language = article_language(article, self.site_language)
         terms = analyse(article, analyser_for(language))
-        row = hash_terms([terms])[0]
+        row, weights = self.index.query_row(hash_terms([terms])[0])
         words = list(terms.words)
         return _Query(
             article=article,
             language=language,
             row=row,
-            weights=self.index.weigh_row(row),
+            weights=weights,
             words=dict(zip(word_ids(words), words, strict=True)),
             canonical_url=canonical_url(article.url),
         )
@@ -337,19 +336,14 @@ class RelatedEngine:
     ) -> list[tuple[float, float, int]]:
         """(score, cosine, doc number) of the best candidates, best first."""
         low, high = before - settings.window, before
-        buffer = self._query_buffer
-        buffer[query.row.indices] = query.weights
         cosines: list[np.ndarray] = []
         numbers: list[np.ndarray] = []
-        try:
-            for segment in self.index.segments(low, high):
-                sims = segment.matrix @ buffer
-                inside = (segment.times >= _micros(low)) & (segment.times < _micros(high))
-                picked = np.flatnonzero(inside & (sims > 0))
-                cosines.append(sims[picked])
-                numbers.append(segment.docs[picked])
-        finally:
-            buffer[query.row.indices] = 0
+        for segment in self.index.segments(low, high):
+            sims = segment.cosines(query.row.indices, query.weights)
+            inside = (segment.times >= _micros(low)) & (segment.times < _micros(high))
+            picked = np.flatnonzero(inside & (sims > 0))
+            cosines.append(sims[picked])
+            numbers.append(segment.docs[picked])
         if not cosines:
             return []
         all_cosines, all_numbers = np.concatenate(cosines), np.concatenate(numbers)

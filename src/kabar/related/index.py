@@ -15,11 +15,12 @@ from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csr_matrix
+from scipy.sparse import csc_matrix, csr_matrix
 
-from kabar.related.vectors import N_FEATURES, Floats, Ints, Row, idf, weigh
+from kabar.related.vectors import N_FEATURES, Floats, Ints, Row, idf, prune, weigh
 
 MERGE_EVERY = 2048
+BLOCK_ROWS = 8192  # rows per column-stored block of the main segment
 IDF_DRIFT = 0.10
 
 I64 = NDArray[np.int64]
@@ -43,11 +44,15 @@ class Doc:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """Rows of one part of the index inside a query window."""
+    """A block of rows, stored by column so a query reads only its own terms' postings."""
 
-    matrix: csr_matrix  # unit-length TF-IDF rows
+    matrix: csc_matrix  # unit-length TF-IDF rows
     docs: I64
     times: I64
+
+    def cosines(self, features: Ints, weights: Floats) -> NDArray[np.float32]:
+        result: NDArray[np.float32] = self.matrix[:, features] @ weights
+        return result
 
 
 def micros(moment: datetime) -> int:
@@ -74,31 +79,43 @@ class RelatedIndex:
         self._doc_numbers: I64 = np.zeros(0, dtype=np.int64)
         self._positions: I64 = np.zeros(0, dtype=np.int64)  # doc number -> main row
         self._pending: Segment | None = None
+        self._blocks: list[Segment] = []
 
     def __len__(self) -> int:
         return self.documents
 
     # --- writing -------------------------------------------------------------------
 
-    def add(self, doc: Doc, row: Row) -> bool:
-        """Index `doc`, replacing an older version of it; False if nothing changed."""
-        previous = self.by_id.get(doc.id)
-        if previous is not None:
-            old = self.docs[previous]
-            if old.content_hash == doc.content_hash and old.language == doc.language:
-                return False
-            self.dead.add(previous)
-            self.rows.pop(previous, None)
-            self.documents -= 1
-        number = len(self.docs)
-        self.docs.append(doc)
-        self.by_id[doc.id] = number
-        if doc.canonical_url:
-            self.by_url[doc.canonical_url] = number
-        self.rows[number] = row
-        self.df[row.indices] += 1  # a row's feature ids are unique
-        self.documents += 1
+    def add(self, entries: list[tuple[Doc, Row]]) -> int:
+        """Index docs, replacing older versions of them; returns how many changed.
+
+        Document frequencies count every term of the batch first, so the terms each row
+        keeps (see `prune`) are chosen with the batch's own words known."""
+        fresh = [(doc, row) for doc, row in entries if self._replace(doc)]
+        for _, row in fresh:
+            self.df[row.indices] += 1  # a row's feature ids are unique
+        self.documents += len(fresh)
+        idf_values = self._refresh_idf()
+        for doc, row in fresh:
+            number = len(self.docs)
+            self.docs.append(doc)
+            self.by_id[doc.id] = number
+            if doc.canonical_url:
+                self.by_url[doc.canonical_url] = number
+            self.rows[number] = prune(row, idf_values)
         self._pending = None
+        return len(fresh)
+
+    def _replace(self, doc: Doc) -> bool:
+        previous = self.by_id.get(doc.id)
+        if previous is None:
+            return True
+        old = self.docs[previous]
+        if old.content_hash == doc.content_hash and old.language == doc.language:
+            return False
+        self.dead.add(previous)
+        self.rows.pop(previous, None)
+        self.documents -= 1
         return True
 
     def merge_if_due(self) -> None:
@@ -129,14 +146,26 @@ class RelatedIndex:
         self._doc_numbers = doc_numbers[order]
         self._positions = np.full(len(self.docs), -1, dtype=np.int64)
         self._positions[self._doc_numbers] = np.arange(len(self._doc_numbers))
-        if self.dead:
-            self.df = np.bincount(self._indices, minlength=N_FEATURES).astype(np.int32)
         self.rows.clear()
         self.dead.clear()
         self._pending = None
         self._weights = weigh(
             self._indptr.astype(np.int64), self._indices, self._counts, self._refresh_idf()
         )
+        self._blocks = [self._block(start) for start in range(0, len(self._times), BLOCK_ROWS)]
+
+    def _block(self, start: int) -> Segment:
+        stop = min(start + BLOCK_ROWS, len(self._times))
+        first, last = int(self._indptr[start]), int(self._indptr[stop])
+        rows = csr_matrix(
+            (
+                self._weights[first:last],
+                self._indices[first:last],
+                self._indptr[start : stop + 1] - first,
+            ),
+            shape=(stop - start, N_FEATURES),
+        )
+        return Segment(rows.tocsc(), self._doc_numbers[start:stop], self._times[start:stop])
 
     def _refresh_idf(self) -> Floats:
         drift = abs(self.documents - self._idf_documents) / max(self._idf_documents, 1)
@@ -150,26 +179,19 @@ class RelatedIndex:
     def current_idf(self) -> Floats:
         return self._idf if self._idf is not None else self._refresh_idf()
 
-    def weigh_row(self, row: Row) -> Floats:
-        indptr = np.array([0, len(row.indices)], dtype=np.int64)
-        return weigh(indptr, row.indices, row.counts, self.current_idf())
+    def query_row(self, row: Row) -> tuple[Row, Floats]:
+        """A query's row, pruned like stored rows, and its weights."""
+        idf_values = self.current_idf()
+        pruned = prune(row, idf_values)
+        indptr = np.array([0, len(pruned.indices)], dtype=np.int64)
+        return pruned, weigh(indptr, pruned.indices, pruned.counts, idf_values)
 
     def segments(self, since: datetime, before: datetime) -> Iterator[Segment]:
-        """The rows published in [since, before), main segment then pending ones."""
+        """Blocks holding rows published in [since, before); callers mask by time."""
         low, high = micros(since), micros(before)
-        start, stop = np.searchsorted(self._times, [low, high], side="left")
-        if stop > start:
-            first, last = int(self._indptr[start]), int(self._indptr[stop])
-            matrix = csr_matrix(
-                (
-                    self._weights[first:last],
-                    self._indices[first:last],
-                    self._indptr[start : stop + 1] - first,
-                ),
-                shape=(int(stop - start), N_FEATURES),
-                copy=False,
-            )
-            yield Segment(matrix, self._doc_numbers[start:stop], self._times[start:stop])
+        for block in self._blocks:
+            if len(block.times) and block.times[0] < high and block.times[-1] >= low:
+                yield block
         pending = self._pending_segment()
         if pending is not None:
             inside = (pending.times >= low) & (pending.times < high)
@@ -192,7 +214,7 @@ class RelatedIndex:
             times = np.array([micros(self.docs[n].published) for n in numbers], dtype=np.int64)
             matrix = csr_matrix(
                 (weights, indices, indptr.astype(np.int32)), shape=(len(rows), N_FEATURES)
-            )
+            ).tocsc()
             self._pending = Segment(matrix, numbers, times)
         return self._pending
 
@@ -200,7 +222,7 @@ class RelatedIndex:
         """The weighted row (feature ids, weights) of a doc number."""
         pending = self.rows.get(number)
         if pending is not None:
-            return pending.indices, self.weigh_row(pending)
+            return pending.indices, self.query_row(pending)[1]
         position = int(self._positions[number])
         first, last = int(self._indptr[position]), int(self._indptr[position + 1])
         return self._indices[first:last], self._weights[first:last]

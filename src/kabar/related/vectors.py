@@ -21,6 +21,8 @@ WORD_FEATURES = 1 << 20
 GRAM_FEATURES = 1 << 18
 N_FEATURES = WORD_FEATURES + GRAM_FEATURES
 WORD_SHARE = 0.7
+KEEP_WORDS = 48
+KEEP_GRAMS = 48
 
 _WORDS = FeatureHasher(WORD_FEATURES, input_type="dict", alternate_sign=False)
 _GRAMS = FeatureHasher(GRAM_FEATURES, input_type="dict", alternate_sign=False)
@@ -98,3 +100,23 @@ def _row_sums(values: NDArray[np.floating], indptr: NDArray[np.int64]) -> NDArra
     cumulative = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
     result: NDArray[np.float64] = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
     return np.maximum(result, 0)
+
+
+def prune(row: Row, idf_values: Floats) -> Row:
+    """Keep a row's `KEEP_WORDS` heaviest words and `KEEP_GRAMS` heaviest grams.
+
+    Scoring cost follows the stored terms of the window's rows; the light tail changes
+    little (more-like-this queries use ~25 terms). Queries are pruned the same way, so an
+    exact copy still has cosine 1.
+    """
+    if len(row.indices) <= min(KEEP_WORDS, KEEP_GRAMS):
+        return row
+    weights = (1 + np.log(np.maximum(row.counts, 1))) * idf_values[row.indices]
+    is_word = row.indices < WORD_FEATURES
+    keep = np.zeros(len(row.indices), dtype=bool)
+    for block, limit in ((is_word, KEEP_WORDS), (~is_word, KEEP_GRAMS)):
+        positions = np.flatnonzero(block)
+        if len(positions) > limit:
+            positions = positions[np.argsort(-weights[positions], kind="stable")[:limit]]
+        keep[positions] = True
+    return Row(row.indices[keep], row.counts[keep])
