@@ -118,10 +118,18 @@ class RelatedEngine:
 
     def add(self, articles: Iterable[Article]) -> int:
         """Analyse and index new or changed articles; returns how many were analysed."""
-        batch = [a for a in articles if self._needs_terms(a)]
+        given = [a for a in articles if self._needs_terms(a)]
+        docs = [self._doc(a) for a in given]
+        if self.store is not None and not self._loaded:
+            stored = persist.current(self.store, [d.id for d in docs])
+            fresh = [
+                i for i, d in enumerate(docs)
+                if stored.get(d.id) != (d.content_hash, _analyser_key(d.language))
+            ]  # fmt: skip
+            given, docs = [given[i] for i in fresh], [docs[i] for i in fresh]
+        batch = given
         if not batch:
             return 0
-        docs = [self._doc(a) for a in batch]
         terms = [analyse(a, analyser_for(d.language)) for a, d in zip(batch, docs, strict=True)]
         rows = hash_terms(terms)
         if self.store is not None:

@@ -56,6 +56,21 @@ def save(store: Store, entries: Sequence[tuple[str, str, str, bytes]]) -> None:
             )
 
 
+def current(store: Store, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(content hash, analyser) of the stored terms of these articles."""
+    found: dict[str, tuple[str, str]] = {}
+    f = related_features.c
+    with store.engine.connect() as connection:
+        for start in range(0, len(ids), _BATCH):
+            query = select(f.article_id, f.content_hash, f.analyser).where(
+                f.article_id.in_(list(ids[start : start + _BATCH]))
+            )
+            found.update(
+                (r.article_id, (r.content_hash, r.analyser)) for r in connection.execute(query)
+            )
+    return found
+
+
 def read(store: Store, *, ingested_since: datetime | None = None) -> Iterator[Stored]:
     """Every article (or those written since a time) with its stored terms, if any."""
     a, f = articles.c, related_features.c

@@ -21,8 +21,8 @@ WORD_FEATURES = 1 << 20
 GRAM_FEATURES = 1 << 18
 N_FEATURES = WORD_FEATURES + GRAM_FEATURES
 WORD_SHARE = 0.7
-KEEP_WORDS = 48
-KEEP_GRAMS = 48
+KEEP_WORDS = 64
+KEEP_GRAMS = 256
 
 _WORDS = FeatureHasher(WORD_FEATURES, input_type="dict", alternate_sign=False)
 _GRAMS = FeatureHasher(GRAM_FEATURES, input_type="dict", alternate_sign=False)
