@@ -72,9 +72,16 @@ def engine_rankings(texts: Sequence[str], language: str) -> list[list[int]]:
     """The engine end to end: every sentence an article, all inside one window."""
     articles = [
         Article(
-            id=f"{i:06d}", guid=str(i), source="sib200", url=f"https://sib200.test/{i}",
-            title="", summary=text, body_text=text, language=language,
-            published=START + timedelta(minutes=i), updated=START,
+            id=f"{i:06d}",
+            guid=str(i),
+            source="sib200",
+            url=f"https://sib200.test/{i}",
+            title="",
+            summary=text,
+            body_text=text,
+            language=language,
+            published=START + timedelta(minutes=i),
+            updated=START,
         )  # fmt: skip
         for i, text in enumerate(texts)
     ]
@@ -82,7 +89,10 @@ def engine_rankings(texts: Sequence[str], language: str) -> list[list[int]]:
     settings = Related(per_item=5, min_items=0, min_score=0, window="3650d", half_life="3650d")
     after_all = START + timedelta(days=365)
     return [
-        [int(item.article_id or "0") for item in engine.related(a, before=after_all, settings=settings)]
+        [
+            int(item.article_id or "0")
+            for item in engine.related(a, before=after_all, settings=settings)
+        ]
         for a in articles
     ]
 
@@ -105,7 +115,9 @@ def sib200_report(folder: Path) -> None:
             sublinear_tf=True,
         ).fit_transform(texts)
         variants: dict[str, Callable[[], list[list[int]]]] = {
-            "plain word TF-IDF (baseline)": lambda: brute_force(TfidfVectorizer().fit_transform(texts)),
+            "plain word TF-IDF (baseline)": lambda: brute_force(
+                TfidfVectorizer().fit_transform(texts)
+            ),
             "stop words + Sastrawi/S-stem words": lambda: brute_force(words),
             "character 3-4-grams": lambda: brute_force(grams),
             "words + grams, brute force": lambda: brute_force(
@@ -159,7 +171,11 @@ class Corpus:
     def sentence(self, topic: list[str], story: list[str]) -> str:
         rng = self.rng
         picks = [
-            rng.choice(story) if r < 0.3 else rng.choice(topic) if r < 0.65 else rng.choice(self.common)
+            rng.choice(story)
+            if r < 0.3
+            else rng.choice(topic)
+            if r < 0.65
+            else rng.choice(self.common)
             for r in (rng.random() for _ in range(rng.randint(8, 16)))
         ]
         return " ".join(picks).capitalize() + "."
@@ -180,10 +196,17 @@ class Corpus:
         guid = f"story-{self.serial}"
         return (
             Article(
-                id=article_id("gen", guid), guid=guid, source="gen",
+                id=article_id("gen", guid),
+                guid=guid,
+                source="gen",
                 url=f"https://kabar.example.id/read/{self.serial}/{'-'.join(title.split()[:4]).lower()}",
-                title=title, summary=sentences[0], body_text=body, section=f"rubrik-{topic_id % 8}",
-                tags=tuple(rng.sample(story, 2)), published=published, updated=published,
+                title=title,
+                summary=sentences[0],
+                body_text=body,
+                section=f"rubrik-{topic_id % 8}",
+                tags=tuple(rng.sample(story, 2)),
+                published=published,
+                updated=published,
             ),  # fmt: skip
             topic_id,
         )
@@ -238,7 +261,10 @@ def near_copy_report() -> None:
         f"Near-copies: {len(articles)} generated articles, "
         f"{sum(1 for a, s in story_of.items() if a != s)} planted copies, {len(queries)} blocks"
     )
-    for label, threshold in (("with the near-copy cut", 0.95), ("without it (cosine cut off)", 2.0)):
+    for label, threshold in (
+        ("with the near-copy cut", 0.95),
+        ("without it (cosine cut off)", 2.0),
+    ):
         engine_module.NEAR_COPY = threshold
         blocks = [engine.related(a, settings=settings) for a in queries]
         bad = sum(_has_copy(a, items, story_of) for a, items in zip(queries, blocks, strict=True))
@@ -257,7 +283,9 @@ def _has_copy(article: Article, items: Sequence[object], story_of: dict[str, str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sib200", type=Path, default=SIB200, help="folder with ind_Latn/, eng_Latn/")
+    parser.add_argument(
+        "--sib200", type=Path, default=SIB200, help="folder with ind_Latn/, eng_Latn/"
+    )
     args = parser.parse_args()
     if not args.sib200.is_dir():
         sys.exit(f"related_quality: no SIB-200 data at {args.sib200}")

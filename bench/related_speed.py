@@ -52,7 +52,9 @@ def generate(count: int, days: int, *, seed: int = SEED, prefix: str = "a") -> l
         story = rng.choice(topic, 6, replace=False)
         kind = rng.random(230)
         body = np.where(
-            kind < 0.25, rng.choice(story, 230), np.where(kind < 0.6, rng.choice(topic, 230), rng.choice(common, 230))
+            kind < 0.25,
+            rng.choice(story, 230),
+            np.where(kind < 0.6, rng.choice(topic, 230), rng.choice(common, 230)),
         )
         sentences = [" ".join(body[j : j + 12]).capitalize() + "." for j in range(0, 230, 12)]
         title = " ".join([*story[:3], *rng.choice(topic, 3)]).capitalize()
@@ -62,11 +64,17 @@ def generate(count: int, days: int, *, seed: int = SEED, prefix: str = "a") -> l
         guid = f"{prefix}{i}"
         articles.append(
             Article(
-                id=article_id("bench", guid), guid=guid, source="bench",
-                url=f"https://kabar.example.id/read/{prefix}{i}", title=title,
-                summary=sentences[0], body_text="\n\n".join(sentences),
-                section=f"rubrik-{int(rng.integers(12))}", tags=tuple(story[:2]),
-                published=published, updated=published,
+                id=article_id("bench", guid),
+                guid=guid,
+                source="bench",
+                url=f"https://kabar.example.id/read/{prefix}{i}",
+                title=title,
+                summary=sentences[0],
+                body_text="\n\n".join(sentences),
+                section=f"rubrik-{int(rng.integers(12))}",
+                tags=tuple(story[:2]),
+                published=published,
+                updated=published,
             )  # fmt: skip
         )
     return articles
@@ -103,7 +111,9 @@ def main() -> None:
     started = time.perf_counter()
     articles = generate(args.articles, args.days)
     extra = generate(1000, args.days, seed=SEED + 1, prefix="x")
-    print(f"generated {len(articles):,} articles over {args.days} days in {time.perf_counter() - started:.1f} s")
+    print(
+        f"generated {len(articles):,} articles over {args.days} days in {time.perf_counter() - started:.1f} s"
+    )
 
     started = time.perf_counter()
     engine = RelatedEngine.build(articles, site_language="id")
@@ -115,13 +125,17 @@ def main() -> None:
     for article in extra:
         engine.add([article])
     add = (time.perf_counter() - started) / len(extra) * 1000
-    print(f"add, one article at a time           {add:7.2f} ms   goal <= 5 ms (1,000 adds, merges included)")
+    print(
+        f"add, one article at a time           {add:7.2f} ms   goal <= 5 ms (1,000 adds, merges included)"
+    )
 
     engine.related(articles[-1])  # warm the caches once
     times = block_times(engine, articles, args.digests)
     p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
-    print(f"related block, {len(times)} blocks of {args.digests} 12-item digests: "
-          f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean {statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms")
+    print(
+        f"related block, {len(times)} blocks of {args.digests} 12-item digests: "
+        f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean {statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms"
+    )
     print(f"peak RSS (in-memory part)            {peak_rss_mb():7.0f} MB   goal <= 1,536 MB")
     del engine
     if not args.no_store:
@@ -137,12 +151,16 @@ def store_part(articles: list[Article], extra: list[Article]) -> None:
             started = time.perf_counter()
             for start in range(0, len(articles), 1000):
                 store.upsert(articles[start : start + 1000])
-            print(f"store: upsert {len(articles):,} articles into SQLite  {time.perf_counter() - started:7.2f} s")
+            print(
+                f"store: upsert {len(articles):,} articles into SQLite  {time.perf_counter() - started:7.2f} s"
+            )
 
             started = time.perf_counter()
             engine = RelatedEngine.open(config, store)
             engine.add(articles)
-            print(f"store: analyse and store terms (no index loaded)  {time.perf_counter() - started:7.2f} s")
+            print(
+                f"store: analyse and store terms (no index loaded)  {time.perf_counter() - started:7.2f} s"
+            )
 
             started = time.perf_counter()
             engine = RelatedEngine.open(config, store)
@@ -154,7 +172,9 @@ def store_part(articles: list[Article], extra: list[Article]) -> None:
             store.upsert(extra[:200])
             for article in extra[:200]:
                 engine.add([article])
-            print(f"add with upsert + stored terms     {(time.perf_counter() - started) / 200 * 1000:7.2f} ms/article")
+            print(
+                f"add with upsert + stored terms     {(time.perf_counter() - started) / 200 * 1000:7.2f} ms/article"
+            )
 
             with store.engine.begin() as connection:
                 connection.execute(related_features.delete())
@@ -162,7 +182,9 @@ def store_part(articles: list[Article], extra: list[Article]) -> None:
             engine = RelatedEngine.open(config, store)
             engine.load()
             rebuilt = time.perf_counter() - started
-            print(f"start-up, rebuilt from the store   {rebuilt:7.2f} s  (every article analysed again)")
+            print(
+                f"start-up, rebuilt from the store   {rebuilt:7.2f} s  (every article analysed again)"
+            )
             print(f"peak RSS (whole run)                 {peak_rss_mb():7.0f} MB")
 
 

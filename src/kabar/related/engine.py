@@ -92,7 +92,6 @@ class RelatedEngine:
         self.defaults = defaults or Related()
         self.index = RelatedIndex()
         self._loaded = store is None
-        self._high_water: datetime | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -178,16 +177,21 @@ class RelatedEngine:
         if not self._loaded:
             self.load()
             return
-        with self._lock:
-            self._catch_up()
+        assert self.store is not None
+        docs, by_id = self.index.docs, self.index.by_id
+        changed = [
+            i for i, h in persist.hashes(self.store)
+            if i not in by_id or docs[by_id[i]].content_hash != h
+        ]  # fmt: skip
+        if changed:
+            with self._lock:
+                self._catch_up(changed)
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, ids: Sequence[str] | None = None) -> None:
         assert self.store is not None
         stale: list[str] = []
-        high_water = self._high_water
         entries: list[tuple[Doc, Row]] = []
-        for stored in persist.read(self.store, ingested_since=self._high_water):
-            high_water = max(high_water or stored.ingested, stored.ingested)
+        for stored in persist.read(self.store, ids=ids):
             language = (stored.language or self.site_language).split("-")[0].lower()
             language = language if language in ("id", "en") else self.site_language
             current = (
@@ -208,7 +212,6 @@ class RelatedEngine:
             )  # fmt: skip
             entries.append((doc, Row.from_bytes(stored.features)))
         loaded = self.index.add(entries)
-        self._high_water = high_water
         self._loaded = True
         if stale:
             log.info("related: analysing %d articles whose stored terms are missing", len(stale))

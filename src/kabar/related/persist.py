@@ -32,7 +32,6 @@ class Stored:
     tags: tuple[str, ...]
     language: str
     content_hash: str
-    ingested: datetime
     features: bytes | None
     features_hash: str | None
     analyser: str | None
@@ -71,23 +70,38 @@ def current(store: Store, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def read(store: Store, *, ingested_since: datetime | None = None) -> Iterator[Stored]:
-    """Every article (or those written since a time) with its stored terms, if any."""
+def hashes(store: Store) -> Iterator[tuple[str, str]]:
+    """(id, content hash) of every stored article: what a loaded index compares against."""
+    with store.engine.connect() as connection:
+        for row in connection.execute(select(articles.c.id, articles.c.content_hash)):
+            yield row.id, row.content_hash
+
+
+def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[Stored]:
+    """Every article (or those with these ids) with its stored terms, if any."""
+    if ids is not None:
+        for start in range(0, len(ids), _BATCH):
+            yield from _read(store, ids[start : start + _BATCH])
+    else:
+        yield from _read(store, None)
+
+
+def _read(store: Store, ids: Sequence[str] | None) -> Iterator[Stored]:
     a, f = articles.c, related_features.c
     query = select(
         a.id, a.url, a.title, a.summary, a.published, a.published_offset, a.section, a.tags,
-        a.language, a.content_hash, a.ingested, f.features, f.content_hash.label("fh"),
+        a.language, a.content_hash, f.features, f.content_hash.label("fh"),
         f.analyser,
     ).select_from(articles.outerjoin(related_features))  # fmt: skip
-    if ingested_since is not None:
-        query = query.where(a.ingested >= ingested_since)
+    if ids is not None:
+        query = query.where(a.id.in_(list(ids)))
     with store.engine.connect() as connection:
         for row in connection.execute(query).yield_per(2000):
             yield Stored(
                 id=row.id, url=row.url, title=row.title, summary=row.summary,
                 published=with_offset(row.published, row.published_offset),
                 section=row.section, tags=tuple(row.tags), language=row.language,
-                content_hash=row.content_hash, ingested=row.ingested,
+                content_hash=row.content_hash,
                 features=bytes(row.features) if row.features is not None else None,
                 features_hash=row.fh, analyser=row.analyser,
             )  # fmt: skip
