@@ -20,8 +20,9 @@ import argparse
 import csv
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ from sklearn.preprocessing import normalize
 
 from kabar.config import Related
 from kabar.model import Article, article_id
-from kabar.related import RelatedEngine, engine as engine_module
+from kabar.related import RelatedEngine
+from kabar.related import engine as engine_module
 from kabar.related.analysis import analyser_for, char_grams, tokens
 from kabar.related.vectors import WORD_SHARE
 
@@ -82,7 +84,7 @@ def engine_rankings(texts: Sequence[str], language: str) -> list[list[int]]:
             language=language,
             published=START + timedelta(minutes=i),
             updated=START,
-        )  # fmt: skip
+        )
         for i, text in enumerate(texts)
     ]
     engine = RelatedEngine.build(articles, site_language=language)
@@ -111,22 +113,19 @@ def sib200_report(folder: Path) -> None:
         analyser = analyser_for(language)
         words = TfidfVectorizer(analyzer=analyser.words, sublinear_tf=True).fit_transform(texts)
         grams = TfidfVectorizer(
-            analyzer=lambda t: list(_expand(char_grams(_non_stop(t, language)))),
+            analyzer=partial(_gram_list, language=language),
             sublinear_tf=True,
         ).fit_transform(texts)
-        variants: dict[str, Callable[[], list[list[int]]]] = {
-            "plain word TF-IDF (baseline)": lambda: brute_force(
-                TfidfVectorizer().fit_transform(texts)
-            ),
-            "stop words + Sastrawi/S-stem words": lambda: brute_force(words),
-            "character 3-4-grams": lambda: brute_force(grams),
-            "words + grams, brute force": lambda: brute_force(
-                normalize(hstack([words * WORD_SHARE, grams]).tocsr())
-            ),
-            "kabar engine (words + grams)": lambda: engine_rankings(texts, language),
+        both = normalize(hstack([words * WORD_SHARE, grams]).tocsr())
+        variants = {
+            "plain word TF-IDF (baseline)": brute_force(TfidfVectorizer().fit_transform(texts)),
+            "stop words + Sastrawi/S-stem words": brute_force(words),
+            "character 3-4-grams": brute_force(grams),
+            "words + grams, brute force": brute_force(both),
+            "kabar engine (words + grams)": engine_rankings(texts, language),
         }
-        for label, rank in variants.items():
-            hits = precision_at_5(rank(), labels)
+        for label, rankings in variants.items():
+            hits = precision_at_5(rankings, labels)
             low, high = bootstrap(hits)
             print(f"  {language}  {label:38s} P@5 {hits.mean():.4f}  [{low:.4f}, {high:.4f}]")
 
@@ -136,6 +135,10 @@ def _non_stop(text: str, language: str) -> list[str]:
 
     stop = INDONESIAN_STOP_WORDS if language == "id" else ENGLISH_STOP_WORDS
     return [t for t in tokens(text) if t not in stop]
+
+
+def _gram_list(text: str, language: str) -> list[str]:
+    return _expand(char_grams(_non_stop(text, language)))
 
 
 def _expand(counts: dict[str, int]) -> list[str]:
@@ -207,7 +210,7 @@ class Corpus:
                 tags=tuple(rng.sample(story, 2)),
                 published=published,
                 updated=published,
-            ),  # fmt: skip
+            ),
             topic_id,
         )
 

@@ -75,7 +75,7 @@ def generate(count: int, days: int, *, seed: int = SEED, prefix: str = "a") -> l
                 tags=tuple(story[:2]),
                 published=published,
                 updated=published,
-            )  # fmt: skip
+            )
         )
     return articles
 
@@ -112,7 +112,8 @@ def main() -> None:
     articles = generate(args.articles, args.days)
     extra = generate(1000, args.days, seed=SEED + 1, prefix="x")
     print(
-        f"generated {len(articles):,} articles over {args.days} days in {time.perf_counter() - started:.1f} s"
+        f"generated {len(articles):,} articles over {args.days} days "
+        f"in {time.perf_counter() - started:.1f} s"
     )
 
     started = time.perf_counter()
@@ -126,15 +127,18 @@ def main() -> None:
         engine.add([article])
     add = (time.perf_counter() - started) / len(extra) * 1000
     print(
-        f"add, one article at a time           {add:7.2f} ms   goal <= 5 ms (1,000 adds, merges included)"
+        f"add, one article at a time           {add:7.2f} ms   "
+        f"goal <= 5 ms (1,000 adds, merges included)"
     )
 
     engine.related(articles[-1])  # warm the caches once
     times = block_times(engine, articles, args.digests)
     p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
     print(
-        f"related block, {len(times)} blocks of {args.digests} 12-item digests: "
-        f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean {statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms"
+        f"related block, {len(times)} blocks of {args.digests} 12-item digests: "(
+            f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean "
+            f"{statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms"
+        )
     )
     print(f"peak RSS (in-memory part)            {peak_rss_mb():7.0f} MB   goal <= 1,536 MB")
     del engine
@@ -143,49 +147,54 @@ def main() -> None:
 
 
 def store_part(articles: list[Article], extra: list[Article]) -> None:
-    from kabar.config import Site, Config
+    from kabar.config import Config, Site
 
     config = Config(version=1, site=Site(title="bench", url="https://kabar.example.id"))
-    with tempfile.TemporaryDirectory() as folder:
-        with Store.open(f"sqlite:///{folder}/bench.db") as store:
-            started = time.perf_counter()
-            for start in range(0, len(articles), 1000):
-                store.upsert(articles[start : start + 1000])
-            print(
-                f"store: upsert {len(articles):,} articles into SQLite  {time.perf_counter() - started:7.2f} s"
-            )
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Store.open(f"sqlite:///{folder}/bench.db") as store,
+    ):
+        started = time.perf_counter()
+        for start in range(0, len(articles), 1000):
+            store.upsert(articles[start : start + 1000])
+        print(
+            f"store: upsert {len(articles):,} articles into SQLite  "
+            f"{time.perf_counter() - started:7.2f} s"
+        )
 
-            started = time.perf_counter()
-            engine = RelatedEngine.open(config, store)
-            engine.add(articles)
-            print(
-                f"store: analyse and store terms (no index loaded)  {time.perf_counter() - started:7.2f} s"
-            )
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.add(articles)
+        print(
+            f"store: analyse and store terms (no index loaded)  "
+            f"{time.perf_counter() - started:7.2f} s"
+        )
 
-            started = time.perf_counter()
-            engine = RelatedEngine.open(config, store)
-            engine.load()
-            persisted = time.perf_counter() - started
-            print(f"start-up, persisted terms loaded   {persisted:7.2f} s")
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.load()
+        persisted = time.perf_counter() - started
+        print(f"start-up, persisted terms loaded   {persisted:7.2f} s")
 
-            started = time.perf_counter()
-            store.upsert(extra[:200])
-            for article in extra[:200]:
-                engine.add([article])
-            print(
-                f"add with upsert + stored terms     {(time.perf_counter() - started) / 200 * 1000:7.2f} ms/article"
-            )
+        started = time.perf_counter()
+        store.upsert(extra[:200])
+        for article in extra[:200]:
+            engine.add([article])
+        print(
+            "add with upsert + stored terms     "
+            f"{(time.perf_counter() - started) / 200 * 1000:7.2f} ms/article"
+        )
 
-            with store.engine.begin() as connection:
-                connection.execute(related_features.delete())
-            started = time.perf_counter()
-            engine = RelatedEngine.open(config, store)
-            engine.load()
-            rebuilt = time.perf_counter() - started
-            print(
-                f"start-up, rebuilt from the store   {rebuilt:7.2f} s  (every article analysed again)"
-            )
-            print(f"peak RSS (whole run)                 {peak_rss_mb():7.0f} MB")
+        with store.engine.begin() as connection:
+            connection.execute(related_features.delete())
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.load()
+        rebuilt = time.perf_counter() - started
+        print(
+            f"start-up, rebuilt from the store   {rebuilt:7.2f} s  (every article analysed again)"
+        )
+        print(f"peak RSS (whole run)                 {peak_rss_mb():7.0f} MB")
 
 
 if __name__ == "__main__":
