@@ -45,6 +45,7 @@ NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
 REASON_TERMS = 3
 SUMMARY_CHARS = 500
+_CHUNK = 2000  # articles analysed at a time
 _REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
 _TRACKING = ("utm_", "fbclid", "gclid", "mc_", "ref", "src")
 
@@ -126,24 +127,32 @@ class RelatedEngine:
                 if stored.get(d.id) != (d.content_hash, _analyser_key(d.language))
             ]  # fmt: skip
             given, docs = [given[i] for i in fresh], [docs[i] for i in fresh]
-        batch = given
-        if not batch:
+        if not given:
             return 0
-        terms = [analyse(a, analyser_for(d.language)) for a, d in zip(batch, docs, strict=True)]
-        rows = hash_terms(terms)
-        if self.store is not None:
-            persist.save(
-                self.store,
+        entries: list[tuple[Doc, Row]] = []
+        for start in range(0, len(given), _CHUNK):  # analysed terms are big: chunk them
+            chunk, chunk_docs = given[start : start + _CHUNK], docs[start : start + _CHUNK]
+            rows = hash_terms(
                 [
-                    (d.id, d.content_hash, _analyser_key(d.language), r.to_bytes())
-                    for d, r in zip(docs, rows, strict=True)
-                ],
+                    analyse(a, analyser_for(d.language))
+                    for a, d in zip(chunk, chunk_docs, strict=True)
+                ]
             )
-        if self._loaded:
+            if self.store is not None:
+                persist.save(
+                    self.store,
+                    [
+                        (d.id, d.content_hash, _analyser_key(d.language), r.to_bytes())
+                        for d, r in zip(chunk_docs, rows, strict=True)
+                    ],
+                )
+            if self._loaded:
+                entries += zip(chunk_docs, rows, strict=True)
+        if entries:
             with self._lock:
-                self.index.add(list(zip(docs, rows, strict=True)))
+                self.index.add(entries)
                 self.index.merge_if_due()
-        return len(batch)
+        return len(given)
 
     def _needs_terms(self, article: Article) -> bool:
         number = self.index.by_id.get(article.id)
