@@ -135,10 +135,9 @@ def main() -> None:
     times = block_times(engine, articles, args.digests)
     p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
     print(
-        f"related block, {len(times)} blocks of {args.digests} 12-item digests: "(
-            f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean "
-            f"{statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms"
-        )
+        f"related block, {len(times)} blocks of {args.digests} 12-item digests: "
+        f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean "
+        f"{statistics.mean(times) * 1000:.2f} ms   goal p95 <= 10 ms"
     )
     print(f"peak RSS (in-memory part)            {peak_rss_mb():7.0f} MB   goal <= 1,536 MB")
     del engine
