@@ -114,12 +114,12 @@ def ingest_path(
         except OSError as exc:
             report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
         if len(pending) >= _FLUSH_EVERY:
-            report.stored += store.upsert(pending, now=moment)
+            report.stored += _store(config, store, pending, moment)
             pending.clear()
         if progress:
             progress(done, len(files))
     if pending:
-        report.stored += store.upsert(pending, now=moment)
+        report.stored += _store(config, store, pending, moment)
     _log(report)
     return report
 
@@ -145,7 +145,7 @@ def ingest_url(
             )
             articles = parse_feed(fetched.data, context)
             report.files = 1
-            report.stored += store.upsert(articles, now=moment)
+            report.stored += _store(config, store, articles, moment)
         store.save_source_state(source.id, fetched.state, now=moment)
     except ReadError as exc:
         report.failures.append(f"{source.url}: {exc}")
@@ -155,6 +155,16 @@ def ingest_url(
 
 def _prefixed(sink: list[str], origin: Path | str) -> Callable[[str], None]:
     return lambda message: sink.append(f"{origin}: {message}")
+
+
+def _store(config: Config, store: Store, articles: list[Article], now: datetime) -> UpsertResult:
+    """Upsert, then add the new and changed articles to the related-news index."""
+    from kabar.related import RelatedEngine
+
+    result = store.upsert(articles, now=now)
+    if result.inserted or result.updated:
+        RelatedEngine.open(config, store).add(articles)  # skips articles whose terms are current
+    return result
 
 
 def _files(path: Path) -> Iterator[Path]:
