@@ -245,14 +245,82 @@ def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) 
 @click.option("--as-of", help="Resolve relative times against this ISO 8601 time.")
 @pass_app
 def publish(app: App, as_of: str | None) -> None:
-    """The main job, once: ingest every source, then build feeds and digests.
+    """The main job, once: ingest every source, then build feeds (and digests).
 
     `kabar run` does the same on the schedules in the config.
     """
     reports = _ingest_sources(app, (), parse_time(as_of))
     _print_reports(reports, as_json=False)
+    feeds_report = _build_feeds(app, (), dry_run=False, ping=True)
+    click.echo(feeds_report.describe())
     if any(report.failures for report in reports):
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.group()
+def build() -> None:
+    """Render outputs from the store without ingesting first."""
+
+
+@build.command("feeds")
+@click.argument("feed_ids", nargs=-1, metavar="[FEED_ID]...")
+@click.option("--dry-run", is_flag=True, help="Render and compare, but write nothing.")
+@click.option("--no-ping", is_flag=True, help="Don't notify the WebSub hub of changed feeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_app
+def build_feeds(
+    app: App, feed_ids: tuple[str, ...], dry_run: bool, no_ping: bool, as_json: bool
+) -> None:
+    """Render feeds (all, or FEED_ID...) in their formats and write those that changed.
+
+    Files go to storage.feeds (a folder or an fsspec URL such as s3://bucket/feeds); a
+    file whose bytes are unchanged is not rewritten. History beyond a feed's limit goes
+    to RFC 5005 archive pages. After a feed changes, the WebSub hub (web.websub_hub) is
+    notified.
+    """
+    report = _build_feeds(app, feed_ids, dry_run=dry_run, ping=not no_ping)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for warning in report.warnings:
+            click.echo(warning, err=True)
+        click.echo(report.describe())
+
+
+def _build_feeds(app: App, feed_ids: tuple[str, ...], *, dry_run: bool, ping: bool) -> Any:
+    from kabar.deliver.storage import FeedStorage
+    from kabar.feeds import build_feeds as build_all
+
+    known = [feed.id for feed in app.config.feeds]
+    unknown = [feed_id for feed_id in feed_ids if feed_id not in known]
+    if unknown:
+        fail(f"unknown feed id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})")
+    storage = FeedStorage.from_config(app.config)
+    with file_progress("feeds") as progress:
+        return build_all(
+            app.config, app.store, storage, feed_ids, dry_run=dry_run, ping=ping, progress=progress
+        )
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on [default: web.host].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [default: web.port].")
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve feed storage over HTTP: feeds under /feeds/ with ETag, Last-Modified, 304s
+    and gzip, and an index page with autodiscovery links."""
+    import uvicorn
+
+    from kabar.web import create_app
+
+    config = app.config
+    uvicorn.run(
+        create_app(config),
+        host=host or config.web.host,
+        port=port or config.web.port,
+        log_level="info",
+        proxy_headers=True,
+    )
 
 
 @cli.command()

@@ -13,7 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -203,6 +213,12 @@ class Store:
         with self.engine.connect() as connection:
             for row in connection.execute(query).yield_per(1000):
                 yield _from_row(row._mapping)
+
+    def query(self, statement: Select[Any]) -> list[Article]:
+        """Articles from a SELECT of whole `articles` rows, for the filters `articles()`
+        does not offer (feeds: any-of facets, keyset pages)."""
+        with self.engine.connect() as connection:
+            return [_from_row(row._mapping) for row in connection.execute(statement)]
 
     def count(self) -> int:
         from sqlalchemy import func
