@@ -251,7 +251,7 @@ def publish(app: App, as_of: str | None) -> None:
     """
     reports = _ingest_sources(app, (), parse_time(as_of))
     _print_reports(reports, as_json=False)
-    feeds_report = _build_feeds(app, (), dry_run=False, ping=True)
+    feeds_report = _build_feeds(app, (), dry_run=False, force=False, ping=True)
     click.echo(feeds_report.describe())
     if any(report.failures for report in reports):
         sys.exit(EXIT_PARTIAL)
@@ -265,20 +265,27 @@ def build() -> None:
 @build.command("feeds")
 @click.argument("feed_ids", nargs=-1, metavar="[FEED_ID]...")
 @click.option("--dry-run", is_flag=True, help="Render and compare, but write nothing.")
+@click.option("--force", is_flag=True, help="Render every feed, even those with nothing new.")
 @click.option("--no-ping", is_flag=True, help="Don't notify the WebSub hub of changed feeds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @pass_app
 def build_feeds(
-    app: App, feed_ids: tuple[str, ...], dry_run: bool, no_ping: bool, as_json: bool
+    app: App,
+    feed_ids: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    no_ping: bool,
+    as_json: bool,
 ) -> None:
     """Render feeds (all, or FEED_ID...) in their formats and write those that changed.
 
     Files go to storage.feeds (a folder or an fsspec URL such as s3://bucket/feeds); a
     file whose bytes are unchanged is not rewritten. History beyond a feed's limit goes
-    to RFC 5005 archive pages. After a feed changes, the WebSub hub (web.websub_hub) is
-    notified.
+    to RFC 5005 archive pages. A feed whose articles and settings are unchanged since the
+    last build is skipped (--force renders it anyway). After a feed changes, the WebSub
+    hub (web.websub_hub) is notified.
     """
-    report = _build_feeds(app, feed_ids, dry_run=dry_run, ping=not no_ping)
+    report = _build_feeds(app, feed_ids, dry_run=dry_run, force=force, ping=not no_ping)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -287,7 +294,9 @@ def build_feeds(
         click.echo(report.describe())
 
 
-def _build_feeds(app: App, feed_ids: tuple[str, ...], *, dry_run: bool, ping: bool) -> Any:
+def _build_feeds(
+    app: App, feed_ids: tuple[str, ...], *, dry_run: bool, force: bool, ping: bool
+) -> Any:
     from kabar.deliver.storage import FeedStorage
     from kabar.feeds import build_feeds as build_all
 
@@ -298,7 +307,14 @@ def _build_feeds(app: App, feed_ids: tuple[str, ...], *, dry_run: bool, ping: bo
     storage = FeedStorage.from_config(app.config)
     with file_progress("feeds") as progress:
         return build_all(
-            app.config, app.store, storage, feed_ids, dry_run=dry_run, ping=ping, progress=progress
+            app.config,
+            app.store,
+            storage,
+            feed_ids,
+            dry_run=dry_run,
+            force=force,
+            ping=ping,
+            progress=progress,
         )
 
 

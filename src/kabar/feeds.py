@@ -8,7 +8,7 @@ Files in feed storage (FEED is the feed's `path`, or its id):
     FEED/archive/N.atom.xml …                    RFC 5005 archive pages, 1 = the oldest
     FEED/VALUE/archive/N.atom.xml …
     index.html                                   every feed, with autodiscovery links
-    .kabar/archive/FEED[/VALUE].json             how far the archive goes (internal)
+    .kabar/feeds/FEED[/VALUE].json               archive position, fingerprint (internal)
 
 Archive pages hold `limit` articles each in publication order and are cut once full:
 after that a page is never rendered again, so its bytes never change. The newest page
@@ -22,13 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
 from kabar.config import Config, Feed
 from kabar.deliver.storage import FeedStorage
@@ -40,7 +43,7 @@ from kabar.render.feeds import (
     FeedDocument,
     Format,
     item_from_article,
-    render,
+    render_formats,
 )
 from kabar.sources import slugify
 from kabar.store import Store
@@ -49,8 +52,9 @@ from kabar.store.tables import article_facets, articles
 log = logging.getLogger(__name__)
 
 INDEX_PATH = "index.html"
-STATE_FOLDER = ".kabar/archive"
+STATE_FOLDER = ".kabar/feeds"
 Progress = Callable[[int, int], None]
+Key = tuple[str, str]  # (article id, content hash)
 
 
 @dataclass(frozen=True)
@@ -68,34 +72,48 @@ class FeedTarget:
     def archive_path(self, page: int, fmt: Format) -> str:
         return f"{self.key}/archive/{page}{SUFFIXES[fmt]}"
 
+    @property
+    def state_path(self) -> str:
+        return f"{STATE_FOLDER}/{self.key}.json"
+
 
 @dataclass(frozen=True)
-class ArchiveState:
+class FeedState:
+    """What the last build left: how far the archive goes, and a fingerprint of what
+    the feed was rendered from (unchanged: nothing to render)."""
+
     pages: int = 0
-    last_published: datetime | None = None  # the newest page's last article
+    last_published: datetime | None = None  # the newest archive page's last article
     last_id: str = ""
+    fingerprint: str = ""
 
     def to_json(self) -> bytes:
-        last = self.last_published.isoformat() if self.last_published else None
-        data = {"pages": self.pages, "last_published": last, "last_id": self.last_id}
+        data = {
+            "pages": self.pages,
+            "last_published": self.last_published.isoformat() if self.last_published else None,
+            "last_id": self.last_id,
+            "fingerprint": self.fingerprint,
+        }
         return (json.dumps(data, indent=2) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes | None) -> ArchiveState:
+    def from_json(cls, data: bytes | None) -> FeedState:
         if not data:
             return cls()
         raw = json.loads(data)
         last = raw.get("last_published")
         return cls(
-            pages=int(raw["pages"]),
+            pages=int(raw.get("pages", 0)),
             last_published=datetime.fromisoformat(last) if last else None,
             last_id=str(raw.get("last_id", "")),
+            fingerprint=str(raw.get("fingerprint", "")),
         )
 
 
 @dataclass
 class BuildReport:
     documents: int = 0
+    skipped: int = 0  # feeds whose articles and settings had not changed
     written: list[str] = field(default_factory=list)
     unchanged: int = 0
     archive_pages: int = 0
@@ -106,16 +124,17 @@ class BuildReport:
     def describe(self) -> str:
         verb = "would write" if self.dry_run else "wrote"
         text = (
-            f"feeds: {self.documents} feeds, {verb} {len(self.written)} files "
-            f"({self.archive_pages} new archive pages), {self.unchanged} unchanged"
+            f"feeds: {self.documents} feeds ({self.skipped} unchanged since the last build), "
+            f"{verb} {len(self.written)} files ({self.archive_pages} new archive pages), "
+            f"{self.unchanged} files unchanged"
         )
         return text + (f", hub notified of {len(self.pinged)}" if self.pinged else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "documents": self.documents, "written": self.written, "unchanged": self.unchanged,
-            "archive_pages": self.archive_pages, "pinged": self.pinged,
-            "warnings": self.warnings, "dry_run": self.dry_run,
+            "documents": self.documents, "skipped": self.skipped, "written": self.written,
+            "unchanged": self.unchanged, "archive_pages": self.archive_pages,
+            "pinged": self.pinged, "warnings": self.warnings, "dry_run": self.dry_run,
         }  # fmt: skip
 
 
@@ -130,12 +149,35 @@ def feed_targets(store: Store, feed: Feed) -> list[FeedTarget]:
     base = feed.path or feed.id
     if feed.split_by is None:
         return [FeedTarget(feed, base, feed.title)]
-    values = store.facet_values(feed.split_by, sources=feed.sources)
-    chosen = {"section": feed.sections, "tag": feed.tags}.get(feed.split_by)
-    if chosen:
-        values = [value for value in values if value in chosen]
+    values = split_values(store, feed)
     slugs = _unique_slugs(values)
     return [FeedTarget(feed, f"{base}/{slugs[v]}", f"{feed.title}: {v}", v) for v in values]
+
+
+def split_values(store: Store, feed: Feed) -> list[str]:
+    """The distinct values of the feed's split_by facet among its sources.
+
+    One index probe per value (the next value after the last one), instead of a
+    DISTINCT that reads every facet row: 12 sections of 100,000 articles take
+    milliseconds, not 150 ms.
+    """
+    assert feed.split_by is not None
+    facets = article_facets
+    chosen = {"section": feed.sections, "tag": feed.tags}.get(feed.split_by) or []
+    query = select(facets.c.value).where(facets.c.facet == feed.split_by)
+    if feed.sources is not None:
+        query = query.join(articles, articles.c.id == facets.c.article_id).where(
+            articles.c.source.in_(feed.sources)
+        )
+    values: list[str] = []
+    with store.engine.connect() as connection:
+        while True:
+            step = query.where(facets.c.value > values[-1]) if values else query
+            value = connection.execute(step.order_by(facets.c.value).limit(1)).scalar()
+            if value is None:
+                break
+            values.append(value)
+    return sorted(v for v in values if not chosen or v in chosen)
 
 
 def _unique_slugs(values: Sequence[str]) -> dict[str, str]:
@@ -160,56 +202,66 @@ def _having_facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
     return articles.c.id.in_(matching)
 
 
-def _conditions(target: FeedTarget) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True)
+class _Selection:
+    """A target's articles as (id, content hash) rows, with the columns that order them
+    (publication time, then id). Whole articles are fetched by id afterwards: sorting
+    only narrow rows keeps each query under a millisecond on 100,000 articles."""
+
+    query: Select[Any]
+    moment: ColumnElement[Any]
+    key: ColumnElement[Any]
+
+    def newest(self, limit: int) -> Select[Any]:
+        return self.query.order_by(self.moment.desc(), self.key).limit(limit)
+
+    def oldest_after(self, state: FeedState, limit: int) -> Select[Any]:
+        query = self.query
+        if state.last_published is not None:
+            moment, last_id = state.last_published, state.last_id
+            query = query.where(
+                or_(self.moment > moment, and_(self.moment == moment, self.key > last_id))
+            )
+        return query.order_by(self.moment, self.key).limit(limit)
+
+
+def _selection(target: FeedTarget) -> _Selection:
     feed = target.feed
-    conditions: list[ColumnElement[bool]] = []
+    if target.split_value is not None and feed.split_by is not None:
+        # Through the facet index (facet, value, published): the newest rows of one
+        # section are read in order instead of sorting the whole section.
+        facets = article_facets
+        query = (
+            select(facets.c.article_id, articles.c.content_hash)
+            .select_from(facets.join(articles, articles.c.id == facets.c.article_id))
+            .where(facets.c.facet == feed.split_by, facets.c.value == target.split_value)
+        )
+        moment, key = facets.c.published, facets.c.article_id
+    else:
+        query = select(articles.c.id, articles.c.content_hash)
+        moment, key = articles.c.published, articles.c.id
     if feed.sources is not None:
-        conditions.append(articles.c.source.in_(feed.sources))
+        query = query.where(articles.c.source.in_(feed.sources))
     for kind, values in (("section", feed.sections), ("tag", feed.tags)):
         if values and feed.split_by != kind:
-            conditions.append(_having_facet(kind, values))
-    if target.split_value is not None and feed.split_by is not None:
-        conditions.append(_having_facet(feed.split_by, [target.split_value]))
-    return conditions
+            query = query.where(_having_facet(kind, values))
+    return _Selection(query, moment, key)
+
+
+def _keys(store: Store, query: Select[Any]) -> list[Key]:
+    with store.engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(query)]
+
+
+def _fetch(store: Store, keys: Sequence[Key]) -> list[Article]:
+    """Whole articles for `keys`, in the order of `keys`."""
+    ids = [article_id for article_id, _ in keys]
+    found = {a.id: a for a in store.query(select(articles).where(articles.c.id.in_(ids)))}
+    return [found[article_id] for article_id in ids if article_id in found]
 
 
 def newest_articles(store: Store, target: FeedTarget) -> list[Article]:
-    query = (
-        select(articles)
-        .where(*_conditions(target))
-        .order_by(articles.c.published.desc(), articles.c.id)
-        .limit(target.feed.limit)
-    )
-    return store.query(query)
-
-
-def _after(state: ArchiveState) -> list[ColumnElement[bool]]:
-    if state.last_published is None:
-        return []
-    moment, last_id = state.last_published, state.last_id
-    return [
-        or_(
-            articles.c.published > moment,
-            and_(articles.c.published == moment, articles.c.id > last_id),
-        )
-    ]
-
-
-def _unarchived_count(store: Store, target: FeedTarget, state: ArchiveState, cap: int) -> int:
-    ids = select(articles.c.id).where(*_conditions(target), *_after(state)).limit(cap)
-    with store.engine.connect() as connection:
-        counted = select(func.count()).select_from(ids.subquery())
-        return int(connection.execute(counted).scalar_one())
-
-
-def _next_page(store: Store, target: FeedTarget, state: ArchiveState) -> list[Article]:
-    query = (
-        select(articles)
-        .where(*_conditions(target), *_after(state))
-        .order_by(articles.c.published, articles.c.id)
-        .limit(target.feed.limit)
-    )
-    return store.query(query)
+    return _fetch(store, _keys(store, _selection(target).newest(target.feed.limit)))
 
 
 # --- building --------------------------------------------------------------------------
@@ -223,6 +275,7 @@ class _Build:
     report: BuildReport
     base_url: str
     dry_run: bool
+    force: bool
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path}"
@@ -270,26 +323,30 @@ def build_feeds(
     feed_ids: Sequence[str] = (),
     *,
     dry_run: bool = False,
+    force: bool = False,
     ping: bool = True,
     progress: Progress | None = None,
 ) -> BuildReport:
-    """Render the chosen feeds (all by default) and store what changed."""
+    """Render the chosen feeds (all by default) and store what changed.
+
+    A feed whose newest articles (ids and content hashes) and settings match the last
+    build is not rendered again, unless `force`.
+    """
     unknown = sorted(set(feed_ids) - {feed.id for feed in config.feeds})
     if unknown:
         raise KeyError(f"unknown feed id(s): {', '.join(unknown)}")
-    build = _Build(
-        config, store, storage, BuildReport(dry_run=dry_run), feeds_base_url(config), dry_run
-    )
+    report = BuildReport(dry_run=dry_run)
+    build = _Build(config, store, storage, report, feeds_base_url(config), dry_run, force)
     every = {feed.id: feed_targets(store, feed) for feed in config.feeds}
     targets = [
-        t for feed_id, ts in every.items() if not feed_ids or feed_id in feed_ids for t in ts
+        t for feed_id in every if not feed_ids or feed_id in feed_ids for t in every[feed_id]
     ]
     changed_feeds: list[str] = []
     for done, target in enumerate(targets, 1):
         changed_feeds += _build_target(build, target)
         if progress:
             progress(done, len(targets))
-    build.report.documents = len(targets)
+    report.documents = len(targets)
     build.put(INDEX_PATH, _index(build, [t for ts in every.values() for t in ts]))
     hub = config.web.websub_hub
     if hub and ping and changed_feeds and not dry_run:
@@ -297,40 +354,77 @@ def build_feeds(
 
         topics = [build.url(path) for path in changed_feeds]
         failures = ping_hub(hub, topics)
-        build.report.warnings += failures
-        build.report.pinged = [t for t in topics if not any(t in f for f in failures)]
-    log.info("%s", build.report.describe())
-    for warning in build.report.warnings:
+        report.warnings += failures
+        report.pinged = [t for t in topics if not any(t in f for f in failures)]
+    log.info("%s", report.describe())
+    for warning in report.warnings:
         log.warning("%s", warning)
-    return build.report
+    return report
 
 
 def _build_target(build: _Build, target: FeedTarget) -> list[str]:
-    """Write the target's new archive pages, then its feed; return the feed files that
-    changed."""
-    state = _extend_archive(build, target) if target.feed.archive else ArchiveState()
-    doc = build.document(target, newest_articles(build.store, target), newest_page=state.pages)
-    return [
-        target.path(f) for f in target.feed.formats if build.put(target.path(f), render(doc, f))
-    ]
+    """Cut the target's new archive pages, then render its feed unless nothing it is
+    made of changed; return the feed files that changed."""
+    start = FeedState.from_json(build.storage.read(target.state_path))
+    state = _extend_archive(build, target, start) if target.feed.archive else FeedState()
+    keys = _keys(build.store, _selection(target).newest(target.feed.limit))
+    settings = build.document(target, (), newest_page=state.pages)
+    fingerprint = _fingerprint(settings, keys)
+    changed: list[str] = []
+    if fingerprint == start.fingerprint and not build.force:
+        build.report.skipped += 1
+    else:
+        site_url = build.config.site.url
+        items = [item_from_article(a, site_url=site_url) for a in _fetch(build.store, keys)]
+        doc = replace(settings, items=tuple(items))
+        rendered = render_formats(doc, target.feed.formats)
+        changed = [
+            target.path(f) for f, data in rendered.items() if build.put(target.path(f), data)
+        ]
+    state = replace(state, fingerprint=fingerprint)
+    if state != start and not build.dry_run:
+        build.storage.write(target.state_path, state.to_json())
+    return changed
 
 
-def _extend_archive(build: _Build, target: FeedTarget) -> ArchiveState:
+def _extend_archive(build: _Build, target: FeedTarget, state: FeedState) -> FeedState:
     """Cut every archive page that has filled up since the last build."""
-    state_path = f"{STATE_FOLDER}/{target.key}.json"
-    state = start = ArchiveState.from_json(build.storage.read(state_path))
-    size = target.feed.limit
-    while _unarchived_count(build.store, target, state, size) >= size:
-        chosen = _next_page(build.store, target, state)
+    size, selection = target.feed.limit, _selection(target)
+    while len(keys := _keys(build.store, selection.oldest_after(state, size))) >= size:
+        chosen = _fetch(build.store, keys)
         page = state.pages + 1
         doc = build.document(target, chosen[::-1], page=page)
-        for fmt in target.feed.formats:
-            build.put(target.archive_path(page, fmt), render(doc, fmt))
+        for fmt, data in render_formats(doc, target.feed.formats).items():
+            build.put(target.archive_path(page, fmt), data)
         build.report.archive_pages += 1
-        state = ArchiveState(page, chosen[-1].published, chosen[-1].id)
-    if state != start and not build.dry_run:
-        build.storage.write(state_path, state.to_json())
+        state = replace(
+            state, pages=page, last_published=chosen[-1].published, last_id=chosen[-1].id
+        )
     return state
+
+
+def _fingerprint(settings: FeedDocument, keys: Sequence[Key]) -> str:
+    """What a feed is rendered from: its settings (links, titles, archive page), its
+    articles (ids and content hashes), and the rendering code itself."""
+    digest = hashlib.sha256(_renderer_signature().encode())
+    digest.update(repr(settings).encode())
+    for article_id, content_hash in keys:
+        digest.update(f"\n{article_id} {content_hash}".encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _renderer_signature() -> str:
+    """kabar's version and a hash of the rendering modules' source, so that a changed
+    renderer re-renders every feed even without a version bump."""
+    import kabar
+    from kabar.render import feeds as feeds_module
+    from kabar.render import rss_atom
+
+    digest = hashlib.sha256(kabar.__version__.encode())
+    for module in (feeds_module, rss_atom, sys.modules[__name__]):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
 
 
 def _index(build: _Build, targets: Sequence[FeedTarget]) -> bytes:

@@ -126,10 +126,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     # A dot name: never served, never listed as a feed, even if a crash leaves it behind.
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # No fsync: a file torn by a power cut differs from what the next build
+        # renders, so that build rewrites it.
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes it 0600; web servers must read it
         os.replace(temporary, path)
     except BaseException:

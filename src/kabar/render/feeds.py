@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from kabar.model import Article
-from kabar.text import paragraphs_to_html, sanitize_html
+from kabar.text import paragraphs_to_html
 
 Format = Literal["rss", "atom", "json"]
 FORMATS: tuple[Format, ...] = ("rss", "atom", "json")
@@ -113,7 +113,7 @@ def atom_id_for(guid: str, *, source: str, site_url: str) -> str:
 
 def item_from_article(article: Article, *, site_url: str) -> FeedItem:
     if article.body_html:
-        content = sanitize_html(article.body_html)
+        content = article.body_html  # sanitised at ingest (kabar.text.sanitize_html)
     else:
         paragraphs = [part for part in article.body_text.split("\n\n") if part.strip()]
         content = paragraphs_to_html(paragraphs or [article.summary])
@@ -123,8 +123,8 @@ def item_from_article(article: Article, *, site_url: str) -> FeedItem:
         atom_id=atom_id_for(article.guid, source=article.source, site_url=site_url),
         url=article.url,
         title=article.title,
-        published=article.published,
-        updated=max(article.updated, article.published),
+        published=article.published.replace(microsecond=0),
+        updated=max(article.updated, article.published).replace(microsecond=0),
         summary=article.summary,
         content_html=content,
         authors=tuple(a for a in article.authors if a.strip()),
@@ -154,13 +154,18 @@ def rfc3339(moment: datetime) -> str:
 def render(doc: FeedDocument, fmt: Format, *, fixes: Collection[str] | None = None) -> bytes:
     """The document in one format. `fixes` selects feedgen workarounds (all by default;
     tests turn one off to show the defect it covers)."""
-    doc = _xml_safe_document(doc)
-    if fmt == "json":
-        return render_json(doc)
-    from kabar.render.rss_atom import ALL_FIXES, render_atom, render_rss
+    return render_formats(doc, (fmt,), fixes=fixes)[fmt]
 
+
+def render_formats(
+    doc: FeedDocument, formats: Collection[Format], *, fixes: Collection[str] | None = None
+) -> dict[Format, bytes]:
+    from kabar.render.rss_atom import ALL_FIXES, render_rss_atom
+
+    doc = _xml_safe_document(doc)
     chosen = ALL_FIXES if fixes is None else frozenset(fixes)
-    return render_rss(doc, chosen) if fmt == "rss" else render_atom(doc, chosen)
+    xml = render_rss_atom(doc, [f for f in formats if f != "json"], chosen)
+    return {fmt: render_json(doc) if fmt == "json" else xml[fmt] for fmt in formats}
 
 
 def render_json(doc: FeedDocument) -> bytes:
@@ -182,7 +187,8 @@ def render_json(doc: FeedDocument) -> bytes:
     if doc.hub_url and not doc.is_archive:
         feed["hubs"] = [{"type": "WebSub", "url": doc.hub_url}]
     feed["items"] = [_json_item(item, doc.language) for item in doc.items]
-    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode()
+    # Compact: json.dumps with an indent takes the pure-Python encoder, 10x slower.
+    return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def _json_item(item: FeedItem, feed_language: str) -> dict[str, Any]:
@@ -213,6 +219,9 @@ def _json_item(item: FeedItem, feed_language: str) -> dict[str, Any]:
 def _xml_safe_document(doc: FeedDocument) -> FeedDocument:
     """Every text field without XML-invalid characters. Ingest strips them already;
     this keeps a document built by any other path renderable."""
+    texts = (doc.title, doc.description, doc.author, *(_item_text(item) for item in doc.items))
+    if not _NOT_XML.search("\n".join(texts)):
+        return doc
     items = tuple(
         replace(
             item,
@@ -236,3 +245,12 @@ def _xml_safe_document(doc: FeedDocument) -> FeedDocument:
         author=xml_safe(doc.author),
         items=items,
     )
+
+
+def _item_text(item: FeedItem) -> str:
+    return "\n".join(
+        (
+            item.guid, item.atom_id, item.url, item.title, item.summary, item.content_html,
+            *item.authors, *item.categories, item.image_url, item.image_alt,
+        )
+    )  # fmt: skip

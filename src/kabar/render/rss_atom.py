@@ -10,14 +10,14 @@ defect it covers.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from kabar.render.feeds import MEDIA_TYPES, FeedDocument, FeedItem, Format, rfc822
+from kabar.render.feeds import MEDIA_TYPES, FeedDocument, FeedItem, Format, rfc822, rfc3339
 
 FEEDGEN_FIXES: dict[str, str] = {
     "atom-entry-link-attributes": "Atom entry links keep only href, so an enclosure "
@@ -46,45 +46,43 @@ HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
-def render_rss(doc: FeedDocument, fixes: frozenset[str]) -> bytes:
-    fg = _generator(doc, "rss", fixes)
-    if "locale-date-format" in fixes and "build-date-now" in fixes:
-        # The extension writes lastBuildDate; feedgen's own default (now(), formatted by
-        # switching the locale) must not be written as well.
-        fg._FeedGenerator__rss_lastBuildDate = None
-    elif "build-date-now" in fixes:
-        fg.lastBuildDate(doc.updated)
-    return bytes(fg.rss_str(pretty=True))
+def render_rss_atom(
+    doc: FeedDocument, formats: Collection[Format], fixes: frozenset[str]
+) -> dict[Format, bytes]:
+    """RSS and/or Atom from one generator (entries are built once for both)."""
+    fg = _generator(doc, fixes)
+    out: dict[Format, bytes] = {}
+    for fmt in formats:
+        fg.kabar.fmt = fmt
+        fg.link(_feed_links(doc, fmt, fixes), replace=True)
+        out[fmt] = bytes(fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True))
+    return out
 
 
-def render_atom(doc: FeedDocument, fixes: frozenset[str]) -> bytes:
-    fg = _generator(doc, "atom", fixes)
-    if "build-date-now" in fixes:
-        fg.updated(doc.updated)
-    return bytes(fg.atom_str(pretty=True))
-
-
-def _generator(doc: FeedDocument, fmt: Format, fixes: frozenset[str]) -> Any:
+def _generator(doc: FeedDocument, fixes: frozenset[str]) -> Any:
     fg = FeedGenerator()
     if any(item.image_url for item in doc.items):
         fg.load_extension("media")  # first: kabar's entry extension edits its output
     fg.register_extension("kabar", _FeedExtension, _EntryExtension)
-    fg.kabar.setup(doc, fmt, fixes)
+    fg.kabar.setup(doc, fixes)
     fg.id(doc.atom_id)
     fg.title(doc.title)
-    if doc.description or fmt == "rss":  # RSS requires one
-        fg.description(doc.description or doc.title)
+    fg.description(doc.description or doc.title)  # RSS requires one
     fg.language(doc.language)
     if doc.author:
         fg.author({"name": doc.author})
     if doc.logo_url:
         fg.logo(doc.logo_url)
     fg.generator(doc.generator)
-    for link in _feed_links(doc, fmt, fixes):
-        fg.link(link)
+    if "build-date-now" in fixes:
+        fg.updated(doc.updated)
+        if "locale-date-format" in fixes:
+            # kabar writes lastBuildDate itself (see _FeedExtension); feedgen would format
+            # it by switching the process-wide locale.
+            fg._FeedGenerator__rss_lastBuildDate = None
     order = "append" if "entry-order" in fixes else "prepend"
     for item in doc.items:
-        _add_entry(fg.add_entry(order=order), item, fmt, fixes)
+        _add_entry(fg.add_entry(order=order), item, fixes)
     return fg
 
 
@@ -101,15 +99,12 @@ def _feed_links(doc: FeedDocument, fmt: Format, fixes: frozenset[str]) -> list[d
     return [*own, alternate] if "rss-channel-link" in fixes else [alternate, *own]
 
 
-def _add_entry(fe: Any, item: FeedItem, fmt: Format, fixes: frozenset[str]) -> None:
+def _add_entry(fe: Any, item: FeedItem, fixes: frozenset[str]) -> None:
     fe.kabar.setup(item, fixes)
     fe.title(item.title)
-    if fmt == "rss":
-        fe.guid(item.guid, permalink=item.guid == item.url)
-        if "locale-date-format" not in fixes:
-            fe.pubDate(item.published)
-    else:
-        fe.id(item.atom_id)
+    # feedgen keeps one id for both formats; the Atom id is set in _EntryExtension.
+    fe.guid(item.guid, permalink=item.guid == item.url)
+    if "locale-date-format" not in fixes:
         fe.published(item.published)
     fe.updated(item.updated)
     fe.link(href=item.url, rel="alternate", type="text/html")
@@ -140,8 +135,8 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
     fmt: Format
     fixes: frozenset[str]
 
-    def setup(self, doc: FeedDocument, fmt: Format, fixes: frozenset[str]) -> None:
-        self.doc, self.fmt, self.fixes = doc, fmt, fixes
+    def setup(self, doc: FeedDocument, fixes: frozenset[str]) -> None:
+        self.doc, self.fixes, self.fmt = doc, fixes, "rss"
 
     def extend_ns(self) -> dict[str, str]:
         namespaces = {"fh": HISTORY_NS} if self.doc.is_archive else {}
@@ -181,6 +176,10 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
         self.item, self.fixes, self.links = item, fixes, []
 
     def extend_atom(self, entry: Any) -> Any:
+        if self.item.atom_id != self.item.guid:
+            entry.find("id").text = self.item.atom_id
+        if "locale-date-format" in self.fixes:
+            _sub(entry, "published", rfc3339(self.item.published))
         if "atom-entry-link-attributes" in self.fixes:
             for element, link in zip(entry.findall("link"), self.links, strict=True):
                 for name in ("rel", "type", "hreflang", "title", "length"):
