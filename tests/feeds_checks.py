@@ -44,7 +44,9 @@ def atom_schema() -> etree.RelaxNG:
 @cache
 def json_feed_validator() -> jsonschema.Draft7Validator:
     schema = json.loads((DATA / "jsonfeed-1.1.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    return jsonschema.Draft7Validator(
+        schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+    )
 
 
 def atom_errors(data: bytes) -> str:

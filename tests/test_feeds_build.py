@@ -71,9 +71,7 @@ def test_every_feed_validates_and_round_trips(
 ) -> None:
     build(config, seeded, tmp_path)
     articles = {a.guid: a for a in seeded.articles()}
-    feeds = [
-        p for p in tree(tmp_path) if p.endswith((".xml", ".json")) and not p.startswith(".")
-    ]
+    feeds = [p for p in tree(tmp_path) if p.endswith((".xml", ".json")) and not p.startswith(".")]
     assert len(feeds) == 3 + 2 * 3 + 2  # semua, its two archive pages, rubrik/dunia
     for name in feeds:
         data = (tmp_path / name).read_bytes()
@@ -139,9 +137,7 @@ def test_items_carry_everything_a_reader_needs(
     assert all(item["content_html"] and item["summary"] for item in feed["items"])
 
 
-def test_the_same_store_gives_the_same_bytes(
-    config: Config, seeded: Store, tmp_path: Path
-) -> None:
+def test_the_same_store_gives_the_same_bytes(config: Config, seeded: Store, tmp_path: Path) -> None:
     build(config, seeded, tmp_path / "a")
     build(config, seeded, tmp_path / "b")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
@@ -156,11 +152,18 @@ def test_an_edited_article_keeps_its_id(config: Config, seeded: Store, tmp_path:
     build(config, seeded, tmp_path)
     article = next(seeded.articles(limit=1))
     seeded.upsert(
-        [article.with_changes(title="Judul yang disunting", updated=article.updated + timedelta(hours=1))]
+        [
+            article.with_changes(
+                title="Judul yang disunting", updated=article.updated + timedelta(hours=1)
+            )
+        ]
     )
     report = build(config, seeded, tmp_path)
     assert set(report.written) >= {"semua.rss.xml", "semua.atom.xml", "semua.json"}
-    for name, media_type in (("semua.rss.xml", "application/rss+xml"), ("semua.atom.xml", "application/atom+xml")):
+    for name, media_type in (
+        ("semua.rss.xml", "application/rss+xml"),
+        ("semua.atom.xml", "application/atom+xml"),
+    ):
         entries = read_feed((tmp_path / name).read_bytes(), media_type).entries
         edited = next(e for e in entries if e.title == "Judul yang disunting")
         assert edited.id == article.guid
@@ -218,10 +221,16 @@ def test_history_goes_to_archive_pages_that_never_change(
     seeded.upsert([*newer, oldest_first[0].with_changes(title="Disunting")])
     report = build(config, seeded, tmp_path)
     assert report.archive_pages == 1
-    assert not any(path.startswith(("semua/archive/1.", "semua/archive/2.")) for path in report.written)
+    assert not any(
+        path.startswith(("semua/archive/1.", "semua/archive/2.")) for path in report.written
+    )
     assert {p: p.read_bytes() for p in full_pages} == full_pages
-    assert _archive_links(tmp_path / "semua.atom.xml")["prev-archive"].endswith("/archive/3.atom.xml")
-    assert _atom_ids(archive / "3.atom.xml") == [a.guid for a in (*oldest_first[8:], *newer)][:4][::-1]
+    assert _archive_links(tmp_path / "semua.atom.xml")["prev-archive"].endswith(
+        "/archive/3.atom.xml"
+    )
+    assert (
+        _atom_ids(archive / "3.atom.xml") == [a.guid for a in (*oldest_first[8:], *newer)][:4][::-1]
+    )
 
 
 def test_dry_run_writes_nothing(config: Config, seeded: Store, tmp_path: Path) -> None:
