@@ -352,10 +352,8 @@ def build_feeds(
     if hub and ping and changed_feeds and not dry_run:
         from kabar.deliver.websub import ping_hub
 
-        topics = [build.url(path) for path in changed_feeds]
-        failures = ping_hub(hub, topics)
+        report.pinged, failures = ping_hub(hub, [build.url(path) for path in changed_feeds])
         report.warnings += failures
-        report.pinged = [t for t in topics if not any(t in f for f in failures)]
     log.info("%s", report.describe())
     for warning in report.warnings:
         log.warning("%s", warning)

@@ -14,9 +14,13 @@ import httpx
 log = logging.getLogger(__name__)
 
 
-def ping_hub(hub_url: str, topics: Iterable[str], *, timeout: float = 10.0) -> list[str]:
-    """POST one publish notification per topic; return a line per topic that failed."""
-    failures = []
+def ping_hub(
+    hub_url: str, topics: Iterable[str], *, timeout: float = 10.0
+) -> tuple[list[str], list[str]]:
+    """POST one publish notification per topic; return the topics the hub accepted, and
+    a line per topic that failed."""
+    notified: list[str] = []
+    failures: list[str] = []
     with httpx.Client(timeout=timeout, headers={"User-Agent": "kabar"}) as client:
         for topic in topics:
             try:
@@ -25,10 +29,11 @@ def ping_hub(hub_url: str, topics: Iterable[str], *, timeout: float = 10.0) -> l
                 failures.append(f"{hub_url}: ping for {topic} failed: {exc}")
                 continue
             if response.is_success:
-                log.info("hub %s notified of %s", hub_url, topic)
+                notified.append(topic)
+                log.debug("hub %s notified of %s", hub_url, topic)
             else:
                 failures.append(
                     f"{hub_url}: ping for {topic} answered {response.status_code} "
                     f"{response.reason_phrase}"
                 )
-    return failures
+    return notified, failures
