@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from kabar.render.feeds import MEDIA_TYPES, Format
+from kabar.render.feeds import MEDIA_TYPES, Format, xml_safe
 
 FORMAT_NAMES: dict[Format, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 _HEADINGS = {"id": "Umpan berita", "en": "Feeds"}
@@ -20,7 +20,8 @@ class IndexEntry:
 
 
 def render_index(site_title: str, language: str, entries: Sequence[IndexEntry]) -> bytes:
-    heading = f"{site_title}: {_HEADINGS.get(language, _HEADINGS['en'])}"
+    heading = xml_safe(f"{site_title}: {_HEADINGS.get(language, _HEADINGS['en'])}")
+    entries = [IndexEntry(xml_safe(entry.title), entry.urls) for entry in entries]
     head = [
         f'<link rel="alternate" type="{MEDIA_TYPES[fmt]}" title="{escape(entry.title)} '
         f'({FORMAT_NAMES[fmt]})" href="{escape(url)}">'
