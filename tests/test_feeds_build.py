@@ -237,3 +237,12 @@ def test_dry_run_writes_nothing(config: Config, seeded: Store, tmp_path: Path) -
     report = build(config, seeded, tmp_path / "out", dry_run=True)
     assert "semua.rss.xml" in report.written and report.archive_pages == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_feed_file_removed_from_storage_is_written_again(
+    config: Config, seeded: Store, tmp_path: Path
+) -> None:
+    build(config, seeded, tmp_path)
+    (tmp_path / "semua.json").unlink()
+    report = build(config, seeded, tmp_path)
+    assert report.written == ["semua.json"] and report.skipped == 1

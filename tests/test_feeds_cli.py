@@ -133,3 +133,11 @@ def test_every_command_has_help() -> None:
     for args in (["build", "--help"], ["build", "feeds", "--help"], ["serve", "--help"]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_unwritable_storage_is_reported(write_config: WriteConfig) -> None:
+    path = write_config(**{**FEED_SETTINGS, "storage": {"feeds": "kabar.yaml/public"}})
+    assert run(path, "ingest", "--as-of", SEED_AS_OF.isoformat()).exit_code == 0
+    result = run(path, "build", "feeds")
+    assert result.exit_code == 1
+    assert "feed storage kabar.yaml/public:" in result.output and "Traceback" not in result.output

@@ -304,8 +304,12 @@ def _build_feeds(
     unknown = [feed_id for feed_id in feed_ids if feed_id not in known]
     if unknown:
         fail(f"unknown feed id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})")
-    storage = FeedStorage.from_config(app.config)
-    with file_progress("feeds") as progress:
+    location = app.config.storage.feeds
+    try:
+        storage = FeedStorage.from_config(app.config)
+    except (ImportError, ValueError) as exc:
+        fail(f"storage.feeds {location!r}: {exc}")
+    with file_progress("feeds") as progress, _storage_errors(location):
         return build_all(
             app.config,
             app.store,
@@ -316,6 +320,15 @@ def _build_feeds(
             ping=ping,
             progress=progress,
         )
+
+
+@contextmanager
+def _storage_errors(location: str) -> Iterator[None]:
+    """A storage that can't be written stops the command with what went wrong."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"feed storage {location}: {exc}", EXIT_PARTIAL)
 
 
 @cli.command()

@@ -330,7 +330,7 @@ def build_feeds(
     """Render the chosen feeds (all by default) and store what changed.
 
     A feed whose newest articles (ids and content hashes) and settings match the last
-    build is not rendered again, unless `force`.
+    build, and whose files are all still in storage, is not rendered again, unless `force`.
     """
     unknown = sorted(set(feed_ids) - {feed.id for feed in config.feeds})
     if unknown:
@@ -369,7 +369,9 @@ def _build_target(build: _Build, target: FeedTarget) -> list[str]:
     settings = build.document(target, (), newest_page=state.pages)
     fingerprint = _fingerprint(settings, keys)
     changed: list[str] = []
-    if fingerprint == start.fingerprint and not build.force:
+    paths = [target.path(fmt) for fmt in target.feed.formats]
+    unchanged = fingerprint == start.fingerprint and not build.force
+    if unchanged and all(build.storage.stat(path) for path in paths):
         build.report.skipped += 1
     else:
         site_url = build.config.site.url
