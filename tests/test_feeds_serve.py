@@ -185,7 +185,7 @@ def test_archive_pages_are_cacheable_forever(server: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/feeds/nope.xml", "/feeds/.kabar/feeds/semua.json", "/feeds/%2e%2e/kabar.yaml"]
+    "path", ["/feeds/nope.xml", "/feeds/.kabar/feeds.json", "/feeds/%2e%2e/kabar.yaml"]
 )
 def test_missing_and_hidden_files_are_not_found(server: httpx.Client, path: str) -> None:
     assert server.get(path).status_code == 404

@@ -245,7 +245,7 @@ def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) 
 @click.option("--as-of", help="Resolve relative times against this ISO 8601 time.")
 @pass_app
 def publish(app: App, as_of: str | None) -> None:
-    """The main job, once: ingest every source, then build feeds (and digests).
+    """The main job, once: ingest every source, then build feeds and digests.
 
     `kabar run` does the same on the schedules in the config.
     """

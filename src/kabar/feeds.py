@@ -8,7 +8,7 @@ Files in feed storage (FEED is the feed's `path`, or its id):
     FEED/archive/N.atom.xml …                    RFC 5005 archive pages, 1 = the oldest
     FEED/VALUE/archive/N.atom.xml …
     index.html                                   every feed, with autodiscovery links
-    .kabar/feeds/FEED[/VALUE].json               archive position, fingerprint (internal)
+    .kabar/feeds.json                            archive positions, fingerprints (internal)
 
 Archive pages hold `limit` articles each in publication order and are cut once full:
 after that a page is never rendered again, so its bytes never change. The newest page
@@ -52,7 +52,7 @@ from kabar.store.tables import article_facets, articles
 log = logging.getLogger(__name__)
 
 INDEX_PATH = "index.html"
-STATE_FOLDER = ".kabar/feeds"
+STATE_PATH = ".kabar/feeds.json"
 Progress = Callable[[int, int], None]
 Key = tuple[str, str]  # (article id, content hash)
 
@@ -72,10 +72,6 @@ class FeedTarget:
     def archive_path(self, page: int, fmt: Format) -> str:
         return f"{self.key}/archive/{page}{SUFFIXES[fmt]}"
 
-    @property
-    def state_path(self) -> str:
-        return f"{STATE_FOLDER}/{self.key}.json"
-
 
 @dataclass(frozen=True)
 class FeedState:
@@ -87,20 +83,16 @@ class FeedState:
     last_id: str = ""
     fingerprint: str = ""
 
-    def to_json(self) -> bytes:
-        data = {
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "pages": self.pages,
             "last_published": self.last_published.isoformat() if self.last_published else None,
             "last_id": self.last_id,
             "fingerprint": self.fingerprint,
         }
-        return (json.dumps(data, indent=2) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes | None) -> FeedState:
-        if not data:
-            return cls()
-        raw = json.loads(data)
+    def from_dict(cls, raw: dict[str, Any]) -> FeedState:
         last = raw.get("last_published")
         return cls(
             pages=int(raw.get("pages", 0)),
@@ -108,6 +100,17 @@ class FeedState:
             last_id=str(raw.get("last_id", "")),
             fingerprint=str(raw.get("fingerprint", "")),
         )
+
+
+def _read_states(storage: FeedStorage) -> dict[str, FeedState]:
+    data = storage.read(STATE_PATH)
+    raw = json.loads(data) if data else {}
+    return {key: FeedState.from_dict(value) for key, value in raw.items()}
+
+
+def _write_states(storage: FeedStorage, states: dict[str, FeedState]) -> None:
+    data = {key: states[key].to_dict() for key in sorted(states)}
+    storage.write(STATE_PATH, (json.dumps(data, indent=1) + "\n").encode())
 
 
 @dataclass
@@ -276,6 +279,7 @@ class _Build:
     base_url: str
     dry_run: bool
     force: bool
+    states: dict[str, FeedState] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path}"
@@ -337,6 +341,7 @@ def build_feeds(
         raise KeyError(f"unknown feed id(s): {', '.join(unknown)}")
     report = BuildReport(dry_run=dry_run)
     build = _Build(config, store, storage, report, feeds_base_url(config), dry_run, force)
+    build.states = _read_states(storage)
     every = {feed.id: feed_targets(store, feed) for feed in config.feeds}
     targets = [
         t for feed_id in every if not feed_ids or feed_id in feed_ids for t in every[feed_id]
@@ -348,6 +353,8 @@ def build_feeds(
             progress(done, len(targets))
     report.documents = len(targets)
     build.put(INDEX_PATH, _index(build, [t for ts in every.values() for t in ts]))
+    if not dry_run:
+        _write_states(storage, build.states)
     hub = config.web.websub_hub
     if hub and ping and changed_feeds and not dry_run:
         from kabar.deliver.websub import ping_hub
@@ -363,7 +370,7 @@ def build_feeds(
 def _build_target(build: _Build, target: FeedTarget) -> list[str]:
     """Cut the target's new archive pages, then render its feed unless nothing it is
     made of changed; return the feed files that changed."""
-    start = FeedState.from_json(build.storage.read(target.state_path))
+    start = build.states.get(target.key, FeedState())
     state = _extend_archive(build, target, start) if target.feed.archive else FeedState()
     keys = _keys(build.store, _selection(target).newest(target.feed.limit))
     settings = build.document(target, (), newest_page=state.pages)
@@ -381,9 +388,7 @@ def _build_target(build: _Build, target: FeedTarget) -> list[str]:
         changed = [
             target.path(f) for f, data in rendered.items() if build.put(target.path(f), data)
         ]
-    state = replace(state, fingerprint=fingerprint)
-    if state != start and not build.dry_run:
-        build.storage.write(target.state_path, state.to_json())
+    build.states[target.key] = replace(state, fingerprint=fingerprint)
     return changed
 
 

@@ -10,7 +10,7 @@ defect it covers.
 from __future__ import annotations
 
 import html
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import Any
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -44,6 +44,8 @@ DC_NS = "http://purl.org/dc/elements/1.1/"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_MEDIA_CONTENT = f"{{{MEDIA_NS}}}content"
+_GROUPED_CONTENT = f"{{{MEDIA_NS}}}group/{{{MEDIA_NS}}}content"
 
 
 def render_rss_atom(
@@ -82,7 +84,7 @@ def _generator(doc: FeedDocument, fixes: frozenset[str]) -> Any:
             fg._FeedGenerator__rss_lastBuildDate = None
     order = "append" if "entry-order" in fixes else "prepend"
     for item in doc.items:
-        _add_entry(fg.add_entry(order=order), item, fixes)
+        _add_entry(fg.add_entry(order=order), item, fixes, doc.language)
     return fg
 
 
@@ -99,8 +101,8 @@ def _feed_links(doc: FeedDocument, fmt: Format, fixes: frozenset[str]) -> list[d
     return [*own, alternate] if "rss-channel-link" in fixes else [alternate, *own]
 
 
-def _add_entry(fe: Any, item: FeedItem, fixes: frozenset[str]) -> None:
-    fe.kabar.setup(item, fixes)
+def _add_entry(fe: Any, item: FeedItem, fixes: frozenset[str], feed_language: str) -> None:
+    fe.kabar.setup(item, fixes, feed_language)
     fe.title(item.title)
     # feedgen keeps one id for both formats; the Atom id is set in _EntryExtension.
     fe.guid(item.guid, permalink=item.guid == item.url)
@@ -170,12 +172,15 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
 
     item: FeedItem
     fixes: frozenset[str]
+    feed_language: str
     links: list[dict[str, str]]
 
-    def setup(self, item: FeedItem, fixes: frozenset[str]) -> None:
-        self.item, self.fixes, self.links = item, fixes, []
+    def setup(self, item: FeedItem, fixes: frozenset[str], feed_language: str) -> None:
+        self.item, self.fixes, self.feed_language, self.links = item, fixes, feed_language, []
 
     def extend_atom(self, entry: Any) -> Any:
+        if self.item.language and self.item.language != self.feed_language:
+            entry.set(XML_LANG, self.item.language)
         if self.item.atom_id != self.item.guid:
             entry.find("id").text = self.item.atom_id
         if "locale-date-format" in self.fixes:
@@ -200,12 +205,9 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
     def _describe_image(self, entry: Any) -> None:
         if not self.item.image_alt:
             return
-        for content in _media_contents(entry):
+        # A direct child; inside media:group only while that workaround is off.
+        for content in entry.findall(_MEDIA_CONTENT) or entry.findall(_GROUPED_CONTENT):
             _sub(content, f"{{{MEDIA_NS}}}description", self.item.image_alt)
-
-
-def _media_contents(entry: Any) -> Iterator[Any]:
-    yield from entry.iter(f"{{{MEDIA_NS}}}content")
 
 
 def _sub(parent: Any, tag: str, text: str) -> Any:
