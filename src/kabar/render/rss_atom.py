@@ -1,10 +1,10 @@
 """RSS 2.0 and Atom 1.0 through feedgen 1.0.0, with its defects worked around.
 
-feedgen is unmaintained and pinned exactly (pyproject.toml), because two workarounds
-reach into it: its default `lastBuildDate` lives in a private attribute, and its media
-extension is post-processed. `FEEDGEN_FIXES` names each defect; the renderers take the
-set of fixes to apply so that tests/test_feeds_feedgen.py can turn one off and show the
-defect it covers.
+feedgen is unmaintained and pinned exactly (pyproject.toml), because the workarounds
+depend on its internals: kabar's extensions edit the elements it writes, and its default
+`lastBuildDate` is cleared through a private attribute. `FEEDGEN_FIXES` names each
+defect; the renderers take the set of fixes to apply so that tests/test_feeds_feedgen.py
+can turn one off and show the defect it covers.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# What `Store.query` fills in for columns a statement leaves out.
+OPTIONAL_COLUMNS: dict[str, Any] = {
+    "body_text": "", "credit": "", "dateline": "", "cross_links": [], "related": [],
+    "ingested": None,
+}  # fmt: skip
 # SQLite allows 32,766 bound parameters; an `IN` list of this many ids stays well below.
 _BATCH = 500
 
@@ -208,10 +213,14 @@ class Store:
                 yield _from_row(row._mapping)
 
     def query(self, statement: Select[Any]) -> list[Article]:
-        """Articles from a SELECT of whole `articles` rows, for the filters `articles()`
-        does not offer (feeds: any-of facets, keyset pages)."""
+        """Articles from a SELECT over `articles`, for the filters `articles()` does not
+        offer (feeds: any-of facets, keyset pages). Columns the statement leaves out of
+        `OPTIONAL_COLUMNS` come back empty: feeds skip what they never show."""
         with self.engine.connect() as connection:
-            return [_from_row(row._mapping) for row in connection.execute(statement)]
+            result = connection.execute(statement)
+            names = set(result.keys())
+            absent = {k: v for k, v in OPTIONAL_COLUMNS.items() if k not in names}
+            return [_from_row({**absent, **row._mapping}) for row in result]
 
     def count(self) -> int:
         from sqlalchemy import func
