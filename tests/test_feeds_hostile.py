@@ -169,6 +169,7 @@ def test_titles_links_dates_and_ids_round_trip(
                 assert item["title"] == xml_safe(article.title)
                 assert item["url"] == article.url
                 assert item["date_published"] == article.published.isoformat()
+                assert item["date_modified"] == article.updated.isoformat()
             continue
         atom = name.endswith(".atom.xml")
         assert len(document.entries) == 50 or name.startswith(("rubrik/", "topik/"))
@@ -177,6 +178,8 @@ def test_titles_links_dates_and_ids_round_trip(
             assert entry.title == xml_safe(article.title)
             assert entry.link == article.url
             assert entry.published_parsed[:6] == article.published.utctimetuple()[:6]
+            if atom:
+                assert entry.updated_parsed[:6] == article.updated.utctimetuple()[:6]
             seen_long = seen_long or len(entry.title) == 2000
     assert seen_long
 
