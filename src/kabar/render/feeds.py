@@ -21,7 +21,6 @@ from kabar.model import Article
 from kabar.text import paragraphs_to_html
 
 Format = Literal["rss", "atom", "json"]
-FORMATS: tuple[Format, ...] = ("rss", "atom", "json")
 SUFFIXES: dict[Format, str] = {"rss": ".rss.xml", "atom": ".atom.xml", "json": ".json"}
 MEDIA_TYPES: dict[Format, str] = {
     "rss": "application/rss+xml",
