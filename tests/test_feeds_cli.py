@@ -141,3 +141,18 @@ def test_unwritable_storage_is_reported(write_config: WriteConfig) -> None:
     result = run(path, "build", "feeds")
     assert result.exit_code == 1
     assert "feed storage kabar.yaml/public:" in result.output and "Traceback" not in result.output
+
+
+def test_bad_feed_settings_are_located_by_check(write_config: WriteConfig) -> None:
+    path = write_config(
+        **{
+            **FEED_SETTINGS,
+            "feeds": [{"id": "semua", "title": "Semua", "path": "../luar", "archive": "kadang"}],
+            "storage": {"feeds": "public/", "feeds_url": "cdn.example.id/feeds"},
+        }
+    )
+    result = run(path, "check")
+    assert result.exit_code == 2
+    assert "storage.feeds_url: expected an absolute http(s) URL" in result.output
+    assert "feeds.0.path: '../luar' is not a feed path" in result.output
+    assert "feeds.0.archive: Input should be a valid boolean" in result.output
