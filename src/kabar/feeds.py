@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -186,13 +187,13 @@ def split_values(store: Store, feed: Feed) -> list[str]:
 def _unique_slugs(values: Sequence[str]) -> dict[str, str]:
     """A path-safe slug per value; values whose slugs clash get a hash suffix."""
     slugs = {value: slugify(value, max_length=60) for value in values}
-    counts: dict[str, int] = {}
-    for slug in slugs.values():
-        counts[slug] = counts.get(slug, 0) + 1
-    for value, slug in slugs.items():
-        if counts[slug] > 1 or slug == "archive":
-            slugs[value] = f"{slug}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
-    return slugs
+    counts = Counter(slugs.values())
+    return {
+        value: f"{slug}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+        if counts[slug] > 1
+        else slug
+        for value, slug in slugs.items()
+    }
 
 
 # --- selecting articles ----------------------------------------------------------------
