@@ -22,7 +22,13 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage, StoragePathError, check_path, content_type_for
+from kabar.deliver.storage import (
+    FeedStorage,
+    StoragePathError,
+    StoredFile,
+    check_path,
+    content_type_for,
+)
 from kabar.feeds import INDEX_PATH, feeds_base_url
 from kabar.render.feeds import SUFFIXES
 
@@ -34,8 +40,8 @@ _CACHED_FILES = 256
 
 @dataclass(frozen=True)
 class _Representation:
-    modified: datetime
-    size: int
+    stored: StoredFile  # what storage said when it was read: a change means a new read
+    modified: datetime  # to the second, as HTTP dates go
     body: bytes
     etag: str
     gzipped: bytes | None
@@ -105,7 +111,7 @@ class FeedFiles:
             return None
         with self._lock:
             cached = self._cache.get(path)
-        if cached and (cached.modified, cached.size) == (stat.modified, stat.size):
+        if cached and cached.stored == stat:
             return cached
         body = self.storage.read(path)
         if body is None:
@@ -113,8 +119,8 @@ class FeedFiles:
         digest = hashlib.sha256(body).hexdigest()[:32]
         gzipped = gzip.compress(body, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
         found = _Representation(
+            stat,
             stat.modified.replace(microsecond=0),
-            stat.size,
             body,
             f'"{digest}"',
             gzipped,
