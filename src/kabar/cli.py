@@ -251,8 +251,105 @@ def publish(app: App, as_of: str | None) -> None:
     """
     reports = _ingest_sources(app, (), parse_time(as_of))
     _print_reports(reports, as_json=False)
+    feeds_report = _build_feeds(app, (), dry_run=False, force=False, ping=True)
+    click.echo(feeds_report.describe())
     if any(report.failures for report in reports):
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.group()
+def build() -> None:
+    """Render outputs from the store without ingesting first."""
+
+
+@build.command("feeds")
+@click.argument("feed_ids", nargs=-1, metavar="[FEED_ID]...")
+@click.option("--dry-run", is_flag=True, help="Render and compare, but write nothing.")
+@click.option("--force", is_flag=True, help="Render every feed, even those with nothing new.")
+@click.option("--no-ping", is_flag=True, help="Don't notify the WebSub hub of changed feeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_app
+def build_feeds(
+    app: App,
+    feed_ids: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    no_ping: bool,
+    as_json: bool,
+) -> None:
+    """Render feeds (all, or FEED_ID...) in their formats and write those that changed.
+
+    Files go to storage.feeds (a folder or an fsspec URL such as s3://bucket/feeds); a
+    file whose bytes are unchanged is not rewritten. History beyond a feed's limit goes
+    to RFC 5005 archive pages. A feed whose articles and settings are unchanged since the
+    last build is skipped (--force renders it anyway). After a feed changes, the WebSub
+    hub (web.websub_hub) is notified.
+    """
+    report = _build_feeds(app, feed_ids, dry_run=dry_run, force=force, ping=not no_ping)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for warning in report.warnings:
+            click.echo(warning, err=True)
+        click.echo(report.describe())
+
+
+def _build_feeds(
+    app: App, feed_ids: tuple[str, ...], *, dry_run: bool, force: bool, ping: bool
+) -> Any:
+    from kabar.deliver.storage import FeedStorage
+    from kabar.feeds import build_feeds as build_all
+
+    known = [feed.id for feed in app.config.feeds]
+    unknown = [feed_id for feed_id in feed_ids if feed_id not in known]
+    if unknown:
+        fail(f"unknown feed id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})")
+    location = app.config.storage.feeds
+    try:
+        storage = FeedStorage.from_config(app.config)
+    except (ImportError, ValueError) as exc:
+        fail(f"storage.feeds {location!r}: {exc}")
+    with file_progress("feeds") as progress, _storage_errors(location):
+        return build_all(
+            app.config,
+            app.store,
+            storage,
+            feed_ids,
+            dry_run=dry_run,
+            force=force,
+            ping=ping,
+            progress=progress,
+        )
+
+
+@contextmanager
+def _storage_errors(location: str) -> Iterator[None]:
+    """A storage that can't be written stops the command with what went wrong."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"feed storage {location}: {exc}", EXIT_PARTIAL)
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on [default: web.host].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [default: web.port].")
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve feed storage over HTTP: feeds under /feeds/ with ETag, Last-Modified, 304s
+    and gzip, and an index page with autodiscovery links."""
+    import uvicorn
+
+    from kabar.web import create_app
+
+    config = app.config
+    uvicorn.run(
+        create_app(config),
+        host=host or config.web.host,
+        port=port or config.web.port,
+        log_level="info",
+        proxy_headers=True,
+    )
 
 
 @cli.command()

@@ -171,6 +171,15 @@ class Storage(Strict):
     database: str = "sqlite:///var/kabar.db"
     password_env: EnvName | None = None
     feeds: str = "public/"
+    # Where readers fetch what is in `feeds`; default: web.base_url (or site.url) + /feeds.
+    feeds_url: str | None = None
+
+    @field_validator("feeds_url")
+    @classmethod
+    def _absolute_feeds_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
 
     @field_validator("database")
     @classmethod
@@ -256,7 +265,18 @@ class Feed(Strict):
     sections: list[str] = []
     tags: list[str] = []
     path: str | None = None
+    archive: bool = True  # history beyond `limit` in RFC 5005 archive pages
     schedule: Schedule | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str | None) -> str | None:
+        if value is not None and (not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", value)):
+            raise ValueError(
+                f"{value!r} is not a feed path: use folder/name with letters, digits, "
+                "'-' and '_', without a suffix (kabar adds .rss.xml, .atom.xml, .json)"
+            )
+        return value
 
 
 class MailingList(Strict):

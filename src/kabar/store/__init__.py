@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import make_url
@@ -21,9 +21,17 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from kabar.model import Article, RelatedLink, offset_minutes, with_offset
 from kabar.store.tables import article_facets, articles, source_state
 
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# What `Store.query` fills in for columns a statement leaves out.
+OPTIONAL_COLUMNS: dict[str, Any] = {
+    "body_text": "", "credit": "", "dateline": "", "cross_links": [], "related": [],
+    "ingested": None,
+}  # fmt: skip
 # SQLite allows 32,766 bound parameters; an `IN` list of this many ids stays well below.
 _BATCH = 500
 
@@ -203,6 +211,16 @@ class Store:
         with self.engine.connect() as connection:
             for row in connection.execute(query).yield_per(1000):
                 yield _from_row(row._mapping)
+
+    def query(self, statement: Select[Any]) -> list[Article]:
+        """Articles from a SELECT over `articles`, for the filters `articles()` does not
+        offer (feeds: any-of facets, keyset pages). Columns the statement leaves out of
+        `OPTIONAL_COLUMNS` come back empty: feeds skip what they never show."""
+        with self.engine.connect() as connection:
+            result = connection.execute(statement)
+            names = set(result.keys())
+            absent = {k: v for k, v in OPTIONAL_COLUMNS.items() if k not in names}
+            return [_from_row({**absent, **row._mapping}) for row in result]
 
     def count(self) -> int:
         from sqlalchemy import func

@@ -1,0 +1,451 @@
+"""Build feeds: select each feed's articles from the store, render every format, write
+what changed to feed storage, cut RFC 5005 archive pages, and ping the WebSub hub.
+
+Files in feed storage (FEED is the feed's `path`, or its id):
+
+    FEED.rss.xml  FEED.atom.xml  FEED.json       the feed: the newest `limit` articles
+    FEED/VALUE.rss.xml …                         with split_by, one feed per value
+    FEED/archive/N.atom.xml …                    RFC 5005 archive pages, 1 = the oldest
+    FEED/VALUE/archive/N.atom.xml …
+    index.html                                   every feed, with autodiscovery links
+    .kabar/feeds.json                            archive positions, fingerprints (internal)
+
+Archive pages hold `limit` articles each in publication order and are cut once full:
+after that a page is never rendered again, so its bytes never change. The newest page
+is linked from the feed by `prev-archive`, each page from the next one. An article
+published before the newest page's last one but stored only later is not archived
+(subscribers never see it in the feed either: it sorts below the newest items).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import ColumnElement, Select, and_, case, or_, select
+
+from kabar.config import Config, Feed
+from kabar.deliver.storage import FeedStorage
+from kabar.model import Article
+from kabar.render.feed_index import IndexEntry, render_index
+from kabar.render.feeds import (
+    SUFFIXES,
+    TAG_DATE,
+    FeedDocument,
+    Format,
+    item_from_article,
+    render_formats,
+)
+from kabar.sources import slugify
+from kabar.store import OPTIONAL_COLUMNS, Store
+from kabar.store.tables import article_facets, articles
+
+log = logging.getLogger(__name__)
+
+INDEX_PATH = "index.html"
+STATE_PATH = ".kabar/feeds.json"
+Progress = Callable[[int, int], None]
+Key = tuple[str, str]  # (article id, content hash)
+
+
+@dataclass(frozen=True)
+class FeedTarget:
+    """One feed document and its archive: a configured feed, or one value of a split."""
+
+    feed: Feed
+    key: str  # storage path without suffix: "semua", "rubrik/dunia"
+    title: str
+    split_value: str | None = None
+
+    def path(self, fmt: Format) -> str:
+        return f"{self.key}{SUFFIXES[fmt]}"
+
+    def archive_path(self, page: int, fmt: Format) -> str:
+        return f"{self.key}/archive/{page}{SUFFIXES[fmt]}"
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the last build left: how far the archive goes, and a fingerprint of what
+    the feed was rendered from (unchanged: nothing to render)."""
+
+    pages: int = 0
+    last_published: datetime | None = None  # the newest archive page's last article
+    last_id: str = ""
+    fingerprint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "last_published": self.last_published.isoformat() if self.last_published else None,
+            "last_id": self.last_id,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FeedState:
+        last = raw.get("last_published")
+        return cls(
+            pages=int(raw.get("pages", 0)),
+            last_published=datetime.fromisoformat(last) if last else None,
+            last_id=str(raw.get("last_id", "")),
+            fingerprint=str(raw.get("fingerprint", "")),
+        )
+
+
+def _read_states(storage: FeedStorage) -> dict[str, FeedState]:
+    data = storage.read(STATE_PATH)
+    raw = json.loads(data) if data else {}
+    return {key: FeedState.from_dict(value) for key, value in raw.items()}
+
+
+def _write_states(storage: FeedStorage, states: dict[str, FeedState]) -> None:
+    data = {key: states[key].to_dict() for key in sorted(states)}
+    storage.write(STATE_PATH, (json.dumps(data, indent=1) + "\n").encode())
+
+
+@dataclass
+class BuildReport:
+    documents: int = 0
+    skipped: int = 0  # feeds whose articles and settings had not changed
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    archive_pages: int = 0
+    pinged: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def describe(self) -> str:
+        verb = "would write" if self.dry_run else "wrote"
+        text = (
+            f"feeds: {self.documents} feeds ({self.skipped} unchanged since the last build), "
+            f"{verb} {len(self.written)} files ({self.archive_pages} new archive pages), "
+            f"{self.unchanged} files unchanged"
+        )
+        return text + (f", hub notified of {len(self.pinged)}" if self.pinged else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "documents": self.documents, "skipped": self.skipped, "written": self.written,
+            "unchanged": self.unchanged, "archive_pages": self.archive_pages,
+            "pinged": self.pinged, "warnings": self.warnings, "dry_run": self.dry_run,
+        }  # fmt: skip
+
+
+def feeds_base_url(config: Config) -> str:
+    """Where readers fetch feed storage: storage.feeds_url, else `kabar serve`'s /feeds."""
+    if config.storage.feeds_url:
+        return config.storage.feeds_url
+    return f"{(config.web.base_url or config.site.url).rstrip('/')}/feeds"
+
+
+def feed_targets(store: Store, feed: Feed) -> list[FeedTarget]:
+    base = feed.path or feed.id
+    if feed.split_by is None:
+        return [FeedTarget(feed, base, feed.title)]
+    values = split_values(store, feed)
+    slugs = _unique_slugs(values)
+    return [FeedTarget(feed, f"{base}/{slugs[v]}", f"{feed.title}: {v}", v) for v in values]
+
+
+def split_values(store: Store, feed: Feed) -> list[str]:
+    """The distinct values of the feed's split_by facet among its sources.
+
+    One index probe per value (the next value after the last one), instead of a
+    DISTINCT that reads every facet row: 12 sections of 100,000 articles take
+    milliseconds, not 150 ms.
+    """
+    assert feed.split_by is not None
+    facets = article_facets
+    chosen = {"section": feed.sections, "tag": feed.tags}.get(feed.split_by) or []
+    query = select(facets.c.value).where(facets.c.facet == feed.split_by)
+    if feed.sources is not None:
+        query = query.join(articles, articles.c.id == facets.c.article_id).where(
+            articles.c.source.in_(feed.sources)
+        )
+    values: list[str] = []
+    with store.engine.connect() as connection:
+        while True:
+            step = query.where(facets.c.value > values[-1]) if values else query
+            value = connection.execute(step.order_by(facets.c.value).limit(1)).scalar()
+            if value is None:
+                break
+            values.append(value)
+    return sorted(v for v in values if not chosen or v in chosen)
+
+
+def _unique_slugs(values: Sequence[str]) -> dict[str, str]:
+    """A path-safe slug per value; values whose slugs clash get a hash suffix."""
+    slugs = {value: slugify(value, max_length=60) for value in values}
+    counts = Counter(slugs.values())
+    return {
+        value: f"{slug}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+        if counts[slug] > 1
+        else slug
+        for value, slug in slugs.items()
+    }
+
+
+# --- selecting articles ----------------------------------------------------------------
+
+
+def _having_facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
+    matching = select(article_facets.c.article_id).where(
+        article_facets.c.facet == kind, article_facets.c.value.in_(list(values))
+    )
+    return articles.c.id.in_(matching)
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """A target's articles as (id, content hash) rows, with the columns that order them
+    (publication time, then id). Whole articles are fetched by id afterwards: sorting
+    only narrow rows keeps each query under a millisecond on 100,000 articles."""
+
+    query: Select[Any]
+    moment: ColumnElement[Any]
+    key: ColumnElement[Any]
+
+    def newest(self, limit: int) -> Select[Any]:
+        return self.query.order_by(self.moment.desc(), self.key).limit(limit)
+
+    def oldest_after(self, state: FeedState, limit: int) -> Select[Any]:
+        query = self.query
+        if state.last_published is not None:
+            moment, last_id = state.last_published, state.last_id
+            query = query.where(
+                or_(self.moment > moment, and_(self.moment == moment, self.key > last_id))
+            )
+        return query.order_by(self.moment, self.key).limit(limit)
+
+
+def _selection(target: FeedTarget) -> _Selection:
+    feed = target.feed
+    if target.split_value is not None and feed.split_by is not None:
+        # Through the facet index (facet, value, published): the newest rows of one
+        # section are read in order instead of sorting the whole section.
+        facets = article_facets
+        query = (
+            select(facets.c.article_id, articles.c.content_hash)
+            .select_from(facets.join(articles, articles.c.id == facets.c.article_id))
+            .where(facets.c.facet == feed.split_by, facets.c.value == target.split_value)
+        )
+        moment, key = facets.c.published, facets.c.article_id
+    else:
+        query = select(articles.c.id, articles.c.content_hash)
+        moment, key = articles.c.published, articles.c.id
+    if feed.sources is not None:
+        query = query.where(articles.c.source.in_(feed.sources))
+    for kind, values in (("section", feed.sections), ("tag", feed.tags)):
+        if values and feed.split_by != kind:
+            query = query.where(_having_facet(kind, values))
+    return _Selection(query, moment, key)
+
+
+def _keys(store: Store, query: Select[Any]) -> list[Key]:
+    with store.engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(query)]
+
+
+# What feeds show of an article: the body text only stands in for a missing HTML body.
+_FEED_COLUMNS = [
+    *(c for c in articles.c if c.name not in OPTIONAL_COLUMNS),
+    case((articles.c.body_html == "", articles.c.body_text), else_="").label("body_text"),
+]
+
+
+def _fetch(store: Store, keys: Sequence[Key]) -> list[Article]:
+    """The articles for `keys`, in that order, with what feeds show of them (reading
+    only that is a third cheaper than whole rows)."""
+    ids = [article_id for article_id, _ in keys]
+    query = select(*_FEED_COLUMNS).where(articles.c.id.in_(ids))
+    found = {a.id: a for a in store.query(query)}
+    return [found[article_id] for article_id in ids if article_id in found]
+
+
+def newest_articles(store: Store, target: FeedTarget) -> list[Article]:
+    return _fetch(store, _keys(store, _selection(target).newest(target.feed.limit)))
+
+
+# --- building --------------------------------------------------------------------------
+
+
+@dataclass
+class _Build:
+    config: Config
+    store: Store
+    storage: FeedStorage
+    report: BuildReport
+    base_url: str
+    dry_run: bool
+    force: bool
+    states: dict[str, FeedState] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path}"
+
+    def put(self, path: str, data: bytes) -> bool:
+        if self.dry_run:
+            changed = self.storage.read(path) != data
+        else:
+            changed = self.storage.write(path, data)
+        if changed:
+            self.report.written.append(path)
+        else:
+            self.report.unchanged += 1
+        return changed
+
+    def document(
+        self, target: FeedTarget, chosen: Sequence[Article], *, page: int = 0, newest_page: int = 0
+    ) -> FeedDocument:
+        """The feed (page 0) or one of its archive pages."""
+        site, formats = self.config.site, target.feed.formats
+        own = {fmt: self.url(target.path(fmt)) for fmt in formats}
+        previous = page - 1 if page else newest_page
+        return FeedDocument(
+            atom_id=f"tag:{urlsplit(site.url).hostname},{TAG_DATE}:feed/{target.key}",
+            title=target.title,
+            description=target.feed.description or site.description,
+            language=site.language,
+            home_url=site.url,
+            self_urls={f: self.url(target.archive_path(page, f)) for f in formats} if page else own,
+            items=tuple(item_from_article(a, site_url=site.url) for a in chosen),
+            author=site.title,
+            logo_url=site.logo_url,
+            hub_url=self.config.web.websub_hub,
+            prev_archive={f: self.url(target.archive_path(previous, f)) for f in formats}
+            if previous
+            else {},
+            current=own if page else {},
+        )
+
+
+def build_feeds(
+    config: Config,
+    store: Store,
+    storage: FeedStorage,
+    feed_ids: Sequence[str] = (),
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    ping: bool = True,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Render the chosen feeds (all by default) and store what changed.
+
+    A feed whose newest articles (ids and content hashes) and settings match the last
+    build, and whose files are all still in storage, is not rendered again, unless `force`.
+    """
+    unknown = sorted(set(feed_ids) - {feed.id for feed in config.feeds})
+    if unknown:
+        raise KeyError(f"unknown feed id(s): {', '.join(unknown)}")
+    report = BuildReport(dry_run=dry_run)
+    build = _Build(config, store, storage, report, feeds_base_url(config), dry_run, force)
+    build.states = _read_states(storage)
+    every = {feed.id: feed_targets(store, feed) for feed in config.feeds}
+    targets = [
+        t for feed_id in every if not feed_ids or feed_id in feed_ids for t in every[feed_id]
+    ]
+    changed_feeds: list[str] = []
+    for done, target in enumerate(targets, 1):
+        changed_feeds += _build_target(build, target)
+        if progress:
+            progress(done, len(targets))
+    report.documents = len(targets)
+    build.put(INDEX_PATH, _index(build, [t for ts in every.values() for t in ts]))
+    if not dry_run:
+        _write_states(storage, build.states)
+    hub = config.web.websub_hub
+    if hub and ping and changed_feeds and not dry_run:
+        from kabar.deliver.websub import ping_hub
+
+        report.pinged, failures = ping_hub(hub, [build.url(path) for path in changed_feeds])
+        report.warnings += failures
+    log.info("%s", report.describe())
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    return report
+
+
+def _build_target(build: _Build, target: FeedTarget) -> list[str]:
+    """Cut the target's new archive pages, then render its feed unless nothing it is
+    made of changed; return the feed files that changed."""
+    start = build.states.get(target.key, FeedState())
+    state = _extend_archive(build, target, start) if target.feed.archive else FeedState()
+    keys = _keys(build.store, _selection(target).newest(target.feed.limit))
+    settings = build.document(target, (), newest_page=state.pages)
+    fingerprint = _fingerprint(settings, keys)
+    changed: list[str] = []
+    paths = [target.path(fmt) for fmt in target.feed.formats]
+    unchanged = fingerprint == start.fingerprint and not build.force
+    if unchanged and all(build.storage.stat(path) for path in paths):
+        build.report.skipped += 1
+    else:
+        site_url = build.config.site.url
+        items = [item_from_article(a, site_url=site_url) for a in _fetch(build.store, keys)]
+        doc = replace(settings, items=tuple(items))
+        rendered = render_formats(doc, target.feed.formats)
+        changed = [
+            target.path(f) for f, data in rendered.items() if build.put(target.path(f), data)
+        ]
+    build.states[target.key] = replace(state, fingerprint=fingerprint)
+    return changed
+
+
+def _extend_archive(build: _Build, target: FeedTarget, state: FeedState) -> FeedState:
+    """Cut every archive page that has filled up since the last build."""
+    size, selection = target.feed.limit, _selection(target)
+    while len(keys := _keys(build.store, selection.oldest_after(state, size))) >= size:
+        chosen = _fetch(build.store, keys)
+        page = state.pages + 1
+        doc = build.document(target, chosen[::-1], page=page)
+        for fmt, data in render_formats(doc, target.feed.formats).items():
+            build.put(target.archive_path(page, fmt), data)
+        build.report.archive_pages += 1
+        state = replace(
+            state, pages=page, last_published=chosen[-1].published, last_id=chosen[-1].id
+        )
+    return state
+
+
+def _fingerprint(settings: FeedDocument, keys: Sequence[Key]) -> str:
+    """What a feed is rendered from: its settings (links, titles, archive page), its
+    articles (ids and content hashes), and the rendering code itself."""
+    digest = hashlib.sha256(_renderer_signature().encode())
+    digest.update(repr(settings).encode())
+    for article_id, content_hash in keys:
+        digest.update(f"\n{article_id} {content_hash}".encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _renderer_signature() -> str:
+    """kabar's version and a hash of the rendering modules' source, so that a changed
+    renderer re-renders every feed even without a version bump."""
+    import kabar
+    from kabar.render import feeds as feeds_module
+    from kabar.render import rss_atom
+
+    digest = hashlib.sha256(kabar.__version__.encode())
+    for module in (feeds_module, rss_atom, sys.modules[__name__]):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
+def _index(build: _Build, targets: Sequence[FeedTarget]) -> bytes:
+    entries = [
+        IndexEntry(t.title, {fmt: build.url(t.path(fmt)) for fmt in t.feed.formats})
+        for t in targets
+    ]
+    site = build.config.site
+    return render_index(site.title, site.language, entries)
