@@ -5,72 +5,255 @@ The contract the delivery stage relies on:
 - `prepare_issue(...)` selects and renders an issue, or returns None when the digest
   skips empty issues and there is nothing new;
 - `PreparedIssue.message_for(recipient)` gives the complete RFC 5322 bytes for one
-  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`;
+  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`,
+  DKIM-signed when `delivery.dkim` is configured;
 - `PreparedIssue.dump()` / `load_prepared(config, data)` store a rendered issue and bring it
   back without rendering again, so a resumed issue sends exactly what was rendered.
 
-This first version renders a plain-text digest only.
+Rendering happens once per issue (kabar.render.email); a message only joins the
+subscriber's name and URLs into the rendered pieces (kabar.mail).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
-from typing import Any
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from functools import cached_property
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from kabar.config import Config, Digest
-from kabar.model import Recipient, message_id
+from kabar.config import Config, Digest, Related
+from kabar.mail.dkim import DkimSigner
+from kabar.mail.message import BadRecipientError, MessageSkeleton
+from kabar.mail.slots import SlotTemplate
+from kabar.model import Article, Recipient, article_id, message_id
+from kabar.render.archive import archive_url
+from kabar.render.email import CardView, IssueView, RelatedView, render_email, safe_url
+from kabar.render.locale import Formatter
+from kabar.select import select_articles
 from kabar.store import Store
+from kabar.text import one_line, summarize
+
+DUMP_FORMAT = 2
+RELATED_SUMMARY_LIMIT = 160
+_SUBJECT_FIELD = re.compile(r"\{(date|headline|count|site)\}")
+_BODY_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"]+$", re.IGNORECASE)
+
+
+# --- related news ---------------------------------------------------------------------
+
+
+class RelatedItemLike(Protocol):
+    """The fields of kabar.related.RelatedItem a digest shows."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def published(self) -> datetime | None: ...
+
+
+class RelatedProvider(Protocol):
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> Sequence[RelatedItemLike]: ...
+
+
+RelatedFactory = Callable[[Config, Store], RelatedProvider]
+
+
+@dataclass(frozen=True)
+class PublisherLink:
+    """A related item the publisher chose (Article.related), shaped like RelatedItem."""
+
+    title: str
+    url: str
+    summary: str
+    published: datetime | None
+    article_id: str | None
+    score: float = 1.0
+    reasons: tuple[str, ...] = ("chosen by publisher",)
+    chosen_by_publisher: bool = True
+
+
+class PublisherLinks:
+    """Related news from the article's own "Berita terkait" list; the fallback while
+    kabar.related is not installed. Times come from the linked article when the store
+    holds it (seed pages store each related item as an article of its own)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> list[PublisherLink]:
+        items = []
+        for link in article.related[: settings.per_item]:
+            linked = self.store.get(article_id(article.source, link.url)) if link.url else None
+            published = linked.published if linked and linked.published < before else None
+            items.append(
+                PublisherLink(
+                    title=link.title,
+                    url=link.url,
+                    summary=link.summary or (linked.summary if linked else ""),
+                    published=published,
+                    article_id=linked.id if linked else None,
+                )
+            )
+        return items
+
+
+def open_related(config: Config, store: Store) -> RelatedProvider:
+    """The related-news engine, or the publisher's own links when it isn't installed."""
+    try:
+        engine = importlib.import_module("kabar.related")
+    except ModuleNotFoundError as exc:
+        if exc.name != "kabar.related":
+            raise
+        return PublisherLinks(store)
+    provider: RelatedProvider = engine.RelatedEngine.open(config, store)
+    return provider
+
+
+def related_settings(config: Config, digest: Digest) -> Related:
+    """The digest's own related settings, or the site-wide ones when it sets none."""
+    return digest.related if "related" in digest.model_fields_set else config.related
+
+
+# --- the prepared issue ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PreparedIssue:
+    """A rendered issue: everything needed to make each subscriber's message."""
+
     issue_key: str
     digest_id: str
     list_id: str
-    sender: str
     subject: str
-    text: str
     article_ids: tuple[str, ...]
     issue_time: datetime
+    sender: str
+    list_header: str  # List-Id value: "Name <list.domain>"
     domain: str
+    reader: str  # greets subscribers who gave no name
+    html: SlotTemplate
+    text: SlotTemplate
+    view: IssueView
+    reply_to: str | None = None
+    feedback_id: str | None = None
+    signer: DkimSigner | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def skeleton(self) -> MessageSkeleton:
+        return MessageSkeleton(
+            sender=self.sender,
+            subject=self.subject,
+            date=self.issue_time,
+            list_id=self.list_header,
+            text=self.text,
+            html_part=self.html,
+            boundary_seed=self.issue_key,
+            reply_to=self.reply_to,
+            feedback_id=self.feedback_id,
+            signer=self.signer,
+        )
 
     def message_id_for(self, recipient: Recipient) -> str:
         return message_id(self.issue_key, recipient.subscriber_id, self.domain)
 
+    def values_for(self, recipient: Recipient) -> dict[str, str]:
+        """The slot values of one subscriber, unescaped (each part escapes its own)."""
+        unsubscribe = recipient.unsubscribe_url or recipient.unsubscribe_mailto
+        values = {
+            "name": one_line(recipient.name) or self.reader,
+            "unsubscribe_url": unsubscribe or recipient.preferences_url,
+            "preferences_url": recipient.preferences_url or unsubscribe,
+        }
+        for key in ("unsubscribe_url", "preferences_url"):
+            if not _BODY_URL.match(values[key]):
+                raise BadRecipientError(
+                    f"subscriber {recipient.subscriber_id}: {key} must be an http(s) or "
+                    f"mailto URL, got {values[key]!r}"
+                )
+        return values
+
     def message_for(self, recipient: Recipient) -> bytes:
-        message = EmailMessage(policy=SMTP)
-        message["From"] = self.sender
-        message["To"] = Address(recipient.name, addr_spec=recipient.email)
-        message["Subject"] = self.subject
-        message["Date"] = format_datetime(self.issue_time)
-        message["Message-ID"] = self.message_id_for(recipient)
-        message["List-Id"] = f"<{self.list_id}.{self.domain}>"
-        if recipient.unsubscribe_url:
-            message["List-Unsubscribe"] = f"<{recipient.unsubscribe_url}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        footer = f"\n\n--\nUnsubscribe: {recipient.unsubscribe_url}\n"
-        message.set_content(self.text + footer)
-        return message.as_bytes()
+        return self.skeleton.build(
+            email=recipient.email,
+            name=recipient.name,
+            message_id=self.message_id_for(recipient),
+            unsubscribe_url=recipient.unsubscribe_url,
+            unsubscribe_mailto=recipient.unsubscribe_mailto,
+            values=self.values_for(recipient),
+        )
+
+    def html_for(self, recipient: Recipient) -> str:
+        from html import escape
+
+        values = self.values_for(recipient)
+        return self.html.fill({key: escape(value) for key, value in values.items()})
+
+    def text_for(self, recipient: Recipient) -> str:
+        return self.text.fill(self.values_for(recipient))
 
     def dump(self) -> dict[str, Any]:
         return {
-            "issue_key": self.issue_key, "digest_id": self.digest_id, "list_id": self.list_id,
-            "sender": self.sender, "subject": self.subject, "text": self.text,
-            "article_ids": list(self.article_ids), "issue_time": self.issue_time.isoformat(),
+            "format": DUMP_FORMAT,
+            "issue_key": self.issue_key,
+            "digest_id": self.digest_id,
+            "list_id": self.list_id,
+            "subject": self.subject,
+            "article_ids": list(self.article_ids),
+            "issue_time": self.issue_time.isoformat(),
+            "sender": self.sender,
+            "list_header": self.list_header,
             "domain": self.domain,
-        }  # fmt: skip
+            "reader": self.reader,
+            "html": self.html.to_dict(),
+            "text": self.text.to_dict(),
+            "view": self.view.to_dict(),
+            "reply_to": self.reply_to,
+            "feedback_id": self.feedback_id,
+        }
 
 
 def load_prepared(config: Config, data: dict[str, Any]) -> PreparedIssue:
+    """A dumped issue, ready to send again exactly as rendered (signed with the key the
+    config names now)."""
+    if data.get("format") != DUMP_FORMAT:
+        raise ValueError(
+            f"prepared issue {data.get('issue_key')!r} was stored in format "
+            f"{data.get('format')!r}; this kabar reads format {DUMP_FORMAT}"
+        )
     return PreparedIssue(
-        **{**data, "article_ids": tuple(data["article_ids"]),
-           "issue_time": datetime.fromisoformat(data["issue_time"])}
-    )  # fmt: skip
+        issue_key=data["issue_key"],
+        digest_id=data["digest_id"],
+        list_id=data["list_id"],
+        subject=data["subject"],
+        article_ids=tuple(data["article_ids"]),
+        issue_time=datetime.fromisoformat(data["issue_time"]),
+        sender=data["sender"],
+        list_header=data["list_header"],
+        domain=data["domain"],
+        reader=data["reader"],
+        html=SlotTemplate.from_dict(data["html"]),
+        text=SlotTemplate.from_dict(data["text"]),
+        view=IssueView.from_dict(data["view"]),
+        reply_to=data["reply_to"],
+        feedback_id=data["feedback_id"],
+        signer=DkimSigner.from_config(config),
+    )
+
+
+# --- preparing --------------------------------------------------------------------------
 
 
 def prepare_issue(
@@ -81,35 +264,120 @@ def prepare_issue(
     issue_key: str,
     issue_time: datetime,
     since: datetime | None = None,
+    related: RelatedFactory | None = None,
 ) -> PreparedIssue | None:
     """Select the issue's articles and render it once; None if empty and skippable.
 
     `since` starts the window when the digest's window is `since_last` (the time of the
     last sent issue); otherwise the window is the configured duration before issue_time.
+    `related` opens the related-news provider (default: kabar.related's engine).
     """
-    start = since if digest.window == "since_last" else issue_time - _window(digest)
-    chosen = list(
-        store.articles(
-            sources=digest.sources, since=start, before=issue_time, limit=digest.max_items
-        )
-    )
-    if not chosen and digest.skip_if_empty:
+    articles = select_articles(store, digest, issue_time=issue_time, since=since)
+    if not articles and digest.skip_if_empty:
         return None
     mailing_list = config.mailing_list(digest.list_id)
-    text = "\n\n".join(f"{a.title}\n{a.summary}\n{a.url}" for a in chosen)
+    language = digest.locale or mailing_list.locale or config.site.language
+    formatter = Formatter(language, ZoneInfo(config.site.timezone))
+    cards = _cards(config, store, digest, articles, issue_time, related or open_related)
+    fields = {
+        "date": formatter.long_date(issue_time, weekday=False),
+        "headline": cards[0].title if cards else "",
+        "count": str(len(cards)),
+        "site": config.site.title,
+    }
+    view = IssueView(
+        issue_key=issue_key,
+        digest_id=digest.id,
+        subject=_fill(digest.subject, fields),
+        preheader=_fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+        issue_time=issue_time.astimezone(ZoneInfo(config.site.timezone)),
+        language=language,
+        timezone=config.site.timezone,
+        site_title=config.site.title,
+        site_url=config.site.url,
+        list_name=mailing_list.name or mailing_list.id,
+        archive_url=archive_url(config, digest.id, issue_key),
+        logo_url=safe_url(config.site.logo_url),
+        contact=config.site.contact,
+        cards=tuple(cards),
+    )
+    rendered = render_email(config, digest, view)
+    domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
     return PreparedIssue(
         issue_key=issue_key,
         digest_id=digest.id,
         list_id=mailing_list.id,
+        subject=view.subject,
+        article_ids=tuple(card.article_id for card in rendered.view.cards),
+        issue_time=view.issue_time,
         sender=mailing_list.from_,
-        subject=digest.subject.replace("{date}", issue_time.date().isoformat()),
-        text=text,
-        article_ids=tuple(a.id for a in chosen),
-        issue_time=issue_time,
-        domain=parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost",
+        list_header=f"{one_line(mailing_list.name or mailing_list.id)} "
+        f"<{mailing_list.id}.{domain}>",
+        domain=domain,
+        reader=formatter.gettext("reader"),
+        html=rendered.html,
+        text=rendered.text,
+        view=rendered.view,
+        reply_to=mailing_list.reply_to,
+        feedback_id=_feedback_id(config, digest),
+        signer=DkimSigner.from_config(config),
     )
 
 
-def _window(digest: Digest) -> timedelta:
-    assert isinstance(digest.window, timedelta)
-    return digest.window
+def _cards(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    articles: list[Article],
+    issue_time: datetime,
+    open_provider: RelatedFactory,
+) -> list[CardView]:
+    settings = related_settings(config, digest)
+    provider = open_provider(config, store) if settings.per_item and articles else None
+    try:
+        return [
+            _card(article, provider.related(article, before=issue_time, settings=settings)
+                  if provider else (), settings.per_item)
+            for article in articles
+        ]  # fmt: skip
+    finally:
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+
+
+def _card(article: Article, related: Sequence[RelatedItemLike], limit: int) -> CardView:
+    return CardView(
+        article_id=article.id,
+        title=one_line(article.title),
+        url=safe_url(article.url),
+        section=one_line(article.section),
+        summary=one_line(article.summary),
+        published=article.published,
+        image_url=safe_url(article.image_url),
+        image_alt=one_line(article.image_alt),
+        credit=one_line(article.credit or ", ".join(article.authors)),
+        related=tuple(
+            RelatedView(
+                title=one_line(item.title),
+                url=safe_url(item.url),
+                summary=summarize(item.summary, RELATED_SUMMARY_LIMIT),
+                published=item.published,
+            )
+            for item in related[:limit]
+            if item.title.strip()
+        ),
+    )
+
+
+def _fill(template: str, fields: dict[str, str]) -> str:
+    """`{date}`, `{headline}`, `{count}` and `{site}` in one pass, so a headline that
+    itself contains `{date}` stays as written; the result is one line."""
+    return one_line(_SUBJECT_FIELD.sub(lambda match: fields[match.group(1)], template))
+
+
+def _feedback_id(config: Config, digest: Digest) -> str | None:
+    pattern = config.delivery.feedback_id
+    if not pattern:
+        return None
+    return one_line(pattern.replace("{digest}", digest.id).replace("{list}", digest.list_id))

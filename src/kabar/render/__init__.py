@@ -1,0 +1,1 @@
+"""Rendering: turn selected articles into feeds, email digests and archive pages."""
