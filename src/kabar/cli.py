@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -253,6 +254,82 @@ def publish(app: App, as_of: str | None) -> None:
     _print_reports(reports, as_json=False)
     if any(report.failures for report in reports):
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.argument("digest_id", metavar="DIGEST")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for issue.html, issue.txt and issue.eml [default: var/preview/DIGEST].",
+)
+@click.option("--as-of", help="Prepare the issue due at this ISO 8601 time [default: now].")
+@click.option("--since", help="For a since_last window: when the last issue was sent.")
+@click.option("--subscriber", "email", help="Address the preview to this email address.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_app
+def preview(
+    app: App,
+    digest_id: str,
+    out: Path | None,
+    as_of: str | None,
+    since: str | None,
+    email: str | None,
+    as_json: bool,
+) -> None:
+    """Render the next issue of DIGEST to files, without sending or recording anything.
+
+    issue.html and issue.txt are what the subscriber sees; issue.eml is the complete
+    message (DKIM-signed when delivery.dkim is configured and its key is set), with
+    sample unsubscribe and preferences URLs.
+    """
+    from kabar.digest import prepare_issue, preview_config, preview_recipient
+
+    known = [digest.id for digest in app.config.digests]
+    if digest_id not in known:
+        fail(f"unknown digest {digest_id!r} (configured: {', '.join(known) or 'none'})")
+    config, note = preview_config(app.config)
+    digest = config.digest(digest_id)
+    issue_time = parse_time(as_of) or datetime.now(UTC)
+    local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
+    issue = prepare_issue(
+        config,
+        app.store,
+        digest,
+        issue_key=f"{digest.id}:{digest.list_id}:{local_day}",
+        issue_time=issue_time,
+        since=parse_time(since),
+    )
+    if issue is None:
+        click.echo(f"{digest_id}: no new articles in the window; no issue would be sent")
+        return
+    recipient = preview_recipient(config, digest, email)
+    folder = out or config.resolve(f"var/preview/{digest_id}")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "issue.html": issue.html_for(recipient).encode(),
+        "issue.txt": issue.text_for(recipient).encode(),
+        "issue.eml": issue.message_for(recipient),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    paths = [str(folder / name) for name in files]
+    html_bytes = len(files["issue.html"])
+    if as_json:
+        click.echo(json.dumps({
+            "digest": digest_id, "issue_key": issue.issue_key, "subject": issue.subject,
+            "articles": len(issue.article_ids), "html_bytes": html_bytes,
+            "signed": issue.signer is not None, "files": paths,
+        }, ensure_ascii=False))  # fmt: skip
+        return
+    click.echo(
+        f"{digest_id}: {len(issue.article_ids)} articles, HTML {html_bytes / 1000:.1f} KB, "
+        f"subject {issue.subject!r}"
+    )
+    if note:
+        click.echo(note)
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @cli.command()

@@ -17,6 +17,7 @@ subscriber's name and URLs into the rendered pieces (kabar.mail).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -381,3 +382,29 @@ def _feedback_id(config: Config, digest: Digest) -> str | None:
     if not pattern:
         return None
     return one_line(pattern.replace("{digest}", digest.id).replace("{list}", digest.list_id))
+
+
+# --- preview ----------------------------------------------------------------------------
+
+
+def preview_config(config: Config) -> tuple[Config, str]:
+    """The config for a preview: unsigned, with a note, when the DKIM key isn't set."""
+    dkim = config.delivery.dkim
+    if dkim is None or os.environ.get(dkim.key_env):
+        return config, ""
+    delivery = config.delivery.model_copy(update={"dkim": None})
+    note = f"issue.eml is not DKIM-signed: {dkim.key_env} is not set"
+    return config.model_copy(update={"delivery": delivery}), note
+
+
+def preview_recipient(config: Config, digest: Digest, email: str | None) -> Recipient:
+    """A sample subscriber with plausible (not working) unsubscribe and preferences URLs."""
+    base = (config.web.base_url or config.site.url).rstrip("/")
+    sender_domain = parseaddr(config.mailing_list(digest.list_id).from_)[1].rpartition("@")[2]
+    return Recipient(
+        subscriber_id="preview",
+        email=email or f"pembaca@{sender_domain or 'example.com'}",
+        unsubscribe_url=f"{base}/unsubscribe/preview-token",
+        unsubscribe_mailto=f"mailto:unsubscribe+preview-token@{sender_domain or 'localhost'}",
+        preferences_url=f"{base}/preferences/preview-token",
+    )

@@ -36,7 +36,8 @@ TEXT_TEMPLATE = "digest.txt.j2"
 # subscriber's values (two URLs and a name) that are joined in later.
 HTML_BUDGET = 100_000
 PERSONAL_ALLOWANCE = 1_000
-DEFAULT_FONTS = "'Helvetica Neue', Helvetica, Arial, sans-serif"
+# Unquoted: Jinja would escape the quotes, and MRML then misses configured fonts.
+DEFAULT_FONTS = "Helvetica Neue, Helvetica, Arial, sans-serif"
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
 
 
@@ -211,7 +212,7 @@ class EmailTemplates:
     def render(self, view: IssueView, markers: Mapping[str, str]) -> tuple[str, str]:
         # The markers are kabar's own letters and digits, never article text.
         slots = {name: Markup(marker) for name, marker in markers.items()}  # noqa: S704
-        font_family = ", ".join([*(f"'{name}'" for name in self.fonts), DEFAULT_FONTS])
+        font_family = ", ".join([*self.fonts, DEFAULT_FONTS])
         context = {
             "issue": view,
             "slots": slots,
