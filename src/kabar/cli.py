@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -283,38 +282,30 @@ def preview(
     message (DKIM-signed when delivery.dkim is configured and its key is set), with
     sample unsubscribe and preferences URLs.
     """
-    from kabar.digest import prepare_issue, preview_config, preview_recipient
+    from kabar.digest import write_preview
+    from kabar.mail.message import BadRecipientError
 
     known = [digest.id for digest in app.config.digests]
     if digest_id not in known:
         fail(f"unknown digest {digest_id!r} (configured: {', '.join(known) or 'none'})")
-    config, note = preview_config(app.config)
-    digest = config.digest(digest_id)
-    issue_time = parse_time(as_of) or datetime.now(UTC)
-    local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
-    issue = prepare_issue(
-        config,
-        app.store,
-        digest,
-        issue_key=f"{digest.id}:{digest.list_id}:{local_day}",
-        issue_time=issue_time,
-        since=parse_time(since),
-    )
-    if issue is None:
+    try:
+        written = write_preview(
+            app.config,
+            app.store,
+            app.config.digest(digest_id),
+            folder=out or app.config.resolve(f"var/preview/{digest_id}"),
+            issue_time=parse_time(as_of) or datetime.now(UTC),
+            since=parse_time(since),
+            email=email,
+        )
+    except BadRecipientError as exc:
+        fail(str(exc))
+    if written is None:
         click.echo(f"{digest_id}: no new articles in the window; no issue would be sent")
         return
-    recipient = preview_recipient(config, digest, email)
-    folder = out or config.resolve(f"var/preview/{digest_id}")
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {
-        "issue.html": issue.html_for(recipient).encode(),
-        "issue.txt": issue.text_for(recipient).encode(),
-        "issue.eml": issue.message_for(recipient),
-    }
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    paths = [str(folder / name) for name in files]
-    html_bytes = len(files["issue.html"])
+    issue, files, note = written
+    paths = [str(path) for path in files]
+    html_bytes = files[0].stat().st_size
     if as_json:
         click.echo(json.dumps({
             "digest": digest_id, "issue_key": issue.issue_key, "subject": issue.subject,

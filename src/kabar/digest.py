@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -385,6 +386,43 @@ def _feedback_id(config: Config, digest: Digest) -> str | None:
 
 
 # --- preview ----------------------------------------------------------------------------
+
+
+def write_preview(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    *,
+    folder: Path,
+    issue_time: datetime,
+    since: datetime | None = None,
+    email: str | None = None,
+) -> tuple[PreparedIssue, list[Path], str] | None:
+    """Prepare the issue due at issue_time and write issue.html, issue.txt and issue.eml
+    for a sample subscriber; nothing is sent or recorded. Returns (issue, files, note),
+    or None when no issue would be made."""
+    config, note = preview_config(config)
+    local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
+    issue = prepare_issue(
+        config,
+        store,
+        digest,
+        issue_key=f"{digest.id}:{digest.list_id}:{local_day}",
+        issue_time=issue_time,
+        since=since,
+    )
+    if issue is None:
+        return None
+    recipient = preview_recipient(config, digest, email)
+    contents = {
+        "issue.html": issue.html_for(recipient).encode(),
+        "issue.txt": issue.text_for(recipient).encode(),
+        "issue.eml": issue.message_for(recipient),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    return issue, [folder / name for name in contents], note
 
 
 def preview_config(config: Config) -> tuple[Config, str]:
