@@ -10,10 +10,12 @@ dkimpy stays in the test suite as the independent verifier.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -37,6 +39,12 @@ def split_header(line: bytes) -> tuple[bytes, bytes]:
     return name, value
 
 
+@functools.lru_cache(maxsize=8)
+def _load_key(pem: bytes) -> Any:
+    """Loading checks the RSA key's consistency (tens of ms): once per process."""
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 class DkimKeyError(ValueError):
     """The configured DKIM key can't be used."""
 
@@ -50,7 +58,7 @@ class DkimSigner:
     @classmethod
     def from_pem(cls, domain: str, selector: str, pem: bytes) -> DkimSigner:
         try:
-            key = serialization.load_pem_private_key(pem, password=None)
+            key = _load_key(pem)
         except (ValueError, TypeError) as exc:
             raise DkimKeyError(
                 f"the DKIM key is not an unencrypted PEM private key: {exc}"
@@ -98,15 +106,19 @@ class DkimSigner:
         varying_names = [name.lower() for name in varying]
         oversigned = [name for name in (*names, *varying_names) if name != b"dkim-signature"]
         h = b":".join([*names, *varying_names, *oversigned])
+        tags_head = (
+            (
+                f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector};\r\n h="
+            ).encode()
+            + _fold_list(h)
+            + b";\r\n bh="
+        )
         return Canonical(
             signer=self,
             fixed=b"".join(relaxed_header(name, value) for name, value in fixed_lines),
             varying=tuple(varying_names),
-            tags_head=(
-                f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector};\r\n h="
-            ).encode()
-            + _fold_list(h)
-            + b";\r\n bh=",
+            tags_head=tags_head,
+            tags_head_canonical=relaxed_header(b"dkim-signature", tags_head)[:-2],
         )
 
 
@@ -117,7 +129,8 @@ class Canonical:
     signer: DkimSigner
     fixed: bytes
     varying: tuple[bytes, ...]
-    tags_head: bytes
+    tags_head: bytes  # the tags up to "bh=", as written
+    tags_head_canonical: bytes  # the same, canonicalised
 
     def sign(self, varying: Iterable[bytes | None], body: bytes) -> bytes:
         """The `DKIM-Signature:` header line (CRLF-terminated) for one message.
@@ -135,7 +148,8 @@ class Canonical:
             name, value = split_header(line)
             assert name.lower() == expected, (name, expected)
             signed.append(relaxed_header(name, value))
-        signed.append(relaxed_header(b"dkim-signature", tags)[:-2])  # no CRLF (§3.7)
+        # The signature header itself, with an empty b= and no CRLF (§3.7).
+        signed.append(self.tags_head_canonical + body_hash + b"; b=")
         signature = self.signer.key.sign(b"".join(signed), padding.PKCS1v15(), hashes.SHA256())
         return b"DKIM-Signature: " + tags + _fold_base64(base64.b64encode(signature)) + b"\r\n"
 

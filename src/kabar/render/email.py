@@ -9,6 +9,7 @@ rendered pieces with escaped values, so article text is never read as template c
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -135,19 +136,26 @@ def _card_from_dict(data: Mapping[str, Any]) -> CardView:
 # --- templates --------------------------------------------------------------------------
 
 
-def template_paths(config: Config, configured: str | None, default: str) -> tuple[list[str], str]:
+def template_paths(
+    config: Config, configured: str | None, default: str
+) -> tuple[tuple[str, ...], str]:
     """(search path, template name): an admin's template by path, with the bundled
     templates behind it for `{% include %}` and `{% extends %}`."""
     bundled_dir = str(bundled("templates"))
     if configured is None:
-        return [bundled_dir], default
+        return (bundled_dir,), default
     path = config.resolve(configured)
     if not path.is_file():
         raise RenderError(f"template {configured!r} not found (looked for {path})")
-    return [str(path.parent), bundled_dir], path.name
+    return (str(path.parent), bundled_dir), path.name
 
 
-def environment(search_path: list[str], formatter: Formatter, *, html: bool) -> jinja2.Environment:
+@functools.lru_cache(maxsize=32)
+def environment(
+    search_path: tuple[str, ...], formatter: Formatter, *, html: bool
+) -> jinja2.Environment:
+    """A Jinja environment per template folder, language and part; kept for the process
+    so templates compile once (Jinja still reloads a template whose file changed)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search_path),
         autoescape=html,  # noqa: S701 - off only for the text/plain part
@@ -234,7 +242,7 @@ def _describe(exc: jinja2.TemplateError) -> str:
     return f"{location}{exc.message or exc}"
 
 
-def _include_loader(search_path: list[str]) -> mjml.IncludeLoader:
+def _include_loader(search_path: tuple[str, ...]) -> mjml.IncludeLoader:
     def load(path: str) -> str:
         for folder in search_path:
             candidate = Path(folder) / path
