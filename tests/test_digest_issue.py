@@ -261,15 +261,34 @@ def test_related_items_come_from_the_provider(write_config: WriteConfig, store: 
 
 def test_publisher_links_are_the_fallback_provider(write_config: WriteConfig, store: Store) -> None:
     linked = make_article(5, title="Berita lama yang terkait")
-    main = make_article(1, related=(RelatedLink(linked.title, linked.url, "Ringkas."),
-                                    RelatedLink("Tanpa tautan", "", "")))  # fmt: skip
-    store.upsert([main, linked])
+    future = make_article(-3, title="Belum terbit")
+    main = make_article(1, related=(
+        RelatedLink(future.title, future.url, ""),
+        RelatedLink(linked.title, linked.url, "Ringkas."),
+        RelatedLink("Tanpa tautan", "", ""),
+    ))  # fmt: skip
+    store.upsert([main, linked, future])
     config = digest_config(write_config, window="2h")
     issue = _prepare(config, store)
     card = issue.view.cards[0]
     assert [item.title for item in card.related] == ["Berita lama yang terkait", "Tanpa tautan"]
     assert card.related[0].published == linked.published and card.related[1].published is None
     assert "5 jam lalu" in issue.html_for(RECIPIENT)
+
+
+def test_an_article_listed_on_a_page_is_related_to_the_page_and_its_neighbours(
+    write_config: WriteConfig, store: Store
+) -> None:
+    items = [make_article(n, title=f"Terkait {n}") for n in (2, 3, 4, 5)]
+    listed = tuple(RelatedLink(item.title, item.url, item.summary) for item in items)
+    page = make_article(30, title="Halaman utama", related=listed)
+    store.upsert([page, *items])
+    config = digest_config(write_config, window="150m", related={"per_item": 3})
+    issue = _prepare(config, store)
+    assert [card.title for card in issue.view.cards] == ["Terkait 2"]
+    related = issue.view.cards[0].related
+    assert [item.title for item in related] == ["Halaman utama", "Terkait 3", "Terkait 4"]
+    assert related[0].published == page.published
 
 
 def test_english_digest(write_config: WriteConfig, store: Store) -> None:

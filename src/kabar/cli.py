@@ -319,6 +319,12 @@ def preview(
     )
     if note:
         click.echo(note)
+    if issue.signer is not None:
+        signer = issue.signer
+        click.echo(
+            f"DKIM-signed as {signer.selector}._domainkey.{signer.domain}, whose TXT record "
+            f"must read: {signer.dns_record()}"
+        )
     for path in paths:
         click.echo(f"wrote {path}")
 

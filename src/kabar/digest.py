@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -32,7 +32,7 @@ from kabar.config import Config, Digest, Related
 from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
-from kabar.model import Article, Recipient, article_id, message_id
+from kabar.model import Article, Recipient, RelatedLink, article_id, message_id
 from kabar.render.archive import archive_url
 from kabar.render.email import CardView, IssueView, RelatedView, render_email, safe_url
 from kabar.render.locale import Formatter
@@ -86,30 +86,56 @@ class PublisherLink:
 
 
 class PublisherLinks:
-    """Related news from the article's own "Berita terkait" list; the fallback while
-    kabar.related is not installed. Times come from the linked article when the store
-    holds it (seed pages store each related item as an article of its own)."""
+    """Related news as publishers chose it; the fallback while kabar.related is not
+    installed. An article's own "Berita terkait" list comes first; then, for an article
+    that a page lists, that page and the other items it lists beside this one. Times
+    come from the linked article when the store holds it (seed pages store each listed
+    item as an article of its own)."""
+
+    SCAN_LIMIT = 10_000  # newest articles searched for pages that list an article
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._listed_on: dict[str, list[Article]] | None = None
 
     def related(
         self, article: Article, *, before: datetime, settings: Related
     ) -> list[PublisherLink]:
-        items = []
-        for link in article.related[: settings.per_item]:
-            linked = self.store.get(article_id(article.source, link.url)) if link.url else None
-            published = linked.published if linked and linked.published < before else None
-            items.append(
-                PublisherLink(
-                    title=link.title,
-                    url=link.url,
-                    summary=link.summary or (linked.summary if linked else ""),
-                    published=published,
-                    article_id=linked.id if linked else None,
-                )
+        chosen: dict[str, PublisherLink] = {}
+        for link, linked in self._candidates(article):
+            if len(chosen) == settings.per_item:
+                break
+            key = link.url or f"#{len(chosen)}"
+            if link.url == article.url or key in chosen:
+                continue
+            if linked is None and link.url:
+                linked = self.store.get(article_id(article.source, link.url))
+            if linked is not None and linked.published >= before:
+                continue  # not published yet at issue time
+            chosen[key] = PublisherLink(
+                title=link.title,
+                url=link.url,
+                summary=link.summary or (linked.summary if linked else ""),
+                published=linked.published if linked else None,
+                article_id=linked.id if linked else None,
             )
-        return items
+        return list(chosen.values())
+
+    def _candidates(self, article: Article) -> Iterator[tuple[RelatedLink, Article | None]]:
+        for link in article.related:
+            yield link, None
+        for page in self._pages_listing(article.url):
+            yield RelatedLink(page.title, page.url, page.summary), page
+            for link in page.related:
+                yield link, None
+
+    def _pages_listing(self, url: str) -> list[Article]:
+        if self._listed_on is None:
+            self._listed_on = {}
+            for page in self.store.articles(limit=self.SCAN_LIMIT):
+                for link in page.related:
+                    self._listed_on.setdefault(link.url, []).append(page)
+        return self._listed_on.get(url, []) if url else []
 
 
 def open_related(config: Config, store: Store) -> RelatedProvider:
