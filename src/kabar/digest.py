@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from functools import cached_property
+from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -224,8 +225,6 @@ class PreparedIssue:
         )
 
     def html_for(self, recipient: Recipient) -> str:
-        from html import escape
-
         values = self.values_for(recipient)
         return self.html.fill({key: escape(value) for key, value in values.items()})
 
@@ -362,12 +361,14 @@ def _cards(
 ) -> list[CardView]:
     settings = related_settings(config, digest)
     provider = open_provider(config, store) if settings.per_item and articles else None
+    cards = []
     try:
-        return [
-            _card(article, provider.related(article, before=issue_time, settings=settings)
-                  if provider else (), settings.per_item)
-            for article in articles
-        ]  # fmt: skip
+        for article in articles:
+            items = (
+                provider.related(article, before=issue_time, settings=settings) if provider else ()
+            )
+            cards.append(_card(article, items, settings.per_item))
+        return cards
     finally:
         close = getattr(provider, "close", None)
         if callable(close):
@@ -392,9 +393,9 @@ def _card(article: Article, related: Sequence[RelatedItemLike], limit: int) -> C
                 summary=summarize(item.summary, RELATED_SUMMARY_LIMIT),
                 published=item.published,
             )
-            for item in related[:limit]
+            for item in related
             if item.title.strip()
-        ),
+        )[:limit],
     )
 
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,17 +120,14 @@ def _card_from_dict(data: Mapping[str, Any]) -> CardView:
     values = dict(data)
     values["published"] = datetime.fromisoformat(values["published"])
     values["related"] = tuple(
-        RelatedView(
-            **{
-                **item,
-                "published": datetime.fromisoformat(item["published"])
-                if item["published"]
-                else None,
-            }
-        )
+        RelatedView(**{**item, "published": _optional_time(item["published"])})
         for item in values["related"]
     )
     return CardView(**values)
+
+
+def _optional_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 # --- templates --------------------------------------------------------------------------
@@ -186,7 +183,6 @@ class RenderedEmail:
     text: SlotTemplate
     view: IssueView
     dropped: int = 0  # cards left out to stay under Gmail's clip limit
-    html_bytes: int = field(default=0)
 
 
 @dataclass(frozen=True)
@@ -261,39 +257,37 @@ def _mjml_to_html(source: str, fonts: Mapping[str, str], loader: mjml.IncludeLoa
 
 
 def render_email(config: Config, digest: Digest, view: IssueView) -> RenderedEmail:
-    """Render the issue once. If its HTML would pass Gmail's clip limit, warn and leave
-    out articles from the end until it fits."""
+    """Render the issue once. If its HTML would pass Gmail's clip limit, warn and keep
+    the most articles (from the top) that fit."""
     templates = EmailTemplates.load(config, digest, view.formatter())
     markers = new_markers()
-    cards = view.cards
-    while True:
-        current = _with_cards(view, cards)
+    renders: dict[int, tuple[IssueView, str, str]] = {}
+
+    def fits(count: int) -> bool:
+        current = replace(view, cards=view.cards[:count])
         html, text = templates.render(current, markers)
-        size = len(html.encode()) + PERSONAL_ALLOWANCE
-        if size <= HTML_BUDGET or len(cards) <= 1:
-            break
-        cards = cards[:-1]
-    dropped = len(view.cards) - len(cards)
-    if dropped:
+        renders[count] = (current, html, text)
+        return len(html.encode()) + PERSONAL_ALLOWANCE <= HTML_BUDGET
+
+    total = len(view.cards)
+    kept = total
+    if not fits(total) and total > 1:
+        low, high = 1, total - 1  # the largest count that fits lies in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        kept = low
+        if kept not in renders:
+            fits(kept)
         log.warning(
             "digest %s: %d of %d articles left out so the HTML stays under Gmail's clip "
             "limit (%d bytes); lower max_items or related.per_item",
-            digest.id, dropped, len(view.cards), HTML_BUDGET,
+            digest.id, total - kept, total, HTML_BUDGET,
         )  # fmt: skip
-    elif size > HTML_BUDGET:
-        log.warning("digest %s: one article already makes %d bytes of HTML", digest.id, size)
+    current, html, text = renders[kept]
     return RenderedEmail(
         html=SlotTemplate.split(html, markers),
         text=SlotTemplate.split(text, markers),
         view=current,
-        dropped=dropped,
-        html_bytes=size - PERSONAL_ALLOWANCE,
+        dropped=total - kept,
     )
-
-
-def _with_cards(view: IssueView, cards: tuple[CardView, ...]) -> IssueView:
-    if cards is view.cards:
-        return view
-    from dataclasses import replace
-
-    return replace(view, cards=cards)
