@@ -19,7 +19,7 @@ from lxml import html as lxml_html
 from kabar.config import Config
 from kabar.digest import PublisherLink, load_prepared, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
-from kabar.render.email import HTML_BUDGET
+from kabar.render.email import HTML_BUDGET, wrap
 from kabar.store import Store
 
 from .conftest import SEED_AS_OF, WriteConfig
@@ -300,3 +300,11 @@ def test_english_digest(write_config: WriteConfig, store: Store) -> None:
     assert "Read more" in page and "Related news" in page and "Hello, Budi Santoso!" in text
     assert "Wednesday, 1 May 2024 11:00 WIB" in text
     assert "Baca" not in page and 'lang="en"' in page
+
+
+def test_text_wrapping_keeps_urls_and_reduplicated_words_whole() -> None:
+    text = "kata " * 13 + "diam-diam https://kabar.example.id/" + "a" * 80 + " akhir"
+    wrapped = wrap(text, 72, indent="  ")
+    assert "diam-diam" in wrapped  # Jinja's wordwrap would cut it after "diam-"
+    assert "https://kabar.example.id/" + "a" * 80 in wrapped.split("\n")[-2]
+    assert all(line.startswith("  ") for line in wrapped.split("\n")[1:])

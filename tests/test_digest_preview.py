@@ -21,9 +21,10 @@ DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_K
 
 
 def _config(write_config: WriteConfig, project: Path, **digest: object) -> Path:
+    broken = {**DIGEST, "id": "broken", "templates": {"html": "tpl/missing.mjml.j2"}}
     return write_config(
         storage={"database": f"sqlite:///{project / 'var' / 'kabar.db'}", "feeds": "public/"},
-        digests=[{**DIGEST, **digest}],
+        digests=[{**DIGEST, **digest}, broken],
         delivery={"transport": "outbox", "outbox": "outbox/", "dkim": DKIM},
     )
 
@@ -87,9 +88,10 @@ def test_preview_without_the_dkim_key_says_it_is_unsigned(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["preview", "weekly"], "unknown digest 'weekly' (configured: harian)"),
+        (["preview", "weekly"], "unknown digest 'weekly' (configured: harian, broken)"),
         (["preview", "harian", "--as-of", "2030-01-01T07:00+07:00"], "no new articles"),
         (["preview", "harian", "--subscriber", "not an address"], "not a usable email address"),
+        (["preview", "broken"], "tpl/missing.mjml.j2' not found"),
     ],
 )
 def test_preview_problems_are_reported_plainly(
@@ -97,7 +99,7 @@ def test_preview_problems_are_reported_plainly(
 ) -> None:
     path = _config(write_config, project, skip_if_empty=True)
     _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
-    if "--subscriber" in args:
+    if "--as-of" not in args:
         args = [*args, "--as-of", "2024-05-01T12:00+07:00"]
     result = CliRunner().invoke(cli, ["-c", str(path), *args])
     assert message in result.output

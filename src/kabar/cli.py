@@ -283,7 +283,9 @@ def preview(
     sample unsubscribe and preferences URLs.
     """
     from kabar.digest import write_preview
+    from kabar.mail.dkim import DkimKeyError
     from kabar.mail.message import BadRecipientError
+    from kabar.render.email import RenderError
 
     known = [digest.id for digest in app.config.digests]
     if digest_id not in known:
@@ -298,7 +300,7 @@ def preview(
             since=parse_time(since),
             email=email,
         )
-    except BadRecipientError as exc:
+    except (BadRecipientError, DkimKeyError, RenderError) as exc:
         fail(str(exc))
     if written is None:
         click.echo(f"{digest_id}: no new articles in the window; no issue would be sent")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -167,8 +168,18 @@ def environment(
         datetime=formatter.long_datetime,
         date=formatter.long_date,
         ago=lambda moment, now: formatter.ago(moment, now) if moment else "",
+        wrap=wrap,
     )
     return env
+
+
+def wrap(text: str, width: int, indent: str = "") -> str:
+    """Plain-text wrapping that never splits a URL or an Indonesian reduplication
+    (`diam-diam`), unlike Jinja's wordwrap; lines after the first get `indent`."""
+    lines = textwrap.wrap(
+        text, width, break_long_words=False, break_on_hyphens=False, subsequent_indent=indent
+    )
+    return "\n".join(lines)
 
 
 class RenderError(Exception):
@@ -181,8 +192,7 @@ class RenderedEmail:
 
     html: SlotTemplate
     text: SlotTemplate
-    view: IssueView
-    dropped: int = 0  # cards left out to stay under Gmail's clip limit
+    view: IssueView  # with the cards that fit (see render_email)
 
 
 @dataclass(frozen=True)
@@ -289,5 +299,4 @@ def render_email(config: Config, digest: Digest, view: IssueView) -> RenderedEma
         html=SlotTemplate.split(html, markers),
         text=SlotTemplate.split(text, markers),
         view=current,
-        dropped=total - kept,
     )
