@@ -106,6 +106,13 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """SQLite only: what the browser sees doesn't depend on the database."""
+    with Store.open(f"sqlite:///{tmp_path / 'kabar.db'}") as opened:
+        yield opened
+
+
 def test_digest_fits_600_and_375_px_and_every_image_has_alt(
     write_config: WriteConfig, store: Store, served: tuple[Path, str]
 ) -> None:

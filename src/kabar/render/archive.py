@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from kabar.config import Config
-from kabar.render.email import IssueView, RenderError, _describe, environment, template_paths
+from kabar.render.email import (
+    IssueView,
+    RenderError,
+    describe_template_error,
+    environment,
+    template_paths,
+)
 
 if TYPE_CHECKING:
     from kabar.digest import PreparedIssue
@@ -115,7 +121,9 @@ def archive_pages(
             accent=accent,
         )  # fmt: skip
     except jinja2.TemplateError as exc:
-        raise RenderError(f"archive of digest {view.digest_id}: {_describe(exc)}") from None
+        raise RenderError(
+            f"archive of digest {view.digest_id}: {describe_template_error(exc)}"
+        ) from None
     manifest = json.dumps([entry.to_dict() for entry in entries], ensure_ascii=False, indent=1)
     return {
         archive_path(view.digest_id, view.issue_key): page_html.encode(),
@@ -138,7 +146,7 @@ def _template(
     try:
         return environment(search_path, formatter, html=True).get_template(name)
     except jinja2.TemplateError as exc:
-        raise RenderError(_describe(exc)) from None
+        raise RenderError(describe_template_error(exc)) from None
 
 
 # --- to wire: feed storage and the "issues" feed ----------------------------------------

@@ -214,7 +214,7 @@ class EmailTemplates:
             html = environment(html_path, formatter, html=True).get_template(html_name)
             text = environment(text_path, formatter, html=False).get_template(text_name)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"digest {digest.id}: {_describe(exc)}") from None
+            raise RenderError(f"digest {digest.id}: {describe_template_error(exc)}") from None
         return cls(
             html=html,
             text=text,
@@ -237,11 +237,11 @@ class EmailTemplates:
             mjml_source = self.html.render(context)
             text = self.text.render({**context, "slots": markers})
         except jinja2.TemplateError as exc:
-            raise RenderError(_describe(exc)) from None
+            raise RenderError(describe_template_error(exc)) from None
         return _mjml_to_html(mjml_source, self.fonts, self.include_loader), text
 
 
-def _describe(exc: jinja2.TemplateError) -> str:
+def describe_template_error(exc: jinja2.TemplateError) -> str:
     where = getattr(exc, "filename", None) or getattr(exc, "name", None)
     line = getattr(exc, "lineno", None)
     location = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
