@@ -17,25 +17,27 @@ import pytest
 from lxml import html as lxml_html
 
 from kabar.config import Config
-from kabar.digest import PublisherLink, load_prepared, prepare_issue
+from kabar.digest import PublisherLink, PublisherLinks, load_prepared, open_related, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
 from kabar.render.email import HTML_BUDGET, wrap
 from kabar.store import Store
 
 from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import RECIPIENT, FakeRelated, digest_config, make_article
+from .digest_support import RECIPIENT, FakeRelated, digest_config, make_article, publisher_links
 
 TRICKY = ["{{ 7*7 }}", "{% raw %}", "<script>alert(1)</script>", "{date}", "a & b"]
 
 
 def _prepare(config: Config, store: Store, related: FakeRelated | None = None) -> Any:
+    """The issue at SEED_AS_OF, with `related` or else the publisher's own links, so the
+    tests don't depend on the related-news engine's scoring."""
     issue = prepare_issue(
         config,
         store,
         config.digest("harian"),
         issue_key="harian:pembaca:2024-05-01",
         issue_time=SEED_AS_OF,
-        related=(lambda _config, _store: related) if related else None,
+        related=(lambda _config, _store: related) if related else publisher_links,
     )
     assert issue is not None
     return issue
@@ -289,6 +291,16 @@ def test_an_article_listed_on_a_page_is_related_to_the_page_and_its_neighbours(
     related = issue.view.cards[0].related
     assert [item.title for item in related] == ["Halaman utama", "Terkait 3", "Terkait 4"]
     assert related[0].published == page.published
+
+
+def test_the_default_provider_is_the_engine_when_installed(config: Config, store: Store) -> None:
+    provider = open_related(config, store)
+    try:
+        from kabar.related import RelatedEngine  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError:
+        assert isinstance(provider, PublisherLinks)
+    else:
+        assert isinstance(provider, RelatedEngine)
 
 
 def test_english_digest(write_config: WriteConfig, store: Store) -> None:

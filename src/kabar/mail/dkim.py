@@ -132,14 +132,18 @@ class Canonical:
     tags_head: bytes  # the tags up to "bh=", as written
     tags_head_canonical: bytes  # the same, canonicalised
 
-    def sign(self, varying: Iterable[bytes | None], body: bytes) -> bytes:
+    def sign(self, varying: Iterable[bytes | None], body: Iterable[bytes]) -> bytes:
         """The `DKIM-Signature:` header line (CRLF-terminated) for one message.
 
         `varying` gives the per-message header lines in the order `prepare` named them,
-        None for one this message doesn't have (it then signs as absent); `body` must
-        already be in relaxed canonical form (kabar.mail.qp writes it so).
+        None for one this message doesn't have (it then signs as absent); `body`, given
+        in pieces so it is hashed without being joined first, must already be in relaxed
+        canonical form (kabar.mail.qp writes it so).
         """
-        body_hash = base64.b64encode(hashlib.sha256(body).digest())
+        digest = hashlib.sha256()
+        for piece in body:
+            digest.update(piece)
+        body_hash = base64.b64encode(digest.digest())
         tags = self.tags_head + body_hash + b";\r\n b="
         signed = [self.fixed]
         for expected, line in zip(self.varying, varying, strict=True):

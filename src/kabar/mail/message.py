@@ -163,7 +163,7 @@ class MessageSkeleton:
         to = address_header(name, email)
         message_id_line = f"Message-ID: {message_id}\r\n".encode()
         listing, one_click = unsubscribe_headers(unsubscribe_url, unsubscribe_mailto)
-        body = b"".join([*self._parts[0].body(values), *self._parts[1].body(values), self._close])
+        body = [*self._parts[0].body(values), *self._parts[1].body(values), self._close]
         head = [self._top, to, message_id_line, self._middle]
         head += [line for line in (listing, one_click) if line]
         head.append(self._bottom)
@@ -172,7 +172,7 @@ class MessageSkeleton:
             if self._canonical
             else b""
         )
-        return b"".join([signature, *head, b"\r\n", body])
+        return b"".join([signature, *head, b"\r\n", *body])
 
 
 def _part_head(boundary: str, subtype: str) -> bytes:
