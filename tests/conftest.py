@@ -46,11 +46,14 @@ BASE_CONFIG: dict[str, Any] = {
 }
 
 
+KEEP_ENV = {"KABAR_TEST_DATABASE_URL", "KABAR_REGENERATE_GOLDEN"}
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No KABAR_* setting from the shell leaks into a test."""
     for name in list(os.environ):
-        if name.startswith("KABAR_") and name != "KABAR_TEST_DATABASE_URL":
+        if name.startswith("KABAR_") and name not in KEEP_ENV:
             monkeypatch.delenv(name)
 
 
@@ -126,3 +129,26 @@ def write_config(project: Path) -> WriteConfig:
 @pytest.fixture
 def config(write_config: WriteConfig) -> Config:
     return config_module.load(write_config())
+
+
+def assert_golden(relative: str, actual: bytes) -> None:
+    """Compare with tests/golden/<relative> byte for byte.
+
+    KABAR_REGENERATE_GOLDEN=1 rewrites the file instead: only on purpose, after reading the
+    diff of what changed.
+    """
+    path = GOLDEN / relative
+    if os.environ.get("KABAR_REGENERATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual)
+    assert path.exists(), f"no golden file {path}; run with KABAR_REGENERATE_GOLDEN=1 to create it"
+    expected = path.read_bytes()
+    if actual != expected:
+        import difflib
+
+        diff = difflib.unified_diff(
+            expected.decode(errors="replace").splitlines(),
+            actual.decode(errors="replace").splitlines(),
+            "golden", "actual", lineterm="", n=2,
+        )  # fmt: skip
+        pytest.fail(f"{path} differs:\n" + "\n".join(list(diff)[:60]))

@@ -332,6 +332,67 @@ def preview(
 
 
 @cli.command()
+@click.argument("article_ids", nargs=-1, metavar="[ARTICLE_ID]...")
+@click.option("--all", "every", is_flag=True, help="Every stored article, newest first.")
+@click.option(
+    "--before",
+    help="Only candidates published before this ISO 8601 time, as for a digest issue "
+    "(default: each article's own publication time).",
+)
+@click.option("--digest", "digest_id", help="Use this digest's related settings.")
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help='One object per line: {"id": …, "related": [{"id": …, "score": …}, …]}.',
+)  # fmt: skip
+@pass_app
+def related(
+    app: App,
+    article_ids: tuple[str, ...],
+    every: bool,
+    before: str | None,
+    digest_id: str | None,
+    as_json: bool,
+) -> None:
+    """Show the related-news block of articles, with scores and reasons.
+
+    Each item shows its score and why it was picked: shared tags (tag:…), the same
+    section (section:…) and the terms that matched most (term:…); publisher-chosen
+    items come first. Use it to tune `related:` (min_score, window, half_life).
+    """
+    from kabar.related import RelatedEngine
+
+    if bool(article_ids) == every:
+        raise click.UsageError("give ARTICLE_IDs or --all (not both)")
+    settings = app.config.related
+    if digest_id is not None:
+        known = {d.id: d for d in app.config.digests}
+        if digest_id not in known:
+            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        settings = known[digest_id].related
+    found = [app.store.get(i) for i in article_ids]
+    missing = [i for i, article in zip(article_ids, found, strict=True) if article is None]
+    if missing:
+        fail(f"no stored article with id(s): {', '.join(missing)}")
+    engine = RelatedEngine.open(app.config, app.store)
+    moment = parse_time(before)
+    for article in app.store.articles() if every else found:
+        items = engine.related(article, before=moment, settings=settings)
+        if as_json:
+            click.echo(json.dumps({"id": article.id, "related": [
+                {"id": i.article_id, "score": i.score, "title": i.title, "url": i.url,
+                 "reasons": list(i.reasons), "chosen_by_publisher": i.chosen_by_publisher}
+                for i in items
+            ]}, ensure_ascii=False))  # fmt: skip
+            continue
+        click.echo(f"{article.id}  {article.title}")
+        if not items:
+            click.echo("    (no block: fewer good items than min_items)")
+        for item in items:
+            click.echo(f"    {item.score:.3f}  {item.article_id or '-':16s}  {item.title}")
+            click.echo(f"           {', '.join(item.reasons)}")
+
+
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:

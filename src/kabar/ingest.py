@@ -105,7 +105,7 @@ def ingest_path(
     pending: list[Article] = []
     for done, file in enumerate(files, 1):
         file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
-        context = replace(base, as_of=file_as_of, warn=report.warnings.append)
+        context = replace(base, as_of=file_as_of, warn=_prefixed(report.warnings, file))
         try:
             pending.extend(read_file(file, context))
             report.files += 1
@@ -114,12 +114,12 @@ def ingest_path(
         except OSError as exc:
             report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
         if len(pending) >= _FLUSH_EVERY:
-            report.stored += store.upsert(pending, now=moment)
+            report.stored += _store(config, store, pending, moment)
             pending.clear()
         if progress:
             progress(done, len(files))
     if pending:
-        report.stored += store.upsert(pending, now=moment)
+        report.stored += _store(config, store, pending, moment)
     _log(report)
     return report
 
@@ -140,16 +140,31 @@ def ingest_url(
             report.not_modified = True
         else:
             context = replace(
-                context_for(config, source.id, source, as_of or moment), warn=report.warnings.append
+                context_for(config, source.id, source, as_of or moment),
+                warn=_prefixed(report.warnings, source.url),
             )
             articles = parse_feed(fetched.data, context)
             report.files = 1
-            report.stored += store.upsert(articles, now=moment)
+            report.stored += _store(config, store, articles, moment)
         store.save_source_state(source.id, fetched.state, now=moment)
     except ReadError as exc:
         report.failures.append(f"{source.url}: {exc}")
     _log(report)
     return report
+
+
+def _prefixed(sink: list[str], origin: Path | str) -> Callable[[str], None]:
+    return lambda message: sink.append(f"{origin}: {message}")
+
+
+def _store(config: Config, store: Store, articles: list[Article], now: datetime) -> UpsertResult:
+    """Upsert, then add the new and changed articles to the related-news index."""
+    from kabar.related import RelatedEngine
+
+    result = store.upsert(articles, now=now)
+    if result.inserted or result.updated:
+        RelatedEngine.open(config, store).add(articles)  # skips articles whose terms are current
+    return result
 
 
 def _files(path: Path) -> Iterator[Path]:

@@ -34,7 +34,7 @@ _ANY_TAG = re.compile(r"<[^>]+>")
 def clean(text: str) -> str:
     """Drop control characters and collapse runs of spaces; keep line breaks."""
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n")).strip()
+    return _SPACES.sub(" ", text).replace(" \n", "\n").replace("\n ", "\n").strip()
 
 
 def one_line(text: str) -> str:

@@ -62,7 +62,9 @@ def read_file(
     if size == 0:
         raise ReadError("empty file")
     if size > max_bytes:
-        raise ReadError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        raise ReadError(
+            f"file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit"
+        )
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise ReadError("binary file (NUL bytes), not an article")
@@ -79,6 +81,16 @@ def read_file(
     raise ReadError("unknown format: expected an article page, JSON, JSON Lines or a feed")
 
 
+def keep_good(articles: list[Article], problems: list[str], context: ReadContext) -> list[Article]:
+    """A multi-record file whose every record is unusable is a failure; otherwise the bad
+    records are reported as warnings and the good ones kept."""
+    if problems and not articles:
+        raise ReadError(problems[0])
+    for problem in problems:
+        context.warn(problem)
+    return articles
+
+
 _SLUG_DROP = re.compile(r"[^\w\s-]", re.UNICODE)
 _SLUG_GAPS = re.compile(r"[\s_-]+")
 
@@ -88,4 +100,6 @@ def slugify(text: str, max_length: int = 80) -> str:
 
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = _SLUG_GAPS.sub("-", _SLUG_DROP.sub("", ascii_text).strip().lower()).strip("-")
-    return slug[:max_length].rstrip("-") or "artikel"
+    if len(slug) > max_length:
+        slug = slug[: max_length + 1].rsplit("-", 1)[0]  # whole words only
+    return slug or "artikel"

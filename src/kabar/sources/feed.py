@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from xml.sax import SAXParseException
 
 import feedparser
 import httpx
 
 from kabar import __version__
 from kabar.model import Article, article_id
-from kabar.sources import ReadContext, ReadError
+from kabar.sources import ReadContext, ReadError, keep_good
 from kabar.store import SourceState
 from kabar.text import html_to_text, one_line, split_body, summarize
 
@@ -46,22 +47,26 @@ def parse_feed(data: bytes, context: ReadContext) -> list[Article]:
     if data.lstrip()[:1] == b"{":
         return _parse_json_feed(data, context)
     parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
-    if parsed.bozo and not parsed.entries:
-        reason = parsed.get("bozo_exception") or "not a feed"
-        raise ReadError(f"not a valid RSS or Atom feed: {reason}")
+    problem = parsed.get("bozo_exception")
+    # Malformed XML is refused even when feedparser's loose parser salvages entries: what it
+    # salvages is a guess. Lesser complaints (a wrong declared encoding) are tolerated.
+    if isinstance(problem, SAXParseException) or (parsed.bozo and not parsed.entries):
+        raise ReadError(f"not a valid RSS or Atom feed: {problem or 'no entries'}")
     if not parsed.version:
         raise ReadError("not an RSS or Atom feed")
     language = _language(parsed.feed.get("language"), context)
-    articles = []
+    alt_texts = _media_descriptions(data)
+    articles, problems = [], []
     for index, entry in enumerate(parsed.entries):
+        alt = alt_texts[index] if len(alt_texts) == len(parsed.entries) else ""
         try:
-            articles.append(_entry_article(entry, language, context))
+            articles.append(_entry_article(entry, language, alt, context))
         except ReadError as exc:
-            context.warn(f"entry {index + 1}: {exc}")
-    return articles
+            problems.append(f"entry {index + 1}: {exc}")
+    return keep_good(articles, problems, context)
 
 
-def _entry_article(entry: Any, language: str, context: ReadContext) -> Article:
+def _entry_article(entry: Any, language: str, image_alt: str, context: ReadContext) -> Article:
     url = entry.get("link") or ""
     guid = entry.get("id") or url
     title = one_line(entry.get("title") or "")
@@ -77,7 +82,7 @@ def _entry_article(entry: Any, language: str, context: ReadContext) -> Article:
     summary_html = entry.get("summary") or ""
     summary = one_line(html_to_text(summary_html)) if summary_html else summarize(body_text)
     section, tags = _categories(entry.get("tags") or [])
-    image_url, image_alt = _image(entry)
+    image_url = _image(entry)
     return Article(
         id=article_id(context.source, guid),
         guid=guid,
@@ -103,7 +108,9 @@ def _entry_article(entry: Any, language: str, context: ReadContext) -> Article:
 
 
 def _entry_time(entry: Any, name: str) -> datetime | None:
-    raw = entry.get(name)
+    # dict.get, not entry.get: feedparser maps a missing `updated` to `published` with a
+    # deprecation warning, and kabar wants to know which of the two the feed really gave.
+    raw = dict.get(entry, name)
     if raw:
         for parse in (_rfc3339, parsedate_to_datetime):
             try:
@@ -112,7 +119,7 @@ def _entry_time(entry: Any, name: str) -> datetime | None:
                 continue
             if moment is not None and moment.tzinfo is not None:
                 return moment
-    parsed = entry.get(f"{name}_parsed")
+    parsed = dict.get(entry, f"{name}_parsed")
     if not parsed:
         return None
     year, month, day, hour, minute, second = parsed[:6]
@@ -137,16 +144,37 @@ def _categories(tags: Iterable[Any]) -> tuple[str, tuple[str, ...]]:
     return section, tuple(dict.fromkeys(rest))
 
 
-def _image(entry: Any) -> tuple[str, str]:
+def _image(entry: Any) -> str:
     for media in entry.get("media_content", []):
         if media.get("url") and (
             media.get("medium") == "image" or "image" in media.get("type", "")
         ):
-            return media["url"], one_line(entry.get("media_description") or "")
+            return str(media["url"])
     for link in entry.get("links", []):
         if link.get("rel") == "enclosure" and link.get("type", "").startswith("image/"):
-            return link.get("href", ""), ""
-    return "", ""
+            return str(link.get("href", ""))
+    return ""
+
+
+_MEDIA = "{http://search.yahoo.com/mrss/}"
+
+
+def _media_descriptions(data: bytes) -> list[str]:
+    """The image alt text (media:description) of each entry, in document order.
+
+    feedparser folds media:description into the entry summary, so it is read here.
+    """
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, recover=False)
+    try:
+        root = etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError:
+        return []
+    entries = root.iter(
+        "item", "{http://www.w3.org/2005/Atom}entry", "{http://purl.org/rss/1.0/}item"
+    )
+    return [one_line(entry.findtext(f".//{_MEDIA}description") or "") for entry in entries]
 
 
 def _language(value: Any, context: ReadContext, default: str | None = None) -> str:
@@ -163,13 +191,13 @@ def _parse_json_feed(data: bytes, context: ReadContext) -> list[Article]:
     if not isinstance(document, dict) or "jsonfeed.org/version" not in str(document.get("version")):
         raise ReadError("not a JSON Feed: no jsonfeed.org version")
     language = _language(document.get("language"), context)
-    articles = []
+    articles, problems = [], []
     for index, item in enumerate(document.get("items") or []):
         try:
             articles.append(_json_item(item, language, context))
         except (ReadError, ValueError, TypeError, AttributeError) as exc:
-            context.warn(f"item {index + 1}: {exc}")
-    return articles
+            problems.append(f"item {index + 1}: {exc}")
+    return keep_good(articles, problems, context)
 
 
 def _json_item(item: dict[str, Any], language: str, context: ReadContext) -> Article:

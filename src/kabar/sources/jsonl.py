@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import ReadContext, ReadError
+from kabar.sources import ReadContext, ReadError, keep_good
 from kabar.text import clean, one_line, split_body, summarize
 
 REQUIRED = ("url", "title", "body", "published")
@@ -39,18 +39,14 @@ class JsonReader:
             try:
                 articles.append(article_from_record(record, context))
             except (ReadError, ValueError, TypeError) as exc:
-                problems.append(f"{path}:{where}: {exc}")
-        for problem in problems:
-            context.warn(problem)
-        if not articles:
-            raise ReadError(
-                problems[0].split(": ", 1)[1] if problems else "no articles in the file"
-            )
-        return articles
+                problems.append(f"{where}: {exc}")
+        if not articles and not problems:
+            raise ReadError("no articles in the file")
+        return keep_good(articles, problems, context)
 
 
 def _records(text: str) -> Iterator[tuple[str, Any]]:
-    """(where, object) pairs; `where` is a line number for JSON Lines, an index otherwise."""
+    """(where, object) pairs; `where` names the line (JSON Lines) or the array index."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as whole_error:
@@ -61,17 +57,17 @@ def _records(text: str) -> Iterator[tuple[str, Any]]:
             ) from None
         for number, line in lines:
             try:
-                yield str(number), json.loads(line)
+                yield f"line {number}", json.loads(line)
             except json.JSONDecodeError as exc:
-                yield str(number), _Invalid(f"invalid JSON: {exc.msg}")
+                yield f"line {number}", _Invalid(f"invalid JSON: {exc.msg}")
         return
     if isinstance(document, dict) and isinstance(document.get("articles"), list):
         document = document["articles"]
     if isinstance(document, dict):
-        yield "1", document
+        yield "the object", document
     elif isinstance(document, list):
         for index, item in enumerate(document):
-            yield f"[{index}]", item
+            yield f"item {index}", item
     else:
         raise ReadError("expected a JSON object or an array of objects")
 

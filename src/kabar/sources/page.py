@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kabar.model import Article, RelatedLink, article_id
 from kabar.sources import ReadContext, ReadError, slugify
-from kabar.text import one_line, paragraphs_to_html, summarize
+from kabar.text import clean, paragraphs_to_html, summarize
 
 MONTHS = {
     name: number
@@ -98,8 +98,9 @@ class PageReader:
         return path.suffix.lower() in {".txt", ".page", ".text", ""}
 
     def read(self, path: Path, text: str, context: ReadContext) -> list[Article]:
-        lines = [(number, one_line(raw)) for number, raw in enumerate(text.splitlines(), 1)]
-        lines = [(number, line) for number, line in lines if line]
+        # clean() keeps line breaks, so line numbers still match the file's.
+        numbered = enumerate(clean(text).split("\n"), 1)
+        lines = [(number, line) for number, line in numbered if line]
         if len(lines) < 3:
             raise ReadError("too short for an article page: needs a title, a date line and a body")
         (_, title), (date_number, date_text) = lines[0], lines[1]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -105,4 +106,18 @@ source_state = Table(
     Column("etag", Text),
     Column("last_modified", Text),
     Column("fetched", UTCDateTime),
+)
+
+# The analysed terms of each article for related news (kabar.related), so the index is
+# rebuilt on start without analysing every article again. `content_hash` and `analyser`
+# say what the terms were computed from; a mismatch means "analyse again".
+related_features = Table(
+    "related_features",
+    metadata,
+    Column(
+        "article_id", String(16), ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("content_hash", String(64), nullable=False),
+    Column("analyser", String(32), nullable=False),
+    Column("features", LargeBinary, nullable=False),  # int32 feature ids, then float32 counts
 )

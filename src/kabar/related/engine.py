@@ -1,0 +1,450 @@
+"""RelatedEngine: the "Berita terkait" block of an article.
+
+Scoring, for each candidate published in [before − window, before) in the article's
+language:
+
+    score = (0.8 · cosine + 0.15 · tag overlap + 0.05 · same section) · recency
+    recency = 0.5 + 0.5 · 2^(−age / half_life)        (age at `before`)
+
+The cosine is TF-IDF over title (weighted up) and body; tag overlap is shared tags over the
+smaller tag set. Recency halves only the upper half of the score, so an excellent older
+match still beats a weak fresh one.
+
+Filtering: a candidate that is a near-copy of the article (cosine ≥ 0.95, or the same
+canonical URL) is dropped; the kept list holds no two near-copies of each other (nor a copy
+of a publisher-chosen item); items under `min_score` are dropped; and fewer than
+`min_items` items (default: `per_item`) gives an empty block, "3 or nothing".
+Publisher-chosen items (Article.related) come first, with score 1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from kabar.config import Config, Related
+from kabar.model import Article
+from kabar.related import persist
+from kabar.related.analysis import analyse, analyser_for, article_language
+from kabar.related.index import Doc, RelatedIndex
+from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, hash_terms, word_ids
+from kabar.store import Store
+
+log = logging.getLogger(__name__)
+
+ANALYSER_VERSION = "1"  # bump when analysis changes, so stored terms are recomputed
+TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
+RECENCY_FLOOR = 0.5
+NEAR_COPY = 0.95
+CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
+REASON_TERMS = 3
+SUMMARY_CHARS = 500
+_CHUNK = 2000  # articles analysed at a time
+_REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
+_TRACKING = ("utm_", "fbclid", "gclid", "mc_", "ref", "src")
+
+
+@dataclass(frozen=True)
+class RelatedItem:
+    title: str
+    url: str
+    summary: str
+    published: datetime | None  # None for publisher-chosen links with no stored article
+    article_id: str | None
+    score: float  # 1.0 for publisher-chosen items
+    reasons: tuple[str, ...]  # shared terms / tags, e.g. ("tag:korea-utara", "term:sanksi")
+    chosen_by_publisher: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    article: Article
+    language: str
+    row: Row
+    weights: Floats
+    words: dict[int, str]  # word feature id -> the word, for reasons
+    canonical_url: str
+
+
+class RelatedEngine:
+    """Related news over the store's articles; `open` it once per process.
+
+    The index loads on first use from the stored terms (table `related_features`),
+    analysing only articles whose terms are missing or stale. `add` analyses new and
+    changed articles, stores their terms and, once loaded, indexes them. Not for
+    concurrent writers; `related` may be called from several threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        site_language: str = "id",
+        store: Store | None = None,
+        defaults: Related | None = None,
+    ) -> None:
+        self.site_language = site_language
+        self.store = store
+        self.defaults = defaults or Related()
+        self.index = RelatedIndex()
+        self._loaded = store is None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, config: Config, store: Store) -> RelatedEngine:
+        """The engine over `store`; the persisted index loads on first use."""
+        return cls(site_language=config.site.language, store=store, defaults=config.related)
+
+    @classmethod
+    def build(
+        cls,
+        articles: Iterable[Article],
+        *,
+        site_language: str = "id",
+        defaults: Related | None = None,
+    ) -> RelatedEngine:
+        """An in-memory engine over `articles`, nothing stored (benchmarks, previews)."""
+        engine = cls(site_language=site_language, defaults=defaults)
+        engine.add(articles)
+        engine.index.merge()
+        return engine
+
+    # --- writing -------------------------------------------------------------------
+
+    def add(self, articles: Iterable[Article]) -> int:
+        """Analyse and index new or changed articles; returns how many were analysed."""
+        given = [a for a in articles if self._needs_terms(a)]
+        docs = [self._doc(a) for a in given]
+        if self.store is not None and not self._loaded:
+            stored = persist.current(self.store, [d.id for d in docs])
+            fresh = [
+                i for i, d in enumerate(docs)
+                if stored.get(d.id) != (d.content_hash, _analyser_key(d.language))
+            ]  # fmt: skip
+            given, docs = [given[i] for i in fresh], [docs[i] for i in fresh]
+        if not given:
+            return 0
+        entries: list[tuple[Doc, Row]] = []
+        for start in range(0, len(given), _CHUNK):  # analysed terms are big: chunk them
+            chunk, chunk_docs = given[start : start + _CHUNK], docs[start : start + _CHUNK]
+            rows = hash_terms(
+                [
+                    analyse(a, analyser_for(d.language))
+                    for a, d in zip(chunk, chunk_docs, strict=True)
+                ]
+            )
+            if self.store is not None:
+                persist.save(
+                    self.store,
+                    [
+                        (d.id, d.content_hash, _analyser_key(d.language), r.to_bytes())
+                        for d, r in zip(chunk_docs, rows, strict=True)
+                    ],
+                )
+            if self._loaded:
+                entries += zip(chunk_docs, rows, strict=True)
+        if entries:
+            with self._lock:
+                self.index.add(entries)
+                self.index.merge_if_due()
+        return len(given)
+
+    def _needs_terms(self, article: Article) -> bool:
+        number = self.index.by_id.get(article.id)
+        return number is None or self.index.docs[number].content_hash != article.content_hash
+
+    def _doc(self, article: Article) -> Doc:
+        return Doc(
+            id=article.id,
+            url=article.url,
+            canonical_url=canonical_url(article.url),
+            title=article.title,
+            summary=article.summary[:SUMMARY_CHARS],
+            published=article.published,
+            section=article.section.casefold(),
+            tags=frozenset(tag.casefold() for tag in article.tags),
+            language=article_language(article, self.site_language),
+            content_hash=article.content_hash,
+        )
+
+    # --- loading -------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the stored terms now (otherwise the first `related` call does)."""
+        with self._lock:
+            if not self._loaded:
+                self._catch_up()
+                self._loaded = True
+
+    def refresh(self) -> None:
+        """Pick up articles another process stored since the index was loaded."""
+        if not self._loaded:
+            self.load()
+            return
+        assert self.store is not None
+        docs, by_id = self.index.docs, self.index.by_id
+        changed = [
+            i for i, h in persist.hashes(self.store)
+            if i not in by_id or docs[by_id[i]].content_hash != h
+        ]  # fmt: skip
+        if changed:
+            with self._lock:
+                self._catch_up(changed)
+
+    def _catch_up(self, ids: Sequence[str] | None = None) -> None:
+        assert self.store is not None
+        stale: list[str] = []
+        entries: list[tuple[Doc, Row]] = []
+        for stored in persist.read(self.store, ids=ids):
+            language = (stored.language or self.site_language).split("-")[0].lower()
+            language = language if language in ("id", "en") else self.site_language
+            current = (
+                stored.features is not None
+                and stored.features_hash == stored.content_hash
+                and stored.analyser == _analyser_key(language)
+            )
+            if not current:
+                stale.append(stored.id)
+                continue
+            assert stored.features is not None
+            doc = Doc(
+                id=stored.id, url=stored.url, canonical_url=canonical_url(stored.url),
+                title=stored.title, summary=stored.summary[:SUMMARY_CHARS],
+                published=stored.published, section=stored.section.casefold(),
+                tags=frozenset(t.casefold() for t in stored.tags), language=language,
+                content_hash=stored.content_hash,
+            )  # fmt: skip
+            entries.append((doc, Row.from_bytes(stored.features)))
+        loaded = self.index.add(entries)
+        self._loaded = True
+        if stale:
+            log.info("related: analysing %d articles whose stored terms are missing", len(stale))
+            self._lock.release()  # add() takes the lock itself
+            try:
+                self.add(self._fetch(stale))
+            finally:
+                self._lock.acquire()
+        self.index.merge()
+        log.debug(
+            "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
+        )
+
+    def _fetch(self, ids: Sequence[str]) -> Iterable[Article]:
+        assert self.store is not None
+        if len(ids) < _REFETCH_ONE_BY_ONE:
+            return [a for a in map(self.store.get, ids) if a is not None]
+        wanted = set(ids)
+        return (a for a in self.store.articles(newest_first=False) if a.id in wanted)
+
+    # --- reading -------------------------------------------------------------------
+
+    def related(
+        self,
+        article: Article,
+        *,
+        before: datetime | None = None,
+        settings: Related | None = None,
+    ) -> list[RelatedItem]:
+        """The related block of `article`: publisher-chosen items, then the best others.
+
+        Only articles published strictly before `before` (default: the article's own
+        time) are candidates. Publisher-chosen items are bounded by `before` only when it
+        is given: publishers link newer follow-ups from older stories, but an issue can't
+        link to an article that did not exist at its issue time.
+        """
+        settings = settings or self.defaults
+        min_items = settings.per_item if settings.min_items is None else settings.min_items
+        if settings.per_item == 0:
+            return []
+        if not self._loaded:
+            self.load()
+        moment = before or article.published
+        query = self._query(article)
+        with self._lock:
+            chosen, chosen_numbers = self._chosen(article, before, query.canonical_url)
+            chosen = chosen[: settings.per_item]
+            found = self._found(
+                query, moment, settings, chosen_numbers, {i.url for i in chosen},
+                settings.per_item - len(chosen),
+            )  # fmt: skip
+        items = chosen + found
+        return items if len(items) >= min_items else []
+
+    def _query(self, article: Article) -> _Query:
+        language = article_language(article, self.site_language)
+        terms = analyse(article, analyser_for(language))
+        row, weights = self.index.query_row(hash_terms([terms])[0])
+        words = list(terms.words)
+        return _Query(
+            article=article,
+            language=language,
+            row=row,
+            weights=weights,
+            words=dict(zip(word_ids(words), words, strict=True)),
+            canonical_url=canonical_url(article.url),
+        )
+
+    def _chosen(
+        self, article: Article, before: datetime | None, own_url: str
+    ) -> tuple[list[RelatedItem], list[int]]:
+        items: list[RelatedItem] = []
+        numbers: list[int] = []
+        seen = {own_url}
+        for link in article.related:
+            url = canonical_url(link.url)
+            if not url or url in seen:
+                continue
+            seen.add(url)
+            number = self.index.by_url.get(url)
+            doc = self.index.docs[number] if number is not None else None
+            if doc is not None and before is not None and doc.published >= before:
+                continue
+            if number is not None:
+                numbers.append(number)
+            items.append(
+                RelatedItem(
+                    title=link.title or (doc.title if doc else ""),
+                    url=link.url,
+                    summary=link.summary or (doc.summary if doc else ""),
+                    published=doc.published if doc else None,
+                    article_id=doc.id if doc else None,
+                    score=1.0,
+                    reasons=("publisher",),
+                    chosen_by_publisher=True,
+                )
+            )
+        return items, numbers
+
+    def _found(
+        self,
+        query: _Query,
+        before: datetime,
+        settings: Related,
+        chosen_numbers: list[int],
+        chosen_urls: set[str],
+        wanted: int,
+    ) -> list[RelatedItem]:
+        if wanted <= 0:
+            return []
+        candidates = self._candidates(query, before, settings)
+        kept: list[tuple[int, Ints, Floats]] = [(n, *self.index.row_of(n)) for n in chosen_numbers]
+        taken_urls = {canonical_url(u) for u in chosen_urls}
+        items: list[RelatedItem] = []
+        for score, cosine, number in candidates:
+            if len(items) == wanted:
+                break
+            doc = self.index.docs[number]
+            if score < settings.min_score:
+                break  # candidates are sorted by score
+            if cosine >= NEAR_COPY or doc.canonical_url in taken_urls:
+                continue
+            indices, weights = self.index.row_of(number)
+            if any(_cosine(indices, weights, i, w) >= NEAR_COPY for _, i, w in kept):
+                continue
+            kept.append((number, indices, weights))
+            taken_urls.add(doc.canonical_url)
+            items.append(self._item(query, doc, score, indices, weights))
+        return items
+
+    def _candidates(
+        self, query: _Query, before: datetime, settings: Related
+    ) -> list[tuple[float, float, int]]:
+        """(score, cosine, doc number) of the best candidates, best first."""
+        low, high = before - settings.window, before
+        cosines: list[np.ndarray] = []
+        numbers: list[np.ndarray] = []
+        for segment in self.index.segments(low, high):
+            sims = segment.cosines(query.row.indices, query.weights)
+            inside = (segment.times >= _micros(low)) & (segment.times < _micros(high))
+            picked = np.flatnonzero(inside & (sims > 0))
+            cosines.append(sims[picked])
+            numbers.append(segment.docs[picked])
+        if not cosines:
+            return []
+        all_cosines, all_numbers = np.concatenate(cosines), np.concatenate(numbers)
+        if len(all_cosines) > CANDIDATES:
+            top = np.argpartition(-all_cosines, CANDIDATES)[:CANDIDATES]
+            all_cosines, all_numbers = all_cosines[top], all_numbers[top]
+        article = query.article
+        tags = frozenset(t.casefold() for t in article.tags)
+        section = article.section.casefold()
+        half_life = settings.half_life.total_seconds()
+        scored = []
+        for cosine, number in zip(all_cosines.tolist(), all_numbers.tolist(), strict=True):
+            doc = self.index.docs[number]
+            if number in self.index.dead or doc.language != query.language:
+                continue
+            if doc.id == article.id or doc.canonical_url == query.canonical_url:
+                continue
+            relevance = TEXT_SHARE * min(cosine, 1.0) + TAG_SHARE * _overlap(tags, doc.tags)
+            if section and doc.section == section:
+                relevance += SECTION_SHARE
+            age = max((before - doc.published).total_seconds(), 0.0)
+            recency = RECENCY_FLOOR + (1 - RECENCY_FLOOR) * 0.5 ** (age / half_life)
+            scored.append((relevance * recency, cosine, number))
+        scored.sort(key=lambda entry: (-entry[0], self.index.docs[entry[2]].id))
+        return scored
+
+    def _item(
+        self, query: _Query, doc: Doc, score: float, indices: Ints, weights: Floats
+    ) -> RelatedItem:
+        return RelatedItem(
+            title=doc.title,
+            url=doc.url,
+            summary=doc.summary,
+            published=doc.published,
+            article_id=doc.id,
+            score=round(score, 4),
+            reasons=self._reasons(query, doc, indices, weights),
+            chosen_by_publisher=False,
+        )
+
+    def _reasons(self, query: _Query, doc: Doc, indices: Ints, weights: Floats) -> tuple[str, ...]:
+        tags = sorted(frozenset(t.casefold() for t in query.article.tags) & doc.tags)
+        reasons = [f"tag:{'-'.join(tag.split())}" for tag in tags]
+        if doc.section and doc.section == query.article.section.casefold():
+            reasons.append(f"section:{doc.section}")
+        shared, in_query, in_doc = np.intersect1d(
+            query.row.indices, indices, assume_unique=True, return_indices=True
+        )
+        is_word = shared < WORD_FEATURES
+        contribution = (query.weights[in_query] * weights[in_doc])[is_word]
+        best = shared[is_word][np.argsort(-contribution, kind="stable")[:REASON_TERMS]]
+        reasons += [f"term:{query.words[int(f)]}" for f in best if int(f) in query.words]
+        return tuple(reasons)
+
+
+def canonical_url(url: str) -> str:
+    """The URL with what doesn't change the page removed: scheme, `www.`, tracking
+    parameters, fragment, a trailing slash or `/amp`."""
+    if not url:
+        return ""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.lower().removeprefix("www.").removeprefix("m.")
+    path = parts.path.rstrip("/").removesuffix("/amp") or "/"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if not k.lower().startswith(_TRACKING)]
+    return urlunsplit(("", host, path, urlencode(sorted(query)), ""))
+
+
+def _analyser_key(language: str) -> str:
+    return f"{language}/{ANALYSER_VERSION}"
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def _cosine(i1: Ints, w1: Floats, i2: Ints, w2: Floats) -> float:
+    _, p1, p2 = np.intersect1d(i1, i2, assume_unique=True, return_indices=True)
+    return float(np.dot(w1[p1].astype(np.float64), w2[p2]))
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)

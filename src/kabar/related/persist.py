@@ -1,0 +1,107 @@
+"""The analysed terms of each article, kept in the store (table `related_features`).
+
+Loading them rebuilds the index without analysing text again; an article whose terms are
+missing or stale (changed content, another analyser) is analysed again by the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+
+from kabar.model import with_offset
+from kabar.store import Store
+from kabar.store.tables import articles, related_features
+
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An article's index metadata, with its stored terms when they are current."""
+
+    id: str
+    url: str
+    title: str
+    summary: str
+    published: datetime
+    section: str
+    tags: tuple[str, ...]
+    language: str
+    content_hash: str
+    features: bytes | None
+    features_hash: str | None
+    analyser: str | None
+
+
+def save(store: Store, entries: Sequence[tuple[str, str, str, bytes]]) -> None:
+    """Store (article id, content hash, analyser, features) rows, replacing older ones."""
+    with store.engine.begin() as connection:
+        for start in range(0, len(entries), _BATCH):
+            batch = entries[start : start + _BATCH]
+            ids = [entry[0] for entry in batch]
+            connection.execute(
+                delete(related_features).where(related_features.c.article_id.in_(ids))
+            )
+            connection.execute(
+                insert(related_features),
+                [
+                    {"article_id": i, "content_hash": h, "analyser": a, "features": f}
+                    for i, h, a, f in batch
+                ],
+            )
+
+
+def current(store: Store, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(content hash, analyser) of the stored terms of these articles."""
+    found: dict[str, tuple[str, str]] = {}
+    f = related_features.c
+    with store.engine.connect() as connection:
+        for start in range(0, len(ids), _BATCH):
+            query = select(f.article_id, f.content_hash, f.analyser).where(
+                f.article_id.in_(list(ids[start : start + _BATCH]))
+            )
+            found.update(
+                (r.article_id, (r.content_hash, r.analyser)) for r in connection.execute(query)
+            )
+    return found
+
+
+def hashes(store: Store) -> Iterator[tuple[str, str]]:
+    """(id, content hash) of every stored article: what a loaded index compares against."""
+    with store.engine.connect() as connection:
+        for row in connection.execute(select(articles.c.id, articles.c.content_hash)):
+            yield row.id, row.content_hash
+
+
+def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[Stored]:
+    """Every article (or those with these ids) with its stored terms, if any."""
+    if ids is not None:
+        for start in range(0, len(ids), _BATCH):
+            yield from _read(store, ids[start : start + _BATCH])
+    else:
+        yield from _read(store, None)
+
+
+def _read(store: Store, ids: Sequence[str] | None) -> Iterator[Stored]:
+    a, f = articles.c, related_features.c
+    query = select(
+        a.id, a.url, a.title, a.summary, a.published, a.published_offset, a.section, a.tags,
+        a.language, a.content_hash, f.features, f.content_hash.label("fh"),
+        f.analyser,
+    ).select_from(articles.outerjoin(related_features))  # fmt: skip
+    if ids is not None:
+        query = query.where(a.id.in_(list(ids)))
+    with store.engine.connect() as connection:
+        for row in connection.execute(query).yield_per(2000):
+            yield Stored(
+                id=row.id, url=row.url, title=row.title, summary=row.summary,
+                published=with_offset(row.published, row.published_offset),
+                section=row.section, tags=tuple(row.tags), language=row.language,
+                content_hash=row.content_hash,
+                features=bytes(row.features) if row.features is not None else None,
+                features_hash=row.fh, analyser=row.analyser,
+            )  # fmt: skip
