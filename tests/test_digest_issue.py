@@ -16,8 +16,15 @@ from typing import Any
 import pytest
 from lxml import html as lxml_html
 
-from kabar.config import Config
-from kabar.digest import PublisherLink, PublisherLinks, load_prepared, open_related, prepare_issue
+from kabar.config import Config, Related
+from kabar.digest import (
+    EngineThenPublisher,
+    PublisherLink,
+    PublisherLinks,
+    load_prepared,
+    open_related,
+    prepare_issue,
+)
 from kabar.model import Recipient, RelatedLink, message_id
 from kabar.render.email import HTML_BUDGET, wrap
 from kabar.store import Store
@@ -270,12 +277,15 @@ def test_publisher_links_are_the_fallback_provider(write_config: WriteConfig, st
         RelatedLink("Tanpa tautan", "", ""),
     ))  # fmt: skip
     store.upsert([main, linked, future])
-    config = digest_config(write_config, window="2h")
+    config = digest_config(write_config, window="2h", related={"per_item": 3, "min_items": 2})
     issue = _prepare(config, store)
     card = issue.view.cards[0]
     assert [item.title for item in card.related] == ["Berita lama yang terkait", "Tanpa tautan"]
     assert card.related[0].published == linked.published and card.related[1].published is None
     assert "5 jam lalu" in issue.html_for(RECIPIENT)
+    # Fewer than min_items links: no block, as the engine would decide.
+    fewer = digest_config(write_config, window="2h", related={"per_item": 3})
+    assert _prepare(fewer, store).view.cards[0].related == ()
 
 
 def test_an_article_listed_on_a_page_is_related_to_the_page_and_its_neighbours(
@@ -300,12 +310,30 @@ def test_the_default_provider_is_the_engine_when_installed(config: Config, store
     except ModuleNotFoundError:
         assert isinstance(provider, PublisherLinks)
     else:
-        assert isinstance(provider, RelatedEngine)
+        assert isinstance(provider, EngineThenPublisher)
+        assert isinstance(provider.engine, RelatedEngine)
+
+
+def test_publisher_links_fill_in_where_the_engine_has_no_block(
+    write_config: WriteConfig, store: Store
+) -> None:
+    items = [make_article(n, title=f"Terkait {n}") for n in (2, 3, 4)]
+    listed = tuple(RelatedLink(item.title, item.url, item.summary) for item in items)
+    page = make_article(30, title="Halaman utama", related=listed)
+    store.upsert([page, *items])
+    engine = FakeRelated(lambda article: [] if article.title == "Terkait 2" else ["engine"])
+    provider = EngineThenPublisher(engine, PublisherLinks(store))
+    settings = Related(per_item=3)
+    chosen = provider.related(items[0], before=SEED_AS_OF, settings=settings)
+    assert [item.title for item in chosen] == ["Halaman utama", "Terkait 3", "Terkait 4"]
+    assert provider.related(items[1], before=SEED_AS_OF, settings=settings) == ["engine"]
 
 
 def test_english_digest(write_config: WriteConfig, store: Store) -> None:
     store.upsert([make_article(1, related=(RelatedLink("Other", "https://e.x/o", "S."),))])
-    config = digest_config(write_config, locale="en", subject="Morning news, {date}")
+    config = digest_config(
+        write_config, locale="en", subject="Morning news, {date}", related={"per_item": 1}
+    )
     issue = _prepare(config, store)
     page, text = issue.html_for(RECIPIENT), issue.text_for(RECIPIENT)
     assert issue.subject == "Morning news, 1 May 2024"

@@ -87,11 +87,11 @@ class PublisherLink:
 
 
 class PublisherLinks:
-    """Related news as publishers chose it; the fallback while kabar.related is not
-    installed. An article's own "Berita terkait" list comes first; then, for an article
-    that a page lists, that page and the other items it lists beside this one. Times
-    come from the linked article when the store holds it (seed pages store each listed
-    item as an article of its own)."""
+    """Related news as publishers chose it. An article's own "Berita terkait" list comes
+    first; then, for an article that a page lists, that page and the other items it
+    lists beside this one. Times come from the linked article when the store holds it
+    (seed pages store each listed item as an article of its own). Like the engine, it
+    shows a block only when it has at least `min_items` (default: per_item) items."""
 
     SCAN_LIMIT = 10_000  # newest articles searched for pages that list an article
 
@@ -120,7 +120,8 @@ class PublisherLinks:
                 published=linked.published if linked else None,
                 article_id=linked.id if linked else None,
             )
-        return list(chosen.values())
+        minimum = settings.per_item if settings.min_items is None else settings.min_items
+        return list(chosen.values()) if len(chosen) >= minimum else []
 
     def _candidates(self, article: Article) -> Iterator[tuple[RelatedLink, Article | None]]:
         for link in article.related:
@@ -139,16 +140,32 @@ class PublisherLinks:
         return self._listed_on.get(url, []) if url else []
 
 
+class EngineThenPublisher:
+    """The engine's block; where it has none (too few good matches), the links that
+    publishers placed together with the article."""
+
+    def __init__(self, engine: RelatedProvider, publisher: PublisherLinks) -> None:
+        self.engine = engine
+        self.publisher = publisher
+
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> Sequence[RelatedItemLike]:
+        found = self.engine.related(article, before=before, settings=settings)
+        return found or self.publisher.related(article, before=before, settings=settings)
+
+
 def open_related(config: Config, store: Store) -> RelatedProvider:
-    """The related-news engine, or the publisher's own links when it isn't installed."""
+    """The related-news engine backed by publishers' links, or those links alone when
+    kabar.related is not installed."""
     try:
-        engine = importlib.import_module("kabar.related")
+        module = importlib.import_module("kabar.related")
     except ModuleNotFoundError as exc:
         if exc.name != "kabar.related":
             raise
         return PublisherLinks(store)
-    provider: RelatedProvider = engine.RelatedEngine.open(config, store)
-    return provider
+    engine: RelatedProvider = module.RelatedEngine.open(config, store)
+    return EngineThenPublisher(engine, PublisherLinks(store))
 
 
 def related_settings(config: Config, digest: Digest) -> Related:
