@@ -234,6 +234,16 @@ def test_admins_override_templates_by_path(
     assert "Edisi khusus 1" in issue.html_for(RECIPIENT)
 
 
+def test_a_template_without_an_unsubscribe_link_is_refused(
+    write_config: WriteConfig, store: Store, project: Path
+) -> None:
+    store.upsert([make_article(1)])
+    (project / "plain.txt.j2").write_text("{{ issue.subject }}\n")
+    config = digest_config(write_config, templates={"text": "plain.txt.j2"})
+    with pytest.raises(Exception, match="the text template shows no unsubscribe link"):
+        _prepare(config, store)
+
+
 def test_a_missing_template_is_a_clear_error(write_config: WriteConfig, store: Store) -> None:
     store.upsert([make_article(1)])
     config = digest_config(write_config, templates={"html": "tpl/none.mjml.j2"})

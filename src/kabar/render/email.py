@@ -295,8 +295,15 @@ def render_email(config: Config, digest: Digest, view: IssueView) -> RenderedEma
             digest.id, total - kept, total, HTML_BUDGET,
         )  # fmt: skip
     current, html, text = renders[kept]
-    return RenderedEmail(
+    rendered = RenderedEmail(
         html=SlotTemplate.split(html, markers),
         text=SlotTemplate.split(text, markers),
         view=current,
     )
+    for part, template in (("html", rendered.html), ("text", rendered.text)):
+        if "unsubscribe_url" not in template.slots:
+            raise RenderError(
+                f"digest {digest.id}: the {part} template shows no unsubscribe link; "
+                "bulk senders must show one (use {{ slots.unsubscribe_url }})"
+            )
+    return rendered
