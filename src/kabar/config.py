@@ -297,8 +297,15 @@ class Related(Strict):
 
 
 class DigestTemplates(Strict):
+    # Paths to the admin's own templates; the bundled ones are used for any left out.
     html: str | None = None
     text: str | None = None
+    archive: str | None = None
+    archive_index: str | None = None
+    # Web fonts, name -> stylesheet URL. None by default: each is a remote request the
+    # mail client makes, and Gmail and Outlook ignore them anyway.
+    fonts: dict[str, str] = {}
+    accent_color: str = Field(default="#b4161b", pattern=r"^#[0-9a-fA-F]{6}$")
 
 
 class Digest(Strict):
@@ -317,6 +324,15 @@ class Digest(Strict):
     locale: Language | None = None
     templates: DigestTemplates = DigestTemplates()
     schedule: Schedule | None = None
+
+    @model_validator(mode="after")
+    def _priority_needs_ranking(self) -> Digest:
+        if self.order == "priority" and not (self.sections or self.tags):
+            raise ValueError(
+                "order: priority ranks articles by the listed sections and tags; "
+                "list some, or use order: newest"
+            )
+        return self
 
 
 class Smtp(Strict):

@@ -5,72 +5,299 @@ The contract the delivery stage relies on:
 - `prepare_issue(...)` selects and renders an issue, or returns None when the digest
   skips empty issues and there is nothing new;
 - `PreparedIssue.message_for(recipient)` gives the complete RFC 5322 bytes for one
-  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`;
+  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`,
+  DKIM-signed when `delivery.dkim` is configured;
 - `PreparedIssue.dump()` / `load_prepared(config, data)` store a rendered issue and bring it
   back without rendering again, so a resumed issue sends exactly what was rendered.
 
-This first version renders a plain-text digest only.
+Rendering happens once per issue (kabar.render.email); a message only joins the
+subscriber's name and URLs into the rendered pieces (kabar.mail).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
-from typing import Any
+import importlib
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from functools import cached_property
+from html import escape
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from kabar.config import Config, Digest
-from kabar.model import Recipient, message_id
+from kabar.config import Config, Digest, Related
+from kabar.mail.dkim import DkimSigner
+from kabar.mail.message import BadRecipientError, MessageSkeleton
+from kabar.mail.slots import SlotTemplate
+from kabar.model import Article, Recipient, RelatedLink, article_id, message_id
+from kabar.render.archive import archive_url
+from kabar.render.email import CardView, IssueView, RelatedView, render_email, safe_url
+from kabar.render.locale import Formatter
+from kabar.select import select_articles
 from kabar.store import Store
+from kabar.text import one_line, summarize
+
+DUMP_FORMAT = 2
+RELATED_SUMMARY_LIMIT = 160
+_SUBJECT_FIELD = re.compile(r"\{(date|headline|count|site)\}")
+_BODY_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"]+$", re.IGNORECASE)
+
+
+# --- related news ---------------------------------------------------------------------
+
+
+class RelatedItemLike(Protocol):
+    """The fields of kabar.related.RelatedItem a digest shows."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def published(self) -> datetime | None: ...
+
+
+class RelatedProvider(Protocol):
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> Sequence[RelatedItemLike]: ...
+
+
+RelatedFactory = Callable[[Config, Store], RelatedProvider]
+
+
+@dataclass(frozen=True)
+class PublisherLink:
+    """A related item the publisher chose (Article.related), shaped like RelatedItem."""
+
+    title: str
+    url: str
+    summary: str
+    published: datetime | None
+    article_id: str | None
+    score: float = 1.0
+    reasons: tuple[str, ...] = ("chosen by publisher",)
+    chosen_by_publisher: bool = True
+
+
+class PublisherLinks:
+    """Related news as publishers chose it. An article's own "Berita terkait" list comes
+    first; then, for an article that a page lists, that page and the other items it
+    lists beside this one. Times come from the linked article when the store holds it
+    (seed pages store each listed item as an article of its own). Like the engine, it
+    shows a block only when it has at least `min_items` (default: per_item) items."""
+
+    SCAN_LIMIT = 10_000  # newest articles searched for pages that list an article
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._listed_on: dict[str, list[Article]] | None = None
+
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> list[PublisherLink]:
+        chosen: dict[str, PublisherLink] = {}
+        for link, linked in self._candidates(article):
+            if len(chosen) == settings.per_item:
+                break
+            key = link.url or f"#{len(chosen)}"
+            if link.url == article.url or key in chosen:
+                continue
+            if linked is None and link.url:
+                linked = self.store.get(article_id(article.source, link.url))
+            if linked is not None and linked.published >= before:
+                continue  # not published yet at issue time
+            chosen[key] = PublisherLink(
+                title=link.title,
+                url=link.url,
+                summary=link.summary or (linked.summary if linked else ""),
+                published=linked.published if linked else None,
+                article_id=linked.id if linked else None,
+            )
+        minimum = settings.per_item if settings.min_items is None else settings.min_items
+        return list(chosen.values()) if len(chosen) >= minimum else []
+
+    def _candidates(self, article: Article) -> Iterator[tuple[RelatedLink, Article | None]]:
+        for link in article.related:
+            yield link, None
+        for page in self._pages_listing(article.url):
+            yield RelatedLink(page.title, page.url, page.summary), page
+            for link in page.related:
+                yield link, None
+
+    def _pages_listing(self, url: str) -> list[Article]:
+        if self._listed_on is None:
+            self._listed_on = {}
+            for page in self.store.articles(limit=self.SCAN_LIMIT):
+                for link in page.related:
+                    self._listed_on.setdefault(link.url, []).append(page)
+        return self._listed_on.get(url, []) if url else []
+
+
+class EngineThenPublisher:
+    """The engine's block; where it has none (too few good matches), the links that
+    publishers placed together with the article."""
+
+    def __init__(self, engine: RelatedProvider, publisher: PublisherLinks) -> None:
+        self.engine = engine
+        self.publisher = publisher
+
+    def related(
+        self, article: Article, *, before: datetime, settings: Related
+    ) -> Sequence[RelatedItemLike]:
+        found = self.engine.related(article, before=before, settings=settings)
+        return found or self.publisher.related(article, before=before, settings=settings)
+
+
+def open_related(config: Config, store: Store) -> RelatedProvider:
+    """The related-news engine backed by publishers' links, or those links alone when
+    kabar.related is not installed."""
+    try:
+        module = importlib.import_module("kabar.related")
+    except ModuleNotFoundError as exc:
+        if exc.name != "kabar.related":
+            raise
+        return PublisherLinks(store)
+    engine: RelatedProvider = module.RelatedEngine.open(config, store)
+    return EngineThenPublisher(engine, PublisherLinks(store))
+
+
+def related_settings(config: Config, digest: Digest) -> Related:
+    """The digest's own related settings, or the site-wide ones when it sets none."""
+    return digest.related if "related" in digest.model_fields_set else config.related
+
+
+# --- the prepared issue ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PreparedIssue:
+    """A rendered issue: everything needed to make each subscriber's message."""
+
     issue_key: str
     digest_id: str
     list_id: str
-    sender: str
     subject: str
-    text: str
     article_ids: tuple[str, ...]
     issue_time: datetime
+    sender: str
+    list_header: str  # List-Id value: "Name <list.domain>"
     domain: str
+    reader: str  # greets subscribers who gave no name
+    html: SlotTemplate
+    text: SlotTemplate
+    view: IssueView
+    reply_to: str | None = None
+    feedback_id: str | None = None
+    signer: DkimSigner | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def skeleton(self) -> MessageSkeleton:
+        return MessageSkeleton(
+            sender=self.sender,
+            subject=self.subject,
+            date=self.issue_time,
+            list_id=self.list_header,
+            text=self.text,
+            html_part=self.html,
+            boundary_seed=self.issue_key,
+            reply_to=self.reply_to,
+            feedback_id=self.feedback_id,
+            signer=self.signer,
+        )
 
     def message_id_for(self, recipient: Recipient) -> str:
         return message_id(self.issue_key, recipient.subscriber_id, self.domain)
 
+    def values_for(self, recipient: Recipient) -> dict[str, str]:
+        """The slot values of one subscriber, unescaped (each part escapes its own)."""
+        unsubscribe = recipient.unsubscribe_url or recipient.unsubscribe_mailto
+        values = {
+            "name": one_line(recipient.name) or self.reader,
+            "unsubscribe_url": unsubscribe or recipient.preferences_url,
+            "preferences_url": recipient.preferences_url or unsubscribe,
+        }
+        for key in ("unsubscribe_url", "preferences_url"):
+            if not _BODY_URL.match(values[key]):
+                raise BadRecipientError(
+                    f"subscriber {recipient.subscriber_id}: {key} must be an http(s) or "
+                    f"mailto URL, got {values[key]!r}"
+                )
+        return values
+
     def message_for(self, recipient: Recipient) -> bytes:
-        message = EmailMessage(policy=SMTP)
-        message["From"] = self.sender
-        message["To"] = Address(recipient.name, addr_spec=recipient.email)
-        message["Subject"] = self.subject
-        message["Date"] = format_datetime(self.issue_time)
-        message["Message-ID"] = self.message_id_for(recipient)
-        message["List-Id"] = f"<{self.list_id}.{self.domain}>"
-        if recipient.unsubscribe_url:
-            message["List-Unsubscribe"] = f"<{recipient.unsubscribe_url}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        footer = f"\n\n--\nUnsubscribe: {recipient.unsubscribe_url}\n"
-        message.set_content(self.text + footer)
-        return message.as_bytes()
+        return self.skeleton.build(
+            email=recipient.email,
+            name=recipient.name,
+            message_id=self.message_id_for(recipient),
+            unsubscribe_url=recipient.unsubscribe_url,
+            unsubscribe_mailto=recipient.unsubscribe_mailto,
+            values=self.values_for(recipient),
+        )
+
+    def html_for(self, recipient: Recipient) -> str:
+        values = self.values_for(recipient)
+        return self.html.fill({key: escape(value) for key, value in values.items()})
+
+    def text_for(self, recipient: Recipient) -> str:
+        return self.text.fill(self.values_for(recipient))
 
     def dump(self) -> dict[str, Any]:
         return {
-            "issue_key": self.issue_key, "digest_id": self.digest_id, "list_id": self.list_id,
-            "sender": self.sender, "subject": self.subject, "text": self.text,
-            "article_ids": list(self.article_ids), "issue_time": self.issue_time.isoformat(),
+            "format": DUMP_FORMAT,
+            "issue_key": self.issue_key,
+            "digest_id": self.digest_id,
+            "list_id": self.list_id,
+            "subject": self.subject,
+            "article_ids": list(self.article_ids),
+            "issue_time": self.issue_time.isoformat(),
+            "sender": self.sender,
+            "list_header": self.list_header,
             "domain": self.domain,
-        }  # fmt: skip
+            "reader": self.reader,
+            "html": self.html.to_dict(),
+            "text": self.text.to_dict(),
+            "view": self.view.to_dict(),
+            "reply_to": self.reply_to,
+            "feedback_id": self.feedback_id,
+        }
 
 
 def load_prepared(config: Config, data: dict[str, Any]) -> PreparedIssue:
+    """A dumped issue, ready to send again exactly as rendered (signed with the key the
+    config names now)."""
+    if data.get("format") != DUMP_FORMAT:
+        raise ValueError(
+            f"prepared issue {data.get('issue_key')!r} was stored in format "
+            f"{data.get('format')!r}; this kabar reads format {DUMP_FORMAT}"
+        )
     return PreparedIssue(
-        **{**data, "article_ids": tuple(data["article_ids"]),
-           "issue_time": datetime.fromisoformat(data["issue_time"])}
-    )  # fmt: skip
+        issue_key=data["issue_key"],
+        digest_id=data["digest_id"],
+        list_id=data["list_id"],
+        subject=data["subject"],
+        article_ids=tuple(data["article_ids"]),
+        issue_time=datetime.fromisoformat(data["issue_time"]),
+        sender=data["sender"],
+        list_header=data["list_header"],
+        domain=data["domain"],
+        reader=data["reader"],
+        html=SlotTemplate.from_dict(data["html"]),
+        text=SlotTemplate.from_dict(data["text"]),
+        view=IssueView.from_dict(data["view"]),
+        reply_to=data["reply_to"],
+        feedback_id=data["feedback_id"],
+        signer=DkimSigner.from_config(config),
+    )
+
+
+# --- preparing --------------------------------------------------------------------------
 
 
 def prepare_issue(
@@ -81,35 +308,185 @@ def prepare_issue(
     issue_key: str,
     issue_time: datetime,
     since: datetime | None = None,
+    related: RelatedFactory | None = None,
 ) -> PreparedIssue | None:
     """Select the issue's articles and render it once; None if empty and skippable.
 
     `since` starts the window when the digest's window is `since_last` (the time of the
     last sent issue); otherwise the window is the configured duration before issue_time.
+    `related` opens the related-news provider (default: kabar.related's engine).
     """
-    start = since if digest.window == "since_last" else issue_time - _window(digest)
-    chosen = list(
-        store.articles(
-            sources=digest.sources, since=start, before=issue_time, limit=digest.max_items
-        )
-    )
-    if not chosen and digest.skip_if_empty:
+    articles = select_articles(store, digest, issue_time=issue_time, since=since)
+    if not articles and digest.skip_if_empty:
         return None
     mailing_list = config.mailing_list(digest.list_id)
-    text = "\n\n".join(f"{a.title}\n{a.summary}\n{a.url}" for a in chosen)
+    language = digest.locale or mailing_list.locale or config.site.language
+    formatter = Formatter(language, ZoneInfo(config.site.timezone))
+    cards = _cards(config, store, digest, articles, issue_time, related or open_related)
+    fields = {
+        "date": formatter.long_date(issue_time, weekday=False),
+        "headline": cards[0].title if cards else "",
+        "count": str(len(cards)),
+        "site": config.site.title,
+    }
+    view = IssueView(
+        issue_key=issue_key,
+        digest_id=digest.id,
+        subject=_fill(digest.subject, fields),
+        preheader=_fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+        issue_time=issue_time.astimezone(ZoneInfo(config.site.timezone)),
+        language=language,
+        timezone=config.site.timezone,
+        site_title=config.site.title,
+        site_url=config.site.url,
+        list_name=mailing_list.name or mailing_list.id,
+        archive_url=archive_url(config, digest.id, issue_key),
+        logo_url=safe_url(config.site.logo_url),
+        contact=config.site.contact,
+        cards=tuple(cards),
+    )
+    rendered = render_email(config, digest, view)
+    domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
     return PreparedIssue(
         issue_key=issue_key,
         digest_id=digest.id,
         list_id=mailing_list.id,
+        subject=view.subject,
+        article_ids=tuple(card.article_id for card in rendered.view.cards),
+        issue_time=view.issue_time,
         sender=mailing_list.from_,
-        subject=digest.subject.replace("{date}", issue_time.date().isoformat()),
-        text=text,
-        article_ids=tuple(a.id for a in chosen),
-        issue_time=issue_time,
-        domain=parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost",
+        list_header=f"{one_line(mailing_list.name or mailing_list.id)} "
+        f"<{mailing_list.id}.{domain}>",
+        domain=domain,
+        reader=formatter.gettext("reader"),
+        html=rendered.html,
+        text=rendered.text,
+        view=rendered.view,
+        reply_to=mailing_list.reply_to,
+        feedback_id=_feedback_id(config, digest),
+        signer=DkimSigner.from_config(config),
     )
 
 
-def _window(digest: Digest) -> timedelta:
-    assert isinstance(digest.window, timedelta)
-    return digest.window
+def _cards(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    articles: list[Article],
+    issue_time: datetime,
+    open_provider: RelatedFactory,
+) -> list[CardView]:
+    settings = related_settings(config, digest)
+    provider = open_provider(config, store) if settings.per_item and articles else None
+    cards = []
+    try:
+        for article in articles:
+            items = (
+                provider.related(article, before=issue_time, settings=settings) if provider else ()
+            )
+            cards.append(_card(article, items, settings.per_item))
+        return cards
+    finally:
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+
+
+def _card(article: Article, related: Sequence[RelatedItemLike], limit: int) -> CardView:
+    return CardView(
+        article_id=article.id,
+        title=one_line(article.title),
+        url=safe_url(article.url),
+        section=one_line(article.section),
+        summary=one_line(article.summary),
+        published=article.published,
+        image_url=safe_url(article.image_url),
+        image_alt=one_line(article.image_alt),
+        credit=one_line(article.credit or ", ".join(article.authors)),
+        related=tuple(
+            RelatedView(
+                title=one_line(item.title),
+                url=safe_url(item.url),
+                summary=summarize(item.summary, RELATED_SUMMARY_LIMIT),
+                published=item.published,
+            )
+            for item in related
+            if item.title.strip()
+        )[:limit],
+    )
+
+
+def _fill(template: str, fields: dict[str, str]) -> str:
+    """`{date}`, `{headline}`, `{count}` and `{site}` in one pass, so a headline that
+    itself contains `{date}` stays as written; the result is one line."""
+    return one_line(_SUBJECT_FIELD.sub(lambda match: fields[match.group(1)], template))
+
+
+def _feedback_id(config: Config, digest: Digest) -> str | None:
+    pattern = config.delivery.feedback_id
+    if not pattern:
+        return None
+    return one_line(pattern.replace("{digest}", digest.id).replace("{list}", digest.list_id))
+
+
+# --- preview ----------------------------------------------------------------------------
+
+
+def write_preview(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    *,
+    folder: Path,
+    issue_time: datetime,
+    since: datetime | None = None,
+    email: str | None = None,
+) -> tuple[PreparedIssue, list[Path], str] | None:
+    """Prepare the issue due at issue_time and write issue.html, issue.txt and issue.eml
+    for a sample subscriber; nothing is sent or recorded. Returns (issue, files, note),
+    or None when no issue would be made."""
+    config, note = preview_config(config)
+    local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
+    issue = prepare_issue(
+        config,
+        store,
+        digest,
+        issue_key=f"{digest.id}:{digest.list_id}:{local_day}",
+        issue_time=issue_time,
+        since=since,
+    )
+    if issue is None:
+        return None
+    recipient = preview_recipient(config, digest, email)
+    contents = {
+        "issue.html": issue.html_for(recipient).encode(),
+        "issue.txt": issue.text_for(recipient).encode(),
+        "issue.eml": issue.message_for(recipient),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    return issue, [folder / name for name in contents], note
+
+
+def preview_config(config: Config) -> tuple[Config, str]:
+    """The config for a preview: unsigned, with a note, when the DKIM key isn't set."""
+    dkim = config.delivery.dkim
+    if dkim is None or os.environ.get(dkim.key_env):
+        return config, ""
+    delivery = config.delivery.model_copy(update={"dkim": None})
+    note = f"issue.eml is not DKIM-signed: {dkim.key_env} is not set"
+    return config.model_copy(update={"delivery": delivery}), note
+
+
+def preview_recipient(config: Config, digest: Digest, email: str | None) -> Recipient:
+    """A sample subscriber with plausible (not working) unsubscribe and preferences URLs."""
+    base = (config.web.base_url or config.site.url).rstrip("/")
+    sender_domain = parseaddr(config.mailing_list(digest.list_id).from_)[1].rpartition("@")[2]
+    return Recipient(
+        subscriber_id="preview",
+        email=email or f"pembaca@{sender_domain or 'example.com'}",
+        unsubscribe_url=f"{base}/unsubscribe/preview-token",
+        unsubscribe_mailto=f"mailto:unsubscribe+preview-token@{sender_domain or 'localhost'}",
+        preferences_url=f"{base}/preferences/preview-token",
+    )

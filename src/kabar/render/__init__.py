@@ -1,2 +1,3 @@
-"""Render: turn selected articles into output bytes (feeds here; email and archive pages
-elsewhere). Renderers are pure: the same input always gives the same bytes."""
+"""Rendering: turn selected articles into feeds, email digests and archive pages.
+
+Renderers are pure: the same input always gives the same bytes."""

@@ -1,0 +1,174 @@
+"""The web archive of sent issues: one render of the issue, three outputs.
+
+Each sent issue becomes a web page (`archive.html.j2`) under `archive/<digest>/`, listed
+on an index page (`archive_index.html.j2`) and in `issues.json`, the manifest the next
+issue's index is built from. The pages come from the issue's stored view (the same
+articles, related news and words as the email), not from the store, so an archive page
+always shows what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from kabar.config import Config
+from kabar.render.email import (
+    IssueView,
+    RenderError,
+    describe_template_error,
+    environment,
+    template_paths,
+)
+
+if TYPE_CHECKING:
+    from kabar.digest import PreparedIssue
+
+ARCHIVE_DIR = "archive"
+PAGE_TEMPLATE = "archive.html.j2"
+INDEX_TEMPLATE = "archive_index.html.j2"
+MANIFEST = "issues.json"
+
+
+def archive_slug(issue_key: str) -> str:
+    """`harian:pembaca:2026-11-27` → `harian-pembaca-2026-11-27`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", issue_key).strip("-.") or "issue"
+
+
+def archive_path(digest_id: str, issue_key: str) -> str:
+    return f"{ARCHIVE_DIR}/{digest_id}/{archive_slug(issue_key)}.html"
+
+
+def index_path(digest_id: str) -> str:
+    return f"{ARCHIVE_DIR}/{digest_id}/index.html"
+
+
+def manifest_path(digest_id: str) -> str:
+    return f"{ARCHIVE_DIR}/{digest_id}/{MANIFEST}"
+
+
+def archive_url(config: Config, digest_id: str, issue_key: str) -> str:
+    """Where the issue's page is served: feed storage published under web.base_url (or
+    the site URL when there is none)."""
+    base = (config.web.base_url or config.site.url).rstrip("/")
+    return f"{base}/{archive_path(digest_id, issue_key)}"
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One line of a digest's archive index (and of its issues feed)."""
+
+    issue_key: str
+    subject: str
+    preheader: str
+    issue_time: datetime
+    url: str
+    page: str  # file name next to index.html
+    articles: int
+
+    @classmethod
+    def of(cls, view: IssueView) -> ArchiveEntry:
+        return cls(
+            issue_key=view.issue_key,
+            subject=view.subject,
+            preheader=view.preheader,
+            issue_time=view.issue_time,
+            url=view.archive_url,
+            page=f"{archive_slug(view.issue_key)}.html",
+            articles=len(view.cards),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "issue_time": self.issue_time.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchiveEntry:
+        return cls(**{**data, "issue_time": datetime.fromisoformat(data["issue_time"])})
+
+
+def merge_entries(history: Iterable[ArchiveEntry], entry: ArchiveEntry) -> list[ArchiveEntry]:
+    """History with `entry` added (or replaced, for a re-sent key), newest first."""
+    kept = {item.issue_key: item for item in history}
+    kept[entry.issue_key] = entry
+    return sorted(kept.values(), key=lambda item: (item.issue_time, item.issue_key), reverse=True)
+
+
+def archive_pages(
+    config: Config, issue: PreparedIssue, history: Sequence[ArchiveEntry] = ()
+) -> dict[str, bytes]:
+    """Storage path → bytes: the issue's page, the digest's index, and the manifest.
+
+    `history` is the earlier entries (read them back with `read_manifest`).
+    """
+    view = issue.view
+    digest = config.digest(view.digest_id)
+    entries = merge_entries(history, ArchiveEntry.of(view))
+    formatter = view.formatter()
+    page = _template(config, digest.templates.archive, PAGE_TEMPLATE, formatter)
+    index = _template(config, digest.templates.archive_index, INDEX_TEMPLATE, formatter)
+    try:
+        accent = digest.templates.accent_color
+        page_html = page.render(issue=view, index_url="index.html", accent=accent)
+        index_html = index.render(
+            entries=entries, digest_id=view.digest_id, list_name=view.list_name,
+            site_title=view.site_title, site_url=view.site_url, language=view.language,
+            accent=accent,
+        )  # fmt: skip
+    except jinja2.TemplateError as exc:
+        raise RenderError(
+            f"archive of digest {view.digest_id}: {describe_template_error(exc)}"
+        ) from None
+    manifest = json.dumps([entry.to_dict() for entry in entries], ensure_ascii=False, indent=1)
+    return {
+        archive_path(view.digest_id, view.issue_key): page_html.encode(),
+        index_path(view.digest_id): index_html.encode(),
+        manifest_path(view.digest_id): manifest.encode() + b"\n",
+    }
+
+
+def read_manifest(data: bytes | None) -> list[ArchiveEntry]:
+    """The entries of an `issues.json` written by archive_pages (none if absent)."""
+    if not data:
+        return []
+    return [ArchiveEntry.from_dict(item) for item in json.loads(data)]
+
+
+def _template(
+    config: Config, configured: str | None, default: str, formatter: Any
+) -> jinja2.Template:
+    search_path, name = template_paths(config, configured, default)
+    try:
+        return environment(search_path, formatter, html=True).get_template(name)
+    except jinja2.TemplateError as exc:
+        raise RenderError(describe_template_error(exc)) from None
+
+
+# --- to wire: feed storage and the "issues" feed ----------------------------------------
+
+
+def publish_archive(
+    config: Config,
+    issue: PreparedIssue,
+    *,
+    read: Callable[[str], bytes | None],
+    write: Callable[[str, bytes], object],
+) -> list[ArchiveEntry]:
+    """Write a sent issue's archive pages through `read`/`write` (storage paths) and
+    return the digest's entries, newest first, for its "issues" feed.
+
+    TO WIRE when kabar.deliver.storage and kabar.render.feeds are merged: pass the
+    storage's read and write-when-changed functions, and render the returned entries as
+    the digest's "issues" RSS and Atom feeds (title = subject, link = url, summary =
+    preheader, id = issue_key, published = issue_time) with feeds.py.
+    """
+    history = read_manifest(read(manifest_path(issue.digest_id)))
+    pages = archive_pages(config, issue, history)
+    for path, data in pages.items():
+        write(path, data)
+    return read_manifest(pages[manifest_path(issue.digest_id)])

@@ -1,0 +1,106 @@
+"""`kabar preview`: the next issue as files; the .eml parses and its DKIM signature verifies."""
+
+from __future__ import annotations
+
+import email
+import json
+from email.policy import default
+from pathlib import Path
+
+import dkim
+import pytest
+from click.testing import CliRunner
+
+from kabar.cli import cli
+from kabar.store import Store
+
+from .conftest import WriteConfig
+from .digest_support import DIGEST, dns_for, rsa_key_pem
+
+DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_KEY"}
+
+
+def _config(write_config: WriteConfig, project: Path, **digest: object) -> Path:
+    broken = {**DIGEST, "id": "broken", "templates": {"html": "tpl/missing.mjml.j2"}}
+    return write_config(
+        storage={"database": f"sqlite:///{project / 'var' / 'kabar.db'}", "feeds": "public/"},
+        digests=[{**DIGEST, **digest}, broken],
+        delivery={"transport": "outbox", "outbox": "outbox/", "dkim": DKIM},
+    )
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None) -> object:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_preview_writes_the_three_files_and_the_eml_verifies(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project)
+    ingested = _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
+    assert ingested.exit_code == 0  # type: ignore[attr-defined]
+    pem = rsa_key_pem()
+    out = project / "out"
+    result = _invoke(
+        "-c", str(path), "preview", "harian", "--as-of", "2024-05-01T12:00+07:00",
+        "--out", str(out), "--subscriber", "siti@example.com", "--json",
+        env={"KABAR_DKIM_KEY": pem.decode()},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    summary = json.loads(result.output)  # type: ignore[attr-defined]
+    assert summary["signed"] is True and summary["articles"] == 10
+    assert sorted(p.name for p in out.iterdir()) == ["issue.eml", "issue.html", "issue.txt"]
+
+    raw = (out / "issue.eml").read_bytes()
+    assert dkim.verify(raw, dnsfunc=dns_for(pem))
+    assert not dkim.verify(raw.replace(b"Kabar pagi", b"Kabar sore"), dnsfunc=dns_for(pem))
+    message = email.message_from_bytes(raw, policy=default)
+    assert message["To"] == "siti@example.com"
+    assert message["Subject"] == "Kabar pagi, 1 Mei 2024"
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.replace("\r\n", "\n") == (out / "issue.txt").read_text().rstrip("\n")
+    assert "https://kabar.example.id/unsubscribe/preview-token" in text
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert html.replace("\r\n", "\n") == (out / "issue.html").read_text().rstrip("\n")
+
+    # Nothing was sent or recorded: no outbox, the store holds what ingest put there.
+    assert not (project / "outbox").exists()
+    with Store.open(f"sqlite:///{project / 'var' / 'kabar.db'}") as store:
+        assert store.count() == 11
+
+
+def test_preview_without_the_dkim_key_says_it_is_unsigned(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project)
+    _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
+    result = _invoke("-c", str(path), "preview", "harian", "--as-of", "2024-05-01T12:00+07:00")
+    assert result.exit_code == 0  # type: ignore[attr-defined]
+    output = result.output  # type: ignore[attr-defined]
+    assert (
+        "harian: 10 articles" in output and "not DKIM-signed: KABAR_DKIM_KEY is not set" in output
+    )
+    written = project / "var" / "preview" / "harian" / "issue.eml"
+    assert f"wrote {written}" in output
+    assert b"DKIM-Signature" not in written.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["preview", "weekly"], "unknown digest 'weekly' (configured: harian, broken)"),
+        (["preview", "harian", "--as-of", "2030-01-01T07:00+07:00"], "no new articles"),
+        (["preview", "harian", "--subscriber", "not an address"], "not a usable email address"),
+        (["preview", "broken"], "tpl/missing.mjml.j2' not found"),
+    ],
+)
+def test_preview_problems_are_reported_plainly(
+    write_config: WriteConfig, project: Path, args: list[str], message: str
+) -> None:
+    path = _config(write_config, project, skip_if_empty=True)
+    _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
+    if "--as-of" not in args:
+        args = [*args, "--as-of", "2024-05-01T12:00+07:00"]
+    result = CliRunner().invoke(cli, ["-c", str(path), *args])
+    assert message in result.output
+    assert "Traceback" not in result.output
