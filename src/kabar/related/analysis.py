@@ -1,4 +1,4 @@
-"""Analysers: article text to the terms the related-news index counts.
+"""Analysers: article text to the hashed term counts the related-news index keeps.
 
 One analyser per language. Both produce two kinds of term:
 
@@ -9,21 +9,32 @@ One analyser per language. Both produce two kinds of term:
   +0.038 in English over words alone; see bench/related_quality.py).
 
 Tokens keep hyphenated reduplication (`menteri-menteri`) as one word; Sastrawi then stems
-it to `menteri`, while `sayur-mayur` stays whole.
+it to `menteri`, while `sayur-mayur` stays whole. Tokens without a letter are dropped.
+
+News repeats its words all day, so each analyser caches what a distinct token gives (its
+word's feature id and its grams' feature ids): an article costs a count of its tokens and
+a dictionary lookup per distinct token, and the counts of a batch are summed in numpy.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol
+from itertools import pairwise
+
+import numpy as np
+from numpy.typing import NDArray
 
 from kabar.model import Article
+from kabar.related.vectors import GRAM_FEATURES, N_FEATURES, WORD_FEATURES, Ints, Row, feature_id
 
 TITLE_WEIGHT = 3
 GRAM_SIZES = (3, 4)
+CACHED_TOKENS = 500_000  # a long-running process clears its token cache past this
+_ROW_SHIFT = N_FEATURES.bit_length()  # (row << shift) | feature sorts by row, then feature
 # A word joined to the next by hyphens stays one token: `menteri-menteri`, `covid-19`.
 _TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
@@ -58,50 +69,79 @@ ENGLISH_STOP_WORDS = frozenset(_ENGLISH_STOP_WORDS_TEXT.split())
 
 
 @dataclass(frozen=True, slots=True)
-class Terms:
-    """The analysed text of one article: word counts and character-gram counts."""
+class Token:
+    """What one distinct token adds to an article's terms."""
 
-    words: dict[str, int]
-    grams: dict[str, int]
+    word: str | None  # None: a stop word, or no letter in it
+    word_id: int  # -1 without a word
+    gram_ids: Ints  # its character grams' feature ids (stop words and the like: none)
 
 
-class Analyser(Protocol):
-    language: str
-
-    def words(self, text: str) -> list[str]: ...
+_NOTHING = Token(None, -1, np.zeros(0, dtype=np.int32))
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case words; hyphenated reduplication stays one token; digits-only dropped."""
-    return [t for t in _TOKEN.findall(text.lower()) if len(t) > 1 and not t.isdigit()]
+    """Lower-case words; hyphenated reduplication stays one token; no-letter tokens dropped."""
+    return [t for t in _TOKEN.findall(text.lower()) if _is_word(t)]
 
 
-class IndonesianAnalyser:
-    language = "id"
+def _is_word(token: str) -> bool:
+    return len(token) > 1 and any(c.isalpha() for c in token)
+
+
+class Analyser:
+    language = ""
+    stop_words: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
-        self._stem_word = _sastrawi()
-        self._stems: dict[str, str] = {}  # per-word cache: news reuses most words all day
+        self._tokens: dict[str, Token] = {}
+
+    def normalise(self, token: str) -> str:
+        return token
 
     def words(self, text: str) -> list[str]:
-        stems = self._stems
-        out = []
-        for token in tokens(text):
-            if token in INDONESIAN_STOP_WORDS:
-                continue
-            stem = stems.get(token)
-            if stem is None:
-                stem = stems[token] = self._stem_word(token) or token
-            if stem not in INDONESIAN_STOP_WORDS:
-                out.append(stem)
-        return out
+        """The text's words, stop words removed and normalised."""
+        found = (self.token(t).word for t in _TOKEN.findall(text.lower()))
+        return [w for w in found if w is not None]
+
+    def token(self, token: str) -> Token:
+        """What a lower-case token adds (cached)."""
+        known = self._tokens.get(token)
+        if known is None:
+            if len(self._tokens) >= CACHED_TOKENS:
+                self._tokens.clear()
+            known = self._tokens[token] = self._analyse_token(token)
+        return known
+
+    def _analyse_token(self, token: str) -> Token:
+        if token in self.stop_words or not _is_word(token):
+            return _NOTHING
+        # Stems are for words: `covid-19` or `g20` are kept as written.
+        word = token if any(c.isdigit() for c in token) else self.normalise(token) or token
+        grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in _grams(token)]
+        if word in self.stop_words:
+            return Token(None, -1, np.array(grams, dtype=np.int32))
+        return Token(word, feature_id(word, WORD_FEATURES), np.array(grams, dtype=np.int32))
 
 
-class EnglishAnalyser:
+class IndonesianAnalyser(Analyser):
+    language = "id"
+    stop_words = INDONESIAN_STOP_WORDS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stem = _sastrawi()
+
+    def normalise(self, token: str) -> str:
+        return self._stem(token)
+
+
+class EnglishAnalyser(Analyser):
     language = "en"
+    stop_words = ENGLISH_STOP_WORDS
 
-    def words(self, text: str) -> list[str]:
-        return [_plural_stem(t) for t in tokens(text) if t not in ENGLISH_STOP_WORDS]
+    def normalise(self, token: str) -> str:
+        return _plural_stem(token)
 
 
 def _plural_stem(word: str) -> str:
@@ -130,10 +170,7 @@ def _sastrawi() -> Callable[[str], str]:
     return stem_word
 
 
-_ANALYSERS: dict[str, type[IndonesianAnalyser] | type[EnglishAnalyser]] = {
-    "id": IndonesianAnalyser,
-    "en": EnglishAnalyser,
-}
+_ANALYSERS: dict[str, type[Analyser]] = {"id": IndonesianAnalyser, "en": EnglishAnalyser}
 
 
 @cache
@@ -150,29 +187,75 @@ def article_language(article: Article, site_language: str) -> str:
     return base if base in _ANALYSERS else site_language
 
 
-def analyse(article: Article, analyser: Analyser) -> Terms:
-    title = analyser.words(article.title)
-    lead = analyser.words(article.summary)
-    body = analyser.words(article.body_text)
-    words: dict[str, int] = {}
-    for word in title:
-        words[word] = words.get(word, 0) + TITLE_WEIGHT
-    for word in (*lead, *body):
-        words[word] = words.get(word, 0) + 1
-    return Terms(words, char_grams(_raw_words(analyser, (article.title, article.summary))))
+def analyse(batch: Sequence[tuple[Article, Analyser]]) -> list[Row]:
+    """Each article's term counts: the words of its title (×`TITLE_WEIGHT`), summary and
+    body, and the grams of its title and summary words."""
+    word_rows: list[int] = []
+    word_ids: list[int] = []
+    word_counts: list[int] = []
+    gram_rows: list[int] = []
+    gram_ids: list[Ints] = [_NOTHING.gram_ids]
+    gram_counts: list[int] = []
+    for place, (article, analyser) in enumerate(batch):
+        title = Counter(_TOKEN.findall(article.title.lower()))
+        lead = Counter(_TOKEN.findall(article.summary.lower()))
+        words = Counter(_TOKEN.findall(article.body_text.lower()))
+        words.update(lead)
+        for token, count in title.items():
+            words[token] += TITLE_WEIGHT * count
+        for token, count in words.items():
+            word_id = analyser.token(token).word_id
+            if word_id >= 0:
+                word_rows.append(place)
+                word_ids.append(word_id)
+                word_counts.append(count)
+        title.update(lead)
+        for token, count in title.items():
+            grams = analyser.token(token).gram_ids
+            if len(grams):
+                gram_rows.append(place)
+                gram_ids.append(grams)
+                gram_counts.append(count)
+    lengths = np.array([len(g) for g in gram_ids[1:]], dtype=np.int64)
+    rows = np.concatenate(
+        (
+            np.array(word_rows, dtype=np.int64),
+            np.repeat(np.array(gram_rows, dtype=np.int64), lengths),
+        )
+    )
+    features = np.concatenate((np.array(word_ids, dtype=np.int64), *gram_ids)).astype(np.int64)
+    counts = np.concatenate(
+        (
+            np.array(word_counts, dtype=np.float64),
+            np.repeat(np.array(gram_counts, dtype=np.float64), lengths),
+        )
+    )
+    return _rows(len(batch), rows, features, counts)
 
 
-def _raw_words(analyser: Analyser, texts: Iterable[str]) -> list[str]:
-    stop = INDONESIAN_STOP_WORDS if analyser.language == "id" else ENGLISH_STOP_WORDS
-    return [t for text in texts for t in tokens(text) if t not in stop]
+def _rows(
+    size: int, rows: NDArray[np.int64], features: NDArray[np.int64], counts: NDArray[np.float64]
+) -> list[Row]:
+    """Sum the counts of each (row, feature) pair; one Row per place in the batch."""
+    keys, inverse = np.unique((rows << _ROW_SHIFT) | features, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=counts, minlength=len(keys)).astype(np.float32)
+    ids = (keys & ((1 << _ROW_SHIFT) - 1)).astype(np.int32)
+    bounds = np.searchsorted(keys >> _ROW_SHIFT, np.arange(size + 1)).tolist()
+    return [Row(ids[a:b], sums[a:b]) for a, b in pairwise(bounds)]
+
+
+def vocabulary(article: Article, analyser: Analyser) -> dict[int, str]:
+    """Word feature id -> word, for the article's words (the readable reasons)."""
+    text = f"{article.title}\n{article.summary}\n{article.body_text}".lower()
+    found = (analyser.token(t) for t in set(_TOKEN.findall(text)))
+    return {t.word_id: t.word for t in found if t.word is not None}
+
+
+def _grams(token: str) -> list[str]:
+    padded = f" {token} "
+    return [padded[i : i + size] for size in GRAM_SIZES for i in range(len(padded) - size + 1)]
 
 
 def char_grams(words: Iterable[str]) -> dict[str, int]:
-    grams: dict[str, int] = {}
-    for word in words:
-        padded = f" {word} "
-        for size in GRAM_SIZES:
-            for start in range(len(padded) - size + 1):
-                gram = padded[start : start + size]
-                grams[gram] = grams.get(gram, 0) + 1
-    return grams
+    """Character-gram counts of words (what `analyse` hashes; the quality bench's baseline)."""
+    return dict(Counter(gram for word in words for gram in _grams(word)))

@@ -31,14 +31,14 @@ import numpy as np
 from kabar.config import Config, Related
 from kabar.model import Article
 from kabar.related import persist
-from kabar.related.analysis import analyse, analyser_for, article_language
+from kabar.related.analysis import analyse, analyser_for, article_language, vocabulary
 from kabar.related.index import Doc, RelatedIndex
-from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, hash_terms, word_ids
+from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-ANALYSER_VERSION = "1"  # bump when analysis changes, so stored terms are recomputed
+ANALYSER_VERSION = "2"  # bump when analysis changes, so stored terms are recomputed
 TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
@@ -132,11 +132,8 @@ class RelatedEngine:
         entries: list[tuple[Doc, Row]] = []
         for start in range(0, len(given), _CHUNK):  # analysed terms are big: chunk them
             chunk, chunk_docs = given[start : start + _CHUNK], docs[start : start + _CHUNK]
-            rows = hash_terms(
-                [
-                    analyse(a, analyser_for(d.language))
-                    for a, d in zip(chunk, chunk_docs, strict=True)
-                ]
+            rows = analyse(
+                [(a, analyser_for(d.language)) for a, d in zip(chunk, chunk_docs, strict=True)]
             )
             if self.store is not None:
                 persist.save(
@@ -277,15 +274,14 @@ class RelatedEngine:
 
     def _query(self, article: Article) -> _Query:
         language = article_language(article, self.site_language)
-        terms = analyse(article, analyser_for(language))
-        row, weights = self.index.query_row(hash_terms([terms])[0])
-        words = list(terms.words)
+        analyser = analyser_for(language)
+        row, weights = self.index.query_row(analyse([(article, analyser)])[0])
         return _Query(
             article=article,
             language=language,
             row=row,
             weights=weights,
-            words=dict(zip(word_ids(words), words, strict=True)),
+            words=vocabulary(article, analyser),
             canonical_url=canonical_url(article.url),
         )
 

@@ -8,14 +8,11 @@ much as the gram block (SIB-200: 0.7 best in English, equal to 1.0 in Indonesian
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.feature_extraction import FeatureHasher
-
-from kabar.related.analysis import Terms
+from sklearn.utils import murmurhash3_32
 
 WORD_FEATURES = 1 << 20
 GRAM_FEATURES = 1 << 18
@@ -23,9 +20,6 @@ N_FEATURES = WORD_FEATURES + GRAM_FEATURES
 WORD_SHARE = 0.7
 KEEP_WORDS = 64
 KEEP_GRAMS = 256
-
-_WORDS = FeatureHasher(WORD_FEATURES, input_type="dict", alternate_sign=False)
-_GRAMS = FeatureHasher(GRAM_FEATURES, input_type="dict", alternate_sign=False)
 
 Ints = NDArray[np.int32]
 Floats = NDArray[np.float32]
@@ -49,28 +43,9 @@ class Row:
         return cls(indices.astype(np.int32, copy=False), counts.astype(np.float32, copy=False))
 
 
-def hash_terms(batch: Sequence[Terms]) -> list[Row]:
-    words = _WORDS.transform([t.words for t in batch]).tocsr()
-    grams = _GRAMS.transform([t.grams for t in batch]).tocsr()
-    rows = []
-    for i in range(len(batch)):
-        w0, w1 = words.indptr[i], words.indptr[i + 1]
-        g0, g1 = grams.indptr[i], grams.indptr[i + 1]
-        indices = np.concatenate(
-            (words.indices[w0:w1], grams.indices[g0:g1] + WORD_FEATURES)
-        ).astype(np.int32)
-        counts = np.concatenate((words.data[w0:w1], grams.data[g0:g1])).astype(np.float32)
-        order = np.argsort(indices, kind="stable")
-        rows.append(Row(indices[order], counts[order]))
-    return rows
-
-
-def word_ids(words: Sequence[str]) -> list[int]:
-    """The feature id of each word, for turning shared features back into words."""
-    if not words:
-        return []
-    hashed = _WORDS.transform([{w: 1} for w in words]).tocsr()
-    return [int(i) for i in hashed.indices]
+def feature_id(term: str, features: int) -> int:
+    """The term's place in a block of `features` hashed features."""
+    return int(murmurhash3_32(term, positive=True)) % features
 
 
 def idf(df: NDArray[np.int32], documents: int) -> Floats:
