@@ -1,42 +1,32 @@
-"""Analysers: article text to the hashed term counts the related-news index keeps.
+"""Analysers: the words of a text, per language.
 
-One analyser per language. Both produce two kinds of term:
-
-- words: stop words removed, then normalised (Indonesian: Sastrawi stems; English: plural
-  `s` stripped). Title words count `TITLE_WEIGHT` times; these give the readable reasons;
-- character 3–4-grams of the title and summary words, which match short texts whose words
-  differ only by affixes or spelling (measured on SIB-200: +0.013 P@5 in Indonesian and
-  +0.038 in English over words alone; see bench/related_quality.py).
-
-Tokens keep hyphenated reduplication (`menteri-menteri`) as one word; Sastrawi then stems
-it to `menteri`, while `sayur-mayur` stays whole. Tokens without a letter are dropped.
-
-News repeats its words all day, so each analyser caches what a distinct token gives (its
-word's feature id and its grams' feature ids): an article costs a count of its tokens and
-a dictionary lookup per distinct token, and the counts of a batch are summed in numpy.
+One analyser per language: tokens, stop words removed, then normalised (Indonesian:
+Sastrawi stems; English: plural `s` stripped). Tokens keep hyphenated reduplication
+(`menteri-menteri`) as one word; Sastrawi then stems it to `menteri`, while `sayur-mayur`
+stays whole. Tokens without a letter are dropped, and tokens with a digit (`covid-19`,
+`g20`) are kept as written. kabar.related.terms turns these words, and character grams,
+into the counts the index keeps.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
 from functools import cache
-from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kabar.model import Article
-from kabar.related.vectors import GRAM_FEATURES, N_FEATURES, WORD_FEATURES, Ints, Row, feature_id
+from kabar.related.vectors import GRAM_FEATURES, WORD_FEATURES, Ints, feature_id
 
-TITLE_WEIGHT = 3
 GRAM_SIZES = (3, 4)
-CACHED_TOKENS = 500_000  # a long-running process clears its token cache past this
-_ROW_SHIFT = N_FEATURES.bit_length()  # (row << shift) | feature sorts by row, then feature
+CACHED_TOKENS = 500_000  # distinct tokens a process keeps analysed
+
 # A word joined to the next by hyphens stays one token: `menteri-menteri`, `covid-19`.
-_TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
 # Sastrawi's list, plus words that carry no subject in Indonesian news copy.
 _INDONESIAN_STOP_WORDS_TEXT = """
@@ -68,24 +58,12 @@ _ENGLISH_STOP_WORDS_TEXT = """
 ENGLISH_STOP_WORDS = frozenset(_ENGLISH_STOP_WORDS_TEXT.split())
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """What one distinct token adds to an article's terms."""
-
-    word: str | None  # None: a stop word, or no letter in it
-    word_id: int  # -1 without a word
-    gram_ids: Ints  # its character grams' feature ids (stop words and the like: none)
-
-
-_NOTHING = Token(None, -1, np.zeros(0, dtype=np.int32))
-
-
 def tokens(text: str) -> list[str]:
     """Lower-case words; hyphenated reduplication stays one token; no-letter tokens dropped."""
-    return [t for t in _TOKEN.findall(text.lower()) if _is_word(t)]
+    return [t for t in TOKEN.findall(text.lower()) if is_word(t)]
 
 
-def _is_word(token: str) -> bool:
+def is_word(token: str) -> bool:
     return len(token) > 1 and any(c.isalpha() for c in token)
 
 
@@ -94,34 +72,29 @@ class Analyser:
     stop_words: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
-        self._tokens: dict[str, Token] = {}
+        self.table = TokenTable(self)
 
     def normalise(self, token: str) -> str:
         return token
 
+    def word(self, token: str) -> str | None:
+        """The normalised word of a lower-case token; None for stop words and non-words."""
+        if token in self.stop_words or not is_word(token):
+            return None
+        word = token if any(c.isdigit() for c in token) else self.normalise(token) or token
+        return None if word in self.stop_words else word
+
     def words(self, text: str) -> list[str]:
-        """The text's words, stop words removed and normalised."""
-        found = (self.token(t).word for t in _TOKEN.findall(text.lower()))
+        """The text's words, in order (cached per token)."""
+        table = self.current_table()
+        found = (table.words[n] for n in table.numbers(TOKEN.findall(text.lower())))
         return [w for w in found if w is not None]
 
-    def token(self, token: str) -> Token:
-        """What a lower-case token adds (cached)."""
-        known = self._tokens.get(token)
-        if known is None:
-            if len(self._tokens) >= CACHED_TOKENS:
-                self._tokens.clear()
-            known = self._tokens[token] = self._analyse_token(token)
-        return known
-
-    def _analyse_token(self, token: str) -> Token:
-        if token in self.stop_words or not _is_word(token):
-            return _NOTHING
-        # Stems are for words: `covid-19` or `g20` are kept as written.
-        word = token if any(c.isdigit() for c in token) else self.normalise(token) or token
-        grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in _grams(token)]
-        if word in self.stop_words:
-            return Token(None, -1, np.array(grams, dtype=np.int32))
-        return Token(word, feature_id(word, WORD_FEATURES), np.array(grams, dtype=np.int32))
+    def current_table(self) -> TokenTable:
+        """The token cache; a long-running process starts a new one past `CACHED_TOKENS`."""
+        if len(self.table.words) >= CACHED_TOKENS:
+            self.table = TokenTable(self)
+        return self.table
 
 
 class IndonesianAnalyser(Analyser):
@@ -129,8 +102,8 @@ class IndonesianAnalyser(Analyser):
     stop_words = INDONESIAN_STOP_WORDS
 
     def __init__(self) -> None:
-        super().__init__()
         self._stem = _sastrawi()
+        super().__init__()
 
     def normalise(self, token: str) -> str:
         return self._stem(token)
@@ -142,6 +115,84 @@ class EnglishAnalyser(Analyser):
 
     def normalise(self, token: str) -> str:
         return _plural_stem(token)
+
+
+class TokenTable:
+    """What each distinct token gives, numbered in first-seen order: its word, the word's
+    feature id (-1: none) and its character grams' feature ids (stop words and non-words
+    have none; a word whose stem is a stop word keeps its grams).
+
+    News repeats its words all day, so an article costs a dictionary lookup per distinct
+    token. Appends never move what a reader was given a number for: take `numbers`
+    first, then the arrays.
+    """
+
+    def __init__(self, analyser: Analyser) -> None:
+        self._analyser = analyser
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.words: list[str | None] = []
+        self._word_ids = _Column(np.int32)
+        self._gram_starts = _Column(np.int64)
+        self._gram_counts = _Column(np.int64)
+        self._grams = _Column(np.int32)
+
+    def numbers(self, tokens: Sequence[str]) -> list[int]:
+        found = list(map(self._numbers.get, tokens))
+        if None in found:
+            found = [self._add(t) if n is None else n for t, n in zip(tokens, found, strict=True)]
+        return found  # type: ignore[return-value]  # no None left
+
+    def word_ids(self) -> Ints:
+        return self._word_ids.view()
+
+    def grams(self) -> tuple[NDArray[np.int64], NDArray[np.int64], Ints]:
+        """Per token number its first place in the flat gram array and its gram count,
+        and the flat array."""
+        return self._gram_starts.view(), self._gram_counts.view(), self._grams.view()
+
+    def _add(self, token: str) -> int:
+        with self._lock:
+            if token in self._numbers:
+                return self._numbers[token]
+            analyser = self._analyser
+            word = analyser.word(token)
+            grams = []
+            if token not in analyser.stop_words and is_word(token):
+                grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in grams_of(token)]
+            self._gram_starts.extend([self._grams.size])
+            self._gram_counts.extend([len(grams)])
+            self._grams.extend(grams)
+            self._word_ids.extend([-1 if word is None else feature_id(word, WORD_FEATURES)])
+            self.words.append(word)
+            number = self._numbers[token] = len(self.words) - 1
+            return number
+
+
+class _Column:
+    """A numpy array that grows by doubling."""
+
+    def __init__(self, dtype: type[np.integer[Any]]) -> None:
+        self.data: NDArray[Any] = np.zeros(256, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: list[int]) -> None:
+        end = self.size + len(values)
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = values
+        self.size = end
+
+    def view(self) -> NDArray[Any]:
+        return self.data[: self.size]
+
+
+def grams_of(token: str) -> list[str]:
+    """The character 3- and 4-grams of a token, padded with a space at both ends."""
+    padded = f" {token} "
+    return [padded[i : i + size] for size in GRAM_SIZES for i in range(len(padded) - size + 1)]
 
 
 def _plural_stem(word: str) -> str:
@@ -185,77 +236,3 @@ def analyser_for(language: str) -> Analyser:
 def article_language(article: Article, site_language: str) -> str:
     base = (article.language or site_language).split("-")[0].lower()
     return base if base in _ANALYSERS else site_language
-
-
-def analyse(batch: Sequence[tuple[Article, Analyser]]) -> list[Row]:
-    """Each article's term counts: the words of its title (×`TITLE_WEIGHT`), summary and
-    body, and the grams of its title and summary words."""
-    word_rows: list[int] = []
-    word_ids: list[int] = []
-    word_counts: list[int] = []
-    gram_rows: list[int] = []
-    gram_ids: list[Ints] = [_NOTHING.gram_ids]
-    gram_counts: list[int] = []
-    for place, (article, analyser) in enumerate(batch):
-        title = Counter(_TOKEN.findall(article.title.lower()))
-        lead = Counter(_TOKEN.findall(article.summary.lower()))
-        words = Counter(_TOKEN.findall(article.body_text.lower()))
-        words.update(lead)
-        for token, count in title.items():
-            words[token] += TITLE_WEIGHT * count
-        for token, count in words.items():
-            word_id = analyser.token(token).word_id
-            if word_id >= 0:
-                word_rows.append(place)
-                word_ids.append(word_id)
-                word_counts.append(count)
-        title.update(lead)
-        for token, count in title.items():
-            grams = analyser.token(token).gram_ids
-            if len(grams):
-                gram_rows.append(place)
-                gram_ids.append(grams)
-                gram_counts.append(count)
-    lengths = np.array([len(g) for g in gram_ids[1:]], dtype=np.int64)
-    rows = np.concatenate(
-        (
-            np.array(word_rows, dtype=np.int64),
-            np.repeat(np.array(gram_rows, dtype=np.int64), lengths),
-        )
-    )
-    features = np.concatenate((np.array(word_ids, dtype=np.int64), *gram_ids)).astype(np.int64)
-    counts = np.concatenate(
-        (
-            np.array(word_counts, dtype=np.float64),
-            np.repeat(np.array(gram_counts, dtype=np.float64), lengths),
-        )
-    )
-    return _rows(len(batch), rows, features, counts)
-
-
-def _rows(
-    size: int, rows: NDArray[np.int64], features: NDArray[np.int64], counts: NDArray[np.float64]
-) -> list[Row]:
-    """Sum the counts of each (row, feature) pair; one Row per place in the batch."""
-    keys, inverse = np.unique((rows << _ROW_SHIFT) | features, return_inverse=True)
-    sums = np.bincount(inverse.ravel(), weights=counts, minlength=len(keys)).astype(np.float32)
-    ids = (keys & ((1 << _ROW_SHIFT) - 1)).astype(np.int32)
-    bounds = np.searchsorted(keys >> _ROW_SHIFT, np.arange(size + 1)).tolist()
-    return [Row(ids[a:b], sums[a:b]) for a, b in pairwise(bounds)]
-
-
-def vocabulary(article: Article, analyser: Analyser) -> dict[int, str]:
-    """Word feature id -> word, for the article's words (the readable reasons)."""
-    text = f"{article.title}\n{article.summary}\n{article.body_text}".lower()
-    found = (analyser.token(t) for t in set(_TOKEN.findall(text)))
-    return {t.word_id: t.word for t in found if t.word is not None}
-
-
-def _grams(token: str) -> list[str]:
-    padded = f" {token} "
-    return [padded[i : i + size] for size in GRAM_SIZES for i in range(len(padded) - size + 1)]
-
-
-def char_grams(words: Iterable[str]) -> dict[str, int]:
-    """Character-gram counts of words (what `analyse` hashes; the quality bench's baseline)."""
-    return dict(Counter(gram for word in words for gram in _grams(word)))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,8 +31,9 @@ import numpy as np
 from kabar.config import Config, Related
 from kabar.model import Article
 from kabar.related import persist
-from kabar.related.analysis import analyse, analyser_for, article_language, vocabulary
+from kabar.related.analysis import analyser_for, article_language
 from kabar.related.index import Doc, RelatedIndex
+from kabar.related.terms import analyse, vocabulary
 from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row
 from kabar.store import Store
 
@@ -117,45 +118,52 @@ class RelatedEngine:
     # --- writing -------------------------------------------------------------------
 
     def add(self, articles: Iterable[Article]) -> int:
-        """Analyse and index new or changed articles; returns how many were analysed."""
-        given = [a for a in articles if self._needs_terms(a)]
-        docs = [self._doc(a) for a in given]
+        """Analyse, store and index new or changed articles; returns how many were analysed.
+
+        `articles` is read `_CHUNK` at a time, so a large build streams through."""
+        analysed = 0
+        for chunk in batched(articles, _CHUNK):
+            analysed += self._add_chunk(chunk)
+        if analysed and self._loaded:
+            with self._lock:
+                self.index.merge_if_due()
+        return analysed
+
+    def _add_chunk(self, chunk: Sequence[Article]) -> int:
+        given = [a for a in chunk if self._needs_terms(a)]
+        languages = [article_language(a, self.site_language) for a in given]
         if self.store is not None and not self._loaded:
-            stored = persist.current(self.store, [d.id for d in docs])
+            stored = persist.current(self.store, [a.id for a in given])
             fresh = [
-                i for i, d in enumerate(docs)
-                if stored.get(d.id) != (d.content_hash, _analyser_key(d.language))
+                i for i, (a, language) in enumerate(zip(given, languages, strict=True))
+                if stored.get(a.id) != (a.content_hash, _analyser_key(language))
             ]  # fmt: skip
-            given, docs = [given[i] for i in fresh], [docs[i] for i in fresh]
+            given, languages = [given[i] for i in fresh], [languages[i] for i in fresh]
         if not given:
             return 0
-        entries: list[tuple[Doc, Row]] = []
-        for start in range(0, len(given), _CHUNK):  # analysed terms are big: chunk them
-            chunk, chunk_docs = given[start : start + _CHUNK], docs[start : start + _CHUNK]
-            rows = analyse(
-                [(a, analyser_for(d.language)) for a, d in zip(chunk, chunk_docs, strict=True)]
+        rows = analyse([(a, analyser_for(lang)) for a, lang in zip(given, languages, strict=True)])
+        if self.store is not None:
+            persist.save(
+                self.store,
+                [
+                    (a.id, a.content_hash, _analyser_key(lang), row.to_bytes())
+                    for a, lang, row in zip(given, languages, rows, strict=True)
+                ],
             )
-            if self.store is not None:
-                persist.save(
-                    self.store,
-                    [
-                        (d.id, d.content_hash, _analyser_key(d.language), r.to_bytes())
-                        for d, r in zip(chunk_docs, rows, strict=True)
-                    ],
-                )
-            if self._loaded:
-                entries += zip(chunk_docs, rows, strict=True)
-        if entries:
+        if self._loaded:
+            entries = [
+                (self._doc(a, lang), row)
+                for a, lang, row in zip(given, languages, rows, strict=True)
+            ]
             with self._lock:
                 self.index.add(entries)
-                self.index.merge_if_due()
         return len(given)
 
     def _needs_terms(self, article: Article) -> bool:
         number = self.index.by_id.get(article.id)
         return number is None or self.index.docs[number].content_hash != article.content_hash
 
-    def _doc(self, article: Article) -> Doc:
+    def _doc(self, article: Article, language: str) -> Doc:
         return Doc(
             id=article.id,
             url=article.url,
@@ -165,7 +173,7 @@ class RelatedEngine:
             published=article.published,
             section=article.section.casefold(),
             tags=frozenset(tag.casefold() for tag in article.tags),
-            language=article_language(article, self.site_language),
+            language=language,
             content_hash=article.content_hash,
         )
 
@@ -425,6 +433,17 @@ def canonical_url(url: str) -> str:
     path = parts.path.rstrip("/").removesuffix("/amp") or "/"
     query = [(k, v) for k, v in parse_qsl(parts.query) if not k.lower().startswith(_TRACKING)]
     return urlunsplit(("", host, path, urlencode(sorted(query)), ""))
+
+
+def batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
+    chunk: list[Article] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _analyser_key(language: str) -> str:

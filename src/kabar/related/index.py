@@ -124,6 +124,8 @@ class RelatedIndex:
 
     def merge(self) -> None:
         """Fold pending rows into the main segment, drop replaced rows, re-sort by time."""
+        if not self.rows and not self.dead:
+            return
         lengths = np.diff(self._indptr)
         keep = ~np.isin(self._doc_numbers, np.fromiter(self.dead, dtype=np.int64))
         numbers = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))

@@ -8,11 +8,11 @@ much as the gram block (SIB-200: 0.7 best in English, equal to 1.0 in Indonesian
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.utils import murmurhash3_32
 
 WORD_FEATURES = 1 << 20
 GRAM_FEATURES = 1 << 18
@@ -44,8 +44,9 @@ class Row:
 
 
 def feature_id(term: str, features: int) -> int:
-    """The term's place in a block of `features` hashed features."""
-    return int(murmurhash3_32(term, positive=True)) % features
+    """The term's place in a block of `features` hashed features (CRC-32: stable across
+    processes, and in the standard library, so opening the engine imports no scikit-learn)."""
+    return zlib.crc32(term.encode()) % features
 
 
 def idf(df: NDArray[np.int32], documents: int) -> Floats:
