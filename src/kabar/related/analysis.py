@@ -234,5 +234,10 @@ def analyser_for(language: str) -> Analyser:
 
 
 def article_language(article: Article, site_language: str) -> str:
-    base = (article.language or site_language).split("-")[0].lower()
+    return base_language(article.language, site_language)
+
+
+def base_language(language: str, site_language: str) -> str:
+    """The analyser language of a language tag: its base if known, else the site's."""
+    base = (language or site_language).split("-")[0].lower()
     return base if base in _ANALYSERS else site_language

@@ -31,10 +31,10 @@ import numpy as np
 from kabar.config import Config, Related
 from kabar.model import Article
 from kabar.related import persist
-from kabar.related.analysis import analyser_for, article_language
+from kabar.related.analysis import analyser_for, article_language, base_language
 from kabar.related.index import Doc, RelatedIndex
 from kabar.related.terms import analyse, vocabulary
-from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row
+from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
@@ -143,20 +143,12 @@ class RelatedEngine:
             return 0
         rows = analyse([(a, analyser_for(lang)) for a, lang in zip(given, languages, strict=True)])
         if self.store is not None:
-            persist.save(
-                self.store,
-                [
-                    (a.id, a.content_hash, _analyser_key(lang), row.to_bytes())
-                    for a, lang, row in zip(given, languages, rows, strict=True)
-                ],
-            )
+            keys = [_analyser_key(lang) for lang in languages]
+            persist.save(self.store, given, keys, rows.blobs())
         if self._loaded:
-            entries = [
-                (self._doc(a, lang), row)
-                for a, lang, row in zip(given, languages, rows, strict=True)
-            ]
+            docs = [self._doc(a, lang) for a, lang in zip(given, languages, strict=True)]
             with self._lock:
-                self.index.add(entries)
+                self.index.add(docs, rows)
         return len(given)
 
     def _needs_terms(self, article: Article) -> bool:
@@ -204,28 +196,22 @@ class RelatedEngine:
     def _catch_up(self, ids: Sequence[str] | None = None) -> None:
         assert self.store is not None
         stale: list[str] = []
-        entries: list[tuple[Doc, Row]] = []
-        for stored in persist.read(self.store, ids=ids):
-            language = (stored.language or self.site_language).split("-")[0].lower()
-            language = language if language in ("id", "en") else self.site_language
-            current = (
-                stored.features is not None
-                and stored.features_hash == stored.content_hash
-                and stored.analyser == _analyser_key(language)
-            )
-            if not current:
-                stale.append(stored.id)
-                continue
-            assert stored.features is not None
-            doc = Doc(
-                id=stored.id, url=stored.url, canonical_url=canonical_url(stored.url),
-                title=stored.title, summary=stored.summary[:SUMMARY_CHARS],
-                published=stored.published, section=stored.section.casefold(),
-                tags=frozenset(t.casefold() for t in stored.tags), language=language,
-                content_hash=stored.content_hash,
-            )  # fmt: skip
-            entries.append((doc, Row.from_bytes(stored.features)))
-        loaded = self.index.add(entries)
+        loaded = 0
+        for chunk in persist.read(self.store, ids=ids):
+            docs: list[Doc] = []
+            blobs: list[bytes] = []
+            for stored in chunk:
+                language = base_language(stored.language, self.site_language)
+                if (
+                    stored.features is None
+                    or stored.features_hash != stored.content_hash
+                    or stored.analyser != _analyser_key(language)
+                ):
+                    stale.append(stored.id)
+                    continue
+                docs.append(self._stored_doc(stored, language))
+                blobs.append(stored.features)
+            loaded += self.index.add(docs, Rows.from_blobs(blobs))
         self._loaded = True
         if stale:
             log.info("related: analysing %d articles whose stored terms are missing", len(stale))
@@ -238,6 +224,15 @@ class RelatedEngine:
         log.debug(
             "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
         )
+
+    def _stored_doc(self, stored: persist.Stored, language: str) -> Doc:
+        return Doc(
+            id=stored.id, url=stored.url, canonical_url=canonical_url(stored.url),
+            title=stored.title, summary=stored.summary[:SUMMARY_CHARS],
+            published=stored.published, section=stored.section.casefold(),
+            tags=frozenset(t.casefold() for t in stored.tags), language=language,
+            content_hash=stored.content_hash,
+        )  # fmt: skip
 
     def _fetch(self, ids: Sequence[str]) -> Iterable[Article]:
         assert self.store is not None
@@ -283,7 +278,7 @@ class RelatedEngine:
     def _query(self, article: Article) -> _Query:
         language = article_language(article, self.site_language)
         analyser = analyser_for(language)
-        row, weights = self.index.query_row(analyse([(article, analyser)])[0])
+        row, weights = self.index.query_row(analyse([(article, analyser)]).row(0))
         return _Query(
             article=article,
             language=language,

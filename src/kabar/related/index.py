@@ -1,15 +1,18 @@
-"""The in-memory index: one sparse matrix of article rows sorted by publication time.
+"""The in-memory index: article rows in one flat sparse array sorted by publication time.
 
-Rows are appended to a small pending segment; every `MERGE_EVERY` adds it is merged into
-the main matrix (a sort by time, O(stored terms)). A query scores only the rows inside
-its candidate window, found by binary search on the sorted times, so its cost follows the
-window, not the archive. IDF is a snapshot, refreshed when the article count has moved by
-10% since the last one, so an add never rewrites the other rows.
+New rows go to a pending segment; every `MERGE_EVERY` adds it is merged into the main
+segment (a sort by time, O(stored terms), all in numpy). A query scores only the blocks of
+rows inside its candidate window, so its cost follows the window, not the archive. IDF is
+a snapshot, refreshed when the article count has moved by 10% since the last one, so an
+add never rewrites the other rows.
+
+Doc numbers are given in order of adding, so the pending rows are always the newest
+numbers: `[first_pending, len(docs))`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,13 +20,23 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import csc_matrix, csr_matrix
 
-from kabar.related.vectors import N_FEATURES, Floats, Ints, Row, idf, prune, weigh
+from kabar.related.vectors import (
+    I64,
+    N_FEATURES,
+    Floats,
+    Ints,
+    Row,
+    Rows,
+    empty_rows,
+    idf,
+    prune,
+    weigh,
+)
 
 MERGE_EVERY = 2048
 BLOCK_ROWS = 8192  # rows per column-stored block of the main segment
 IDF_DRIFT = 0.10
-
-I64 = NDArray[np.int64]
+_BINCOUNT_FROM = 50_000  # terms in a batch from which one bincount beats np.add.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +57,36 @@ class Doc:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A block of rows, stored by column so a query reads only its own terms' postings."""
+    """A block of rows, stored by column so a query reads only its own terms' postings.
 
+    Columns are the block's own features (sorted), not the whole feature space, so a
+    block's column pointers stay small."""
+
+    features: Ints
     matrix: csc_matrix  # unit-length TF-IDF rows
     docs: I64
     times: I64
 
+    @classmethod
+    def of(cls, rows: Rows, weights: Floats, docs: I64, times: I64) -> Segment:
+        features, columns = np.unique(rows.indices, return_inverse=True)
+        matrix = csr_matrix(
+            (weights, columns.ravel().astype(np.int32), rows.indptr),
+            shape=(len(rows), len(features)),
+        ).tocsc()
+        return cls(features.astype(np.int32), matrix, docs, times)
+
     def cosines(self, features: Ints, weights: Floats) -> NDArray[np.float32]:
-        result: NDArray[np.float32] = self.matrix[:, features] @ weights
+        if not len(self.features):
+            return np.zeros(len(self.docs), dtype=np.float32)
+        columns = np.minimum(np.searchsorted(self.features, features), len(self.features) - 1)
+        present = self.features[columns] == features
+        result: NDArray[np.float32] = self.matrix[:, columns[present]] @ weights[present]
         return result
+
+    def nbytes(self) -> int:
+        m = self.matrix
+        return int(self.features.nbytes + m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
 def micros(moment: datetime) -> int:
@@ -64,46 +98,59 @@ class RelatedIndex:
         self.docs: list[Doc] = []
         self.by_id: dict[str, int] = {}
         self.by_url: dict[str, int] = {}
-        self.rows: dict[int, Row] = {}  # pending rows, by doc number
-        self.dead: set[int] = set()
+        self.dead: set[int] = set()  # numbers of replaced docs, until the next merge
         self.df = np.zeros(N_FEATURES, dtype=np.int32)
         self.documents = 0
         self._idf: Floats | None = None
         self._idf_documents = 0
-        # The main segment, sorted by time.
-        self._indptr = np.zeros(1, dtype=np.int32)
-        self._indices: Ints = np.zeros(0, dtype=np.int32)
-        self._counts: Floats = np.zeros(0, dtype=np.float32)
-        self._weights: Floats = np.zeros(0, dtype=np.float32)
+        # The main segment, sorted by time; its weights were computed with `_main_idf`.
+        self._main = empty_rows()
+        self._main_idf: Floats = np.zeros(N_FEATURES, dtype=np.float32)
         self._times: I64 = np.zeros(0, dtype=np.int64)
         self._doc_numbers: I64 = np.zeros(0, dtype=np.int64)
         self._positions: I64 = np.zeros(0, dtype=np.int64)  # doc number -> main row
-        self._pending: Segment | None = None
         self._blocks: list[Segment] = []
+        # Pending rows: docs numbered first_pending and up.
+        self.first_pending = 0
+        self._pending_parts: list[Rows] = []
+        self._pending_rows: Rows | None = None
+        self._pending_segment: Segment | None = None
 
     def __len__(self) -> int:
         return self.documents
 
+    @property
+    def pending(self) -> int:
+        return len(self.docs) - self.first_pending
+
     # --- writing -------------------------------------------------------------------
 
-    def add(self, entries: list[tuple[Doc, Row]]) -> int:
-        """Index docs, replacing older versions of them; returns how many changed.
+    def add(self, docs: Sequence[Doc], rows: Rows) -> int:
+        """Index docs (with their unpruned rows), replacing older versions of them;
+        returns how many changed.
 
         Document frequencies count every term of the batch first, so the terms each row
         keeps (see `prune`) are chosen with the batch's own words known."""
-        fresh = [(doc, row) for doc, row in entries if self._replace(doc)]
-        for _, row in fresh:
-            self.df[row.indices] += 1  # a row's feature ids are unique
+        fresh = [i for i, doc in enumerate(docs) if self._replace(doc)]
+        if not fresh:
+            return 0
+        if len(fresh) < len(docs):
+            rows = rows.take(np.array(fresh, dtype=np.int64))
+        if len(rows.indices) >= _BINCOUNT_FROM:
+            self.df += np.bincount(rows.indices, minlength=N_FEATURES).astype(np.int32)
+        else:
+            np.add.at(self.df, rows.indices, 1)  # a row's feature ids are unique
         self.documents += len(fresh)
-        idf_values = self._refresh_idf()
-        for doc, row in fresh:
+        pruned = prune(rows, self._refresh_idf())
+        for i in fresh:
+            doc = docs[i]
             number = len(self.docs)
             self.docs.append(doc)
             self.by_id[doc.id] = number
             if doc.canonical_url:
                 self.by_url[doc.canonical_url] = number
-            self.rows[number] = prune(row, idf_values)
-        self._pending = None
+        self._pending_parts.append(pruned)
+        self._pending_rows = self._pending_segment = None
         return len(fresh)
 
     def _replace(self, doc: Doc) -> bool:
@@ -114,60 +161,57 @@ class RelatedIndex:
         if old.content_hash == doc.content_hash and old.language == doc.language:
             return False
         self.dead.add(previous)
-        self.rows.pop(previous, None)
         self.documents -= 1
         return True
 
     def merge_if_due(self) -> None:
-        if len(self.rows) >= MERGE_EVERY:
+        if self.pending >= MERGE_EVERY:
             self.merge()
 
     def merge(self) -> None:
         """Fold pending rows into the main segment, drop replaced rows, re-sort by time."""
-        if not self.rows and not self.dead:
+        if not self.pending and not self.dead:
             return
-        lengths = np.diff(self._indptr)
-        keep = ~np.isin(self._doc_numbers, np.fromiter(self.dead, dtype=np.int64))
-        numbers = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))
-        new_rows = [self.rows[n] for n in numbers.tolist()]
-        new_lengths = np.array([len(r.indices) for r in new_rows], dtype=np.int64)
-        all_lengths = np.concatenate((lengths[keep], new_lengths))
-        times = np.concatenate(
-            (self._times[keep], [micros(self.docs[n].published) for n in numbers.tolist()])
-        ).astype(np.int64)
-        doc_numbers = np.concatenate((self._doc_numbers[keep], numbers))
-        flat_keep = np.repeat(keep, lengths)
-        indices = np.concatenate((self._indices[flat_keep], *(r.indices for r in new_rows)))
-        counts = np.concatenate((self._counts[flat_keep], *(r.counts for r in new_rows)))
-        order = np.argsort(times, kind="stable")
-        indptr, positions = _gather(all_lengths, order)
-        self._indptr = indptr.astype(np.int32)
-        self._indices = indices[positions].astype(np.int32, copy=False)
-        self._counts = counts[positions].astype(np.float32, copy=False)
-        self._times = times[order]
-        self._doc_numbers = doc_numbers[order]
+        dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
+        pending_numbers = np.arange(self.first_pending, len(self.docs), dtype=np.int64)
+        pending_times = np.array(
+            [micros(d.published) for d in self.docs[self.first_pending :]], dtype=np.int64
+        )
+        keep_main = np.flatnonzero(~np.isin(self._doc_numbers, dead))
+        keep_pending = np.flatnonzero(~np.isin(pending_numbers, dead))
+        parts = [self._main, self._pending()]
+        if len(keep_main) < len(self._main):
+            parts[0] = self._main.take(keep_main)
+        if len(keep_pending) < len(parts[1]):
+            parts[1] = parts[1].take(keep_pending)
+        self._main, self._pending_parts, self._pending_rows = empty_rows(), [], None
+        rows = Rows.concat(parts)
+        del parts  # only `rows` holds the terms now
+        times = np.concatenate((self._times[keep_main], pending_times[keep_pending]))
+        numbers = np.concatenate((self._doc_numbers[keep_main], pending_numbers[keep_pending]))
+        if len(times) > 1 and not (np.diff(times) >= 0).all():
+            order = np.argsort(times, kind="stable")
+            rows, times, numbers = rows.take(order), times[order], numbers[order]
+        self._main, self._times, self._doc_numbers = rows, times, numbers
         self._positions = np.full(len(self.docs), -1, dtype=np.int64)
-        self._positions[self._doc_numbers] = np.arange(len(self._doc_numbers))
-        self.rows.clear()
+        self._positions[numbers] = np.arange(len(numbers))
+        self.first_pending = len(self.docs)
+        self._pending_parts, self._pending_rows, self._pending_segment = [], None, None
         self.dead.clear()
-        self._pending = None
-        self._weights = weigh(
-            self._indptr.astype(np.int64), self._indices, self._counts, self._refresh_idf()
-        )
-        self._blocks = [self._block(start) for start in range(0, len(self._times), BLOCK_ROWS)]
-
-    def _block(self, start: int) -> Segment:
-        stop = min(start + BLOCK_ROWS, len(self._times))
-        first, last = int(self._indptr[start]), int(self._indptr[stop])
-        rows = csr_matrix(
-            (
-                self._weights[first:last],
-                self._indices[first:last],
-                self._indptr[start : stop + 1] - first,
-            ),
-            shape=(stop - start, N_FEATURES),
-        )
-        return Segment(rows.tocsc(), self._doc_numbers[start:stop], self._times[start:stop])
+        self._main_idf = self._refresh_idf()
+        self._blocks = []  # the old blocks go before the new ones are built
+        weights = weigh(rows.indptr, rows.indices, rows.counts, self._main_idf)
+        for start in range(0, len(times), BLOCK_ROWS):
+            stop = min(start + BLOCK_ROWS, len(times))
+            first, last = int(rows.indptr[start]), int(rows.indptr[stop])
+            block = Rows(
+                rows.indptr[start : stop + 1] - first,
+                rows.indices[first:last],
+                rows.counts[first:last],
+            )
+            self._blocks.append(
+                Segment.of(block, weights[first:last], numbers[start:stop], times[start:stop])
+            )
 
     def _refresh_idf(self) -> Floats:
         drift = abs(self.documents - self._idf_documents) / max(self._idf_documents, 1)
@@ -175,6 +219,12 @@ class RelatedIndex:
             self._idf = idf(self.df, self.documents)
             self._idf_documents = self.documents
         return self._idf
+
+    def _pending(self) -> Rows:
+        if self._pending_rows is None:
+            self._pending_rows = Rows.concat(self._pending_parts)
+            self._pending_parts = [self._pending_rows]
+        return self._pending_rows
 
     # --- reading -------------------------------------------------------------------
 
@@ -184,9 +234,9 @@ class RelatedIndex:
     def query_row(self, row: Row) -> tuple[Row, Floats]:
         """A query's row, pruned like stored rows, and its weights."""
         idf_values = self.current_idf()
-        pruned = prune(row, idf_values)
-        indptr = np.array([0, len(pruned.indices)], dtype=np.int64)
-        return pruned, weigh(indptr, pruned.indices, pruned.counts, idf_values)
+        indptr = np.array([0, len(row.indices)], dtype=np.int64)
+        pruned = prune(Rows(indptr, row.indices, row.counts), idf_values)
+        return pruned.row(0), weigh(pruned.indptr, pruned.indices, pruned.counts, idf_values)
 
     def segments(self, since: datetime, before: datetime) -> Iterator[Segment]:
         """Blocks holding rows published in [since, before); callers mask by time."""
@@ -194,50 +244,38 @@ class RelatedIndex:
         for block in self._blocks:
             if len(block.times) and block.times[0] < high and block.times[-1] >= low:
                 yield block
-        pending = self._pending_segment()
-        if pending is not None:
+        if self.pending:
+            pending = self._pending_block()
             inside = (pending.times >= low) & (pending.times < high)
             if inside.any():
                 yield pending
         # Replaced rows are filtered by the caller through `dead`.
 
-    def _pending_segment(self) -> Segment | None:
-        if not self.rows:
-            return None
-        if self._pending is None:
-            numbers = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))
-            rows = [self.rows[n] for n in numbers.tolist()]
-            lengths = np.array([len(r.indices) for r in rows], dtype=np.int64)
-            indptr = np.concatenate(([0], np.cumsum(lengths)))
-            indices = np.concatenate([r.indices for r in rows])
-            weights = weigh(
-                indptr, indices, np.concatenate([r.counts for r in rows]), self.current_idf()
+    def _pending_block(self) -> Segment:
+        if self._pending_segment is None:
+            rows = self._pending()
+            weights = weigh(rows.indptr, rows.indices, rows.counts, self.current_idf())
+            numbers = np.arange(self.first_pending, len(self.docs), dtype=np.int64)
+            times = np.array(
+                [micros(d.published) for d in self.docs[self.first_pending :]], dtype=np.int64
             )
-            times = np.array([micros(self.docs[n].published) for n in numbers], dtype=np.int64)
-            matrix = csr_matrix(
-                (weights, indices, indptr.astype(np.int32)), shape=(len(rows), N_FEATURES)
-            ).tocsc()
-            self._pending = Segment(matrix, numbers, times)
-        return self._pending
+            self._pending_segment = Segment.of(rows, weights, numbers, times)
+        return self._pending_segment
 
     def row_of(self, number: int) -> tuple[Ints, Floats]:
-        """The weighted row (feature ids, weights) of a doc number."""
-        pending = self.rows.get(number)
-        if pending is not None:
-            return pending.indices, self.query_row(pending)[1]
-        position = int(self._positions[number])
-        first, last = int(self._indptr[position]), int(self._indptr[position + 1])
-        return self._indices[first:last], self._weights[first:last]
+        """The weighted row (feature ids, weights) of a doc number, weighted as it is in
+        its segment."""
+        if number >= self.first_pending:
+            rows, idf_values = self._pending(), self.current_idf()
+            row = rows.row(number - self.first_pending)
+        else:
+            row, idf_values = self._main.row(int(self._positions[number])), self._main_idf
+        indptr = np.array([0, len(row.indices)], dtype=np.int64)
+        return row.indices, weigh(indptr, row.indices, row.counts, idf_values)
 
     def nbytes(self) -> int:
-        arrays = (self._indptr, self._indices, self._counts, self._weights, self._times, self.df)
-        return sum(a.nbytes for a in arrays)
-
-
-def _gather(lengths: I64, order: I64) -> tuple[I64, I64]:
-    """New indptr, and the flat positions that put rows in `order`."""
-    starts = np.concatenate(([0], np.cumsum(lengths)))[:-1]
-    new_lengths = lengths[order]
-    indptr = np.concatenate(([0], np.cumsum(new_lengths))).astype(np.int64)
-    offsets = np.repeat(starts[order] - indptr[:-1], new_lengths)
-    return indptr, offsets + np.arange(int(indptr[-1]), dtype=np.int64)
+        rows = self._main
+        arrays = (rows.indptr, rows.indices, rows.counts, self._times, self._doc_numbers)
+        return (
+            sum(a.nbytes for a in arrays) + self.df.nbytes + sum(b.nbytes() for b in self._blocks)
+        )

@@ -12,11 +12,12 @@ from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 
-from kabar.model import with_offset
+from kabar.model import Article, with_offset
 from kabar.store import Store
 from kabar.store.tables import articles, related_features
 
 _BATCH = 500
+_READ_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +38,29 @@ class Stored:
     analyser: str | None
 
 
-def save(store: Store, entries: Sequence[tuple[str, str, str, bytes]]) -> None:
-    """Store (article id, content hash, analyser, features) rows, replacing older ones."""
+def save(
+    store: Store, articles: Sequence[Article], analysers: Sequence[str], blobs: Sequence[bytes]
+) -> None:
+    """Store the terms of these articles, replacing older ones."""
     with store.engine.begin() as connection:
-        for start in range(0, len(entries), _BATCH):
-            batch = entries[start : start + _BATCH]
-            ids = [entry[0] for entry in batch]
+        for start in range(0, len(articles), _BATCH):
+            stop = start + _BATCH
+            batch = articles[start:stop]
             connection.execute(
-                delete(related_features).where(related_features.c.article_id.in_(ids))
+                delete(related_features).where(
+                    related_features.c.article_id.in_([a.id for a in batch])
+                )
             )
             connection.execute(
                 insert(related_features),
                 [
-                    {"article_id": i, "content_hash": h, "analyser": a, "features": f}
-                    for i, h, a, f in batch
+                    {
+                        "article_id": a.id,
+                        "content_hash": a.content_hash,
+                        "analyser": k,
+                        "features": f,
+                    }
+                    for a, k, f in zip(batch, analysers[start:stop], blobs[start:stop], strict=True)
                 ],
             )
 
@@ -77,8 +87,8 @@ def hashes(store: Store) -> Iterator[tuple[str, str]]:
             yield row.id, row.content_hash
 
 
-def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[Stored]:
-    """Every article (or those with these ids) with its stored terms, if any."""
+def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[list[Stored]]:
+    """Every article (or those with these ids) with its stored terms, if any, in chunks."""
     if ids is not None:
         for start in range(0, len(ids), _BATCH):
             yield from _read(store, ids[start : start + _BATCH])
@@ -86,7 +96,7 @@ def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[Stored]:
         yield from _read(store, None)
 
 
-def _read(store: Store, ids: Sequence[str] | None) -> Iterator[Stored]:
+def _read(store: Store, ids: Sequence[str] | None) -> Iterator[list[Stored]]:
     a, f = articles.c, related_features.c
     query = select(
         a.id, a.url, a.title, a.summary, a.published, a.published_offset, a.section, a.tags,
@@ -96,12 +106,15 @@ def _read(store: Store, ids: Sequence[str] | None) -> Iterator[Stored]:
     if ids is not None:
         query = query.where(a.id.in_(list(ids)))
     with store.engine.connect() as connection:
-        for row in connection.execute(query).yield_per(2000):
-            yield Stored(
-                id=row.id, url=row.url, title=row.title, summary=row.summary,
-                published=with_offset(row.published, row.published_offset),
-                section=row.section, tags=tuple(row.tags), language=row.language,
-                content_hash=row.content_hash,
-                features=bytes(row.features) if row.features is not None else None,
-                features_hash=row.fh, analyser=row.analyser,
-            )  # fmt: skip
+        for rows in connection.execute(query).yield_per(_READ_CHUNK).partitions():
+            yield [
+                Stored(
+                    id=row.id, url=row.url, title=row.title, summary=row.summary,
+                    published=with_offset(row.published, row.published_offset),
+                    section=row.section, tags=tuple(row.tags), language=row.language,
+                    content_hash=row.content_hash,
+                    features=bytes(row.features) if row.features is not None else None,
+                    features_hash=row.fh, analyser=row.analyser,
+                )
+                for row in rows
+            ]  # fmt: skip

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kabar.model import Article
 from kabar.related.analysis import TOKEN, Analyser, grams_of
-from kabar.related.vectors import N_FEATURES, Row
+from kabar.related.vectors import N_FEATURES, Rows, empty_rows
 
 TITLE_WEIGHT = 3
 _WORD_WEIGHTS = np.array([TITLE_WEIGHT, 1, 1], dtype=np.float64)  # title, summary, body
@@ -32,10 +31,10 @@ _ROW_SHIFT = N_FEATURES.bit_length()  # (row << shift) | feature sorts by row, t
 I64 = NDArray[np.int64]
 
 
-def analyse(batch: Sequence[tuple[Article, Analyser]]) -> list[Row]:
+def analyse(batch: Sequence[tuple[Article, Analyser]]) -> Rows:
     """Each article's term counts, in batch order."""
     if not batch:
-        return []
+        return empty_rows()
     by_analyser: dict[Analyser, list[int]] = {}
     for place, (_, analyser) in enumerate(batch):
         by_analyser.setdefault(analyser, []).append(place)
@@ -75,13 +74,13 @@ def _analyse(
     )
 
 
-def _rows(size: int, rows: I64, features: I64, counts: NDArray[np.float64]) -> list[Row]:
-    """Sum the counts of each (row, feature) pair; one Row per place in the batch."""
+def _rows(size: int, rows: I64, features: I64, counts: NDArray[np.float64]) -> Rows:
+    """Sum the counts of each (row, feature) pair into `size` rows."""
     keys, inverse = np.unique((rows << _ROW_SHIFT) | features, return_inverse=True)
     sums = np.bincount(inverse.ravel(), weights=counts, minlength=len(keys)).astype(np.float32)
     ids = (keys & ((1 << _ROW_SHIFT) - 1)).astype(np.int32)
-    bounds = np.searchsorted(keys >> _ROW_SHIFT, np.arange(size + 1)).tolist()
-    return [Row(ids[a:b], sums[a:b]) for a, b in pairwise(bounds)]
+    indptr = np.searchsorted(keys >> _ROW_SHIFT, np.arange(size + 1)).astype(np.int64)
+    return Rows(indptr, ids, sums)
 
 
 def vocabulary(article: Article, analyser: Analyser) -> dict[int, str]:

@@ -9,7 +9,9 @@ much as the gram block (SIB-200: 0.7 best in English, equal to 1.0 in Indonesian
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +25,7 @@ KEEP_GRAMS = 256
 
 Ints = NDArray[np.int32]
 Floats = NDArray[np.float32]
+I64 = NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +35,68 @@ class Row:
     indices: Ints
     counts: Floats
 
-    def to_bytes(self) -> bytes:
-        return self.indices.astype("<i4").tobytes() + self.counts.astype("<f4").tobytes()
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Articles' term counts in one flat (CSR) form: row i is `indices[indptr[i]:indptr[i+1]]`
+    (sorted) with its `counts`. Stored per article as int32 feature ids, then float32 counts."""
+
+    indptr: I64
+    indices: Ints
+    counts: Floats
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def row(self, i: int) -> Row:
+        first, last = int(self.indptr[i]), int(self.indptr[i + 1])
+        return Row(self.indices[first:last], self.counts[first:last])
+
+    def take(self, order: I64) -> Rows:
+        """These rows, in `order` (a subset or a permutation)."""
+        lengths = np.diff(self.indptr)
+        new_lengths = lengths[order]
+        indptr = np.concatenate(([0], np.cumsum(new_lengths))).astype(np.int64)
+        offsets = np.repeat(self.indptr[:-1][order] - indptr[:-1], new_lengths)
+        positions = offsets + np.arange(int(indptr[-1]), dtype=np.int64)
+        return Rows(indptr, self.indices[positions], self.counts[positions])
+
+    def blobs(self) -> list[bytes]:
+        indices = self.indices.astype("<i4").tobytes()
+        counts = self.counts.astype("<f4").tobytes()
+        bounds = (self.indptr * 4).tolist()
+        return [indices[a:b] + counts[a:b] for a, b in pairwise(bounds)]
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> Row:
-        half = len(blob) // 2
-        indices = np.frombuffer(blob, dtype="<i4", count=half // 4)
-        counts = np.frombuffer(blob, dtype="<f4", offset=half)
-        return cls(indices.astype(np.int32, copy=False), counts.astype(np.float32, copy=False))
+    def from_blobs(cls, blobs: Sequence[bytes]) -> Rows:
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // 8
+        flat = np.frombuffer(b"".join(blobs), dtype="<i4")
+        # Each blob holds its ids, then as many counts: mark which flat values are counts.
+        is_count = np.repeat(np.tile([False, True], len(blobs)), np.repeat(lengths, 2))
+        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        counts = flat[is_count].view("<f4")
+        return cls(indptr, flat[~is_count].astype(np.int32), counts.astype(np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rows]) -> Rows:
+        parts = [p for p in parts if len(p)]
+        if len(parts) < 2:
+            return parts[0] if parts else empty_rows()
+        offsets = np.cumsum([0] + [int(p.indptr[-1]) for p in parts[:-1]])
+        indptr = np.concatenate(
+            [[0]] + [p.indptr[1:] + offset for p, offset in zip(parts, offsets, strict=True)]
+        ).astype(np.int64)
+        return cls(
+            indptr,
+            np.concatenate([p.indices for p in parts]),
+            np.concatenate([p.counts for p in parts]),
+        )
+
+
+def empty_rows() -> Rows:
+    return Rows(
+        np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+    )
 
 
 def feature_id(term: str, features: int) -> int:
@@ -78,21 +134,29 @@ def _row_sums(values: NDArray[np.floating], indptr: NDArray[np.int64]) -> NDArra
     return np.maximum(result, 0)
 
 
-def prune(row: Row, idf_values: Floats) -> Row:
-    """Keep a row's `KEEP_WORDS` heaviest words and `KEEP_GRAMS` heaviest grams.
+def prune(rows: Rows, idf_values: Floats) -> Rows:
+    """Keep each row's `KEEP_WORDS` heaviest words and `KEEP_GRAMS` heaviest grams.
 
     Scoring cost follows the stored terms of the window's rows; the light tail changes
     little (more-like-this queries use ~25 terms). Queries are pruned the same way, so an
-    exact copy still has cosine 1.
+    exact copy still has cosine 1. Ties keep the lower feature id.
     """
-    if len(row.indices) <= min(KEEP_WORDS, KEEP_GRAMS):
-        return row
-    weights = (1 + np.log(np.maximum(row.counts, 1))) * idf_values[row.indices]
-    is_word = row.indices < WORD_FEATURES
-    keep = np.zeros(len(row.indices), dtype=bool)
-    for block, limit in ((is_word, KEEP_WORDS), (~is_word, KEEP_GRAMS)):
-        positions = np.flatnonzero(block)
-        if len(positions) > limit:
-            positions = positions[np.argsort(-weights[positions], kind="stable")[:limit]]
-        keep[positions] = True
-    return Row(row.indices[keep], row.counts[keep])
+    lengths = np.diff(rows.indptr)
+    # Each row's words, then its grams, form a group; only groups over their limit sort.
+    group = np.repeat(np.arange(len(lengths), dtype=np.int64) * 2, lengths)
+    group += rows.indices >= WORD_FEATURES
+    sizes = np.bincount(group, minlength=2 * len(lengths))
+    limits = np.tile([KEEP_WORDS, KEEP_GRAMS], len(lengths))
+    over = np.flatnonzero(sizes[group] > limits[group])
+    if not len(over):
+        return rows
+    weights = (1 + np.log(np.maximum(rows.counts[over], 1))) * idf_values[rows.indices[over]]
+    order = over[np.lexsort((-weights, group[over]))]
+    ranked = group[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+    keep = np.ones(len(rows.indices), dtype=bool)
+    keep[order[rank >= limits[ranked]]] = False
+    kept = np.bincount(np.repeat(np.arange(len(lengths)), lengths)[keep], minlength=len(lengths))
+    indptr = np.concatenate(([0], np.cumsum(kept))).astype(np.int64)
+    return Rows(indptr, rows.indices[keep], rows.counts[keep])
