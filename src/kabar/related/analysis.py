@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from kabar.model import Article
 from kabar.related.vectors import GRAM_FEATURES, WORD_FEATURES, Ints, feature_id
 
+ANALYSER_VERSION = "2"  # bump when analysis changes, so stored terms are recomputed
 GRAM_SIZES = (3, 4)
 CACHED_TOKENS = 500_000  # distinct tokens a process keeps analysed
 
@@ -241,3 +242,8 @@ def base_language(language: str, site_language: str) -> str:
     """The analyser language of a language tag: its base if known, else the site's."""
     base = (language or site_language).split("-")[0].lower()
     return base if base in _ANALYSERS else site_language
+
+
+def analyser_key(language: str) -> str:
+    """What stored terms were analysed with: the language and `ANALYSER_VERSION`."""
+    return f"{language}/{ANALYSER_VERSION}"

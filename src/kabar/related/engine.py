@@ -24,31 +24,27 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
 from kabar.config import Config, Related
 from kabar.model import Article
 from kabar.related import persist
-from kabar.related.analysis import analyser_for, article_language, base_language
-from kabar.related.index import Doc, RelatedIndex
+from kabar.related.analysis import analyser_for, analyser_key, article_language
+from kabar.related.index import Doc, RelatedIndex, canonical_url
 from kabar.related.terms import analyse, vocabulary
 from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-ANALYSER_VERSION = "2"  # bump when analysis changes, so stored terms are recomputed
 TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
 REASON_TERMS = 3
-SUMMARY_CHARS = 500
 _CHUNK = 2000  # articles analysed at a time
 _REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
-_TRACKING = ("utm_", "fbclid", "gclid", "mc_", "ref", "src")
 
 
 @dataclass(frozen=True)
@@ -136,14 +132,14 @@ class RelatedEngine:
             stored = persist.current(self.store, [a.id for a in given])
             fresh = [
                 i for i, (a, language) in enumerate(zip(given, languages, strict=True))
-                if stored.get(a.id) != (a.content_hash, _analyser_key(language))
+                if stored.get(a.id) != (a.content_hash, analyser_key(language))
             ]  # fmt: skip
             given, languages = [given[i] for i in fresh], [languages[i] for i in fresh]
         if not given:
             return 0
         rows = analyse([(a, analyser_for(lang)) for a, lang in zip(given, languages, strict=True)])
         if self.store is not None:
-            keys = [_analyser_key(lang) for lang in languages]
+            keys = [analyser_key(lang) for lang in languages]
             persist.save(self.store, given, keys, rows.blobs())
         if self._loaded:
             docs = [self._doc(a, lang) for a, lang in zip(given, languages, strict=True)]
@@ -156,18 +152,11 @@ class RelatedEngine:
         return number is None or self.index.docs[number].content_hash != article.content_hash
 
     def _doc(self, article: Article, language: str) -> Doc:
-        return Doc(
-            id=article.id,
-            url=article.url,
-            canonical_url=canonical_url(article.url),
-            title=article.title,
-            summary=article.summary[:SUMMARY_CHARS],
-            published=article.published,
-            section=article.section.casefold(),
-            tags=frozenset(tag.casefold() for tag in article.tags),
-            language=language,
-            content_hash=article.content_hash,
-        )
+        a = article
+        return Doc.of(
+            a.id, a.url, a.title, a.summary, a.published, a.section, a.tags, language,
+            a.content_hash,
+        )  # fmt: skip
 
     # --- loading -------------------------------------------------------------------
 
@@ -197,21 +186,9 @@ class RelatedEngine:
         assert self.store is not None
         stale: list[str] = []
         loaded = 0
-        for chunk in persist.read(self.store, ids=ids):
-            docs: list[Doc] = []
-            blobs: list[bytes] = []
-            for stored in chunk:
-                language = base_language(stored.language, self.site_language)
-                if (
-                    stored.features is None
-                    or stored.features_hash != stored.content_hash
-                    or stored.analyser != _analyser_key(language)
-                ):
-                    stale.append(stored.id)
-                    continue
-                docs.append(self._stored_doc(stored, language))
-                blobs.append(stored.features)
-            loaded += self.index.add(docs, Rows.from_blobs(blobs))
+        for chunk in persist.read(self.store, self.site_language, ids=ids):
+            loaded += self.index.add(chunk.docs, Rows.from_blobs(chunk.blobs))
+            stale += chunk.stale
         self._loaded = True
         if stale:
             log.info("related: analysing %d articles whose stored terms are missing", len(stale))
@@ -224,15 +201,6 @@ class RelatedEngine:
         log.debug(
             "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
         )
-
-    def _stored_doc(self, stored: persist.Stored, language: str) -> Doc:
-        return Doc(
-            id=stored.id, url=stored.url, canonical_url=canonical_url(stored.url),
-            title=stored.title, summary=stored.summary[:SUMMARY_CHARS],
-            published=stored.published, section=stored.section.casefold(),
-            tags=frozenset(t.casefold() for t in stored.tags), language=language,
-            content_hash=stored.content_hash,
-        )  # fmt: skip
 
     def _fetch(self, ids: Sequence[str]) -> Iterable[Article]:
         assert self.store is not None
@@ -418,18 +386,6 @@ class RelatedEngine:
         return tuple(reasons)
 
 
-def canonical_url(url: str) -> str:
-    """The URL with what doesn't change the page removed: scheme, `www.`, tracking
-    parameters, fragment, a trailing slash or `/amp`."""
-    if not url:
-        return ""
-    parts = urlsplit(url.strip())
-    host = parts.netloc.lower().removeprefix("www.").removeprefix("m.")
-    path = parts.path.rstrip("/").removesuffix("/amp") or "/"
-    query = [(k, v) for k, v in parse_qsl(parts.query) if not k.lower().startswith(_TRACKING)]
-    return urlunsplit(("", host, path, urlencode(sorted(query)), ""))
-
-
 def batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
     chunk: list[Article] = []
     for item in items:
@@ -439,10 +395,6 @@ def batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _analyser_key(language: str) -> str:
-    return f"{language}/{ANALYSER_VERSION}"
 
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:

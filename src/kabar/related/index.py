@@ -1,20 +1,25 @@
-"""The in-memory index: article rows in one flat sparse array sorted by publication time.
+"""The in-memory index: runs of article rows, each in flat sparse arrays sorted by
+publication time and cut into column-stored blocks.
 
-New rows go to a pending segment; every `MERGE_EVERY` adds it is merged into the main
-segment (a sort by time, O(stored terms), all in numpy). A query scores only the blocks of
-rows inside its candidate window, so its cost follows the window, not the archive. IDF is
-a snapshot, refreshed when the article count has moved by 10% since the last one, so an
-add never rewrites the other rows.
+New rows go to a pending segment. Every `MERGE_EVERY` adds it is frozen into a small run
+of its own; once there are more than `RUNS` runs, all are merged into one (a sort by
+time, O(stored terms), all in numpy). So an add costs a fraction of a merge, and a query
+scores only the blocks inside its candidate window: its cost follows the window, not the
+archive. IDF is a snapshot, refreshed when the article count has moved by 10% since the
+last one, so an add never rewrites the other rows.
 
-Doc numbers are given in order of adding, so the pending rows are always the newest
-numbers: `[first_pending, len(docs))`.
+Doc numbers are given in order of adding, so each run holds a range of numbers, and the
+pending rows are the newest: `[first_pending, len(docs))`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,16 +32,21 @@ from kabar.related.vectors import (
     Ints,
     Row,
     Rows,
-    empty_rows,
     idf,
     prune,
     weigh,
 )
 
-MERGE_EVERY = 2048
+SUMMARY_CHARS = 500  # what a related item shows
+_TRACKING = ("utm_", "fbclid", "gclid", "mc_", "ref", "src")
+_PLAIN_URL = re.compile(r"(?:https?:)?//([^/?#@\s]+)(/[^?#\s]*)?", re.IGNORECASE)
+MERGE_EVERY = 2048  # pending rows frozen into a run
+RUNS = 4  # more runs than this are merged into one
+COMPACT_EVERY = MERGE_EVERY * RUNS  # adds between two full merges
 BLOCK_ROWS = 8192  # rows per column-stored block of the main segment
 IDF_DRIFT = 0.10
 _BINCOUNT_FROM = 50_000  # terms in a batch from which one bincount beats np.add.at
+_UNIQUE_UNDER = 200_000  # terms in a block under which sorting beats a feature table
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,38 @@ class Doc:
     language: str
     content_hash: str
 
+    @classmethod
+    def of(
+        cls, id: str, url: str, title: str, summary: str, published: datetime, section: str,
+        tags: Iterable[str], language: str, content_hash: str,
+    ) -> Doc:  # fmt: skip
+        return cls(
+            id, url, canonical_url(url), title, summary[:SUMMARY_CHARS], published,
+            section.casefold(), frozenset(map(str.casefold, tags)), language, content_hash,
+        )  # fmt: skip
+
+
+def canonical_url(url: str) -> str:
+    """The URL with what doesn't change the page removed: scheme, `www.`, tracking
+    parameters, fragment, a trailing slash or `/amp`."""
+    if not url:
+        return ""
+    url = url.strip()
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:  # most article URLs: no query, nothing to parse
+        return f"//{_host(plain[1])}{_path(plain[2] or '')}"
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if not k.lower().startswith(_TRACKING)]
+    return urlunsplit(("", _host(parts.netloc), _path(parts.path), urlencode(sorted(query)), ""))
+
+
+def _host(netloc: str) -> str:
+    return netloc.lower().removeprefix("www.").removeprefix("m.")
+
+
+def _path(path: str) -> str:
+    return path.rstrip("/").removesuffix("/amp") or "/"
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -69,7 +111,15 @@ class Segment:
 
     @classmethod
     def of(cls, rows: Rows, weights: Floats, docs: I64, times: I64) -> Segment:
-        features, columns = np.unique(rows.indices, return_inverse=True)
+        features: NDArray[Any]
+        columns: NDArray[Any]
+        if len(rows.indices) < _UNIQUE_UNDER:
+            features, columns = np.unique(rows.indices, return_inverse=True)
+        else:  # a table over the feature space beats sorting
+            present = np.zeros(N_FEATURES, dtype=bool)
+            present[rows.indices] = True
+            features = np.flatnonzero(present)
+            columns = (np.cumsum(present, dtype=np.int32) - 1)[rows.indices]
         matrix = csr_matrix(
             (weights, columns.ravel().astype(np.int32), rows.indptr),
             shape=(len(rows), len(features)),
@@ -93,6 +143,44 @@ def micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Rows sorted by time (pruned counts), in blocks weighed with the IDF `idf`."""
+
+    rows: Rows
+    times: I64
+    numbers: I64  # doc numbers, all >= `first`
+    first: int
+    positions: I64  # doc number - first -> row (-1: not in this run)
+    idf: Floats
+    blocks: list[Segment]
+
+    @classmethod
+    def of(cls, rows: Rows, times: I64, numbers: I64, first: int, idf_values: Floats) -> Run:
+        if len(times) > 1 and not (np.diff(times) >= 0).all():
+            order = np.argsort(times, kind="stable")
+            rows, times, numbers = rows.take(order), times[order], numbers[order]
+        positions = np.full(int(numbers.max(initial=first - 1)) - first + 1, -1, dtype=np.int64)
+        positions[numbers - first] = np.arange(len(numbers))
+        blocks = []
+        for start in range(0, len(times), BLOCK_ROWS):  # weighed a block at a time: less memory
+            stop = min(start + BLOCK_ROWS, len(times))
+            block = rows.slice(start, stop)
+            weights = weigh(block.indptr, block.indices, block.counts, idf_values)
+            blocks.append(Segment.of(block, weights, numbers[start:stop], times[start:stop]))
+        return cls(rows, times, numbers, first, positions, idf_values, blocks)
+
+    def row(self, number: int) -> Row:
+        position = int(self.positions[number - self.first])
+        if position < 0:  # replaced, and dropped by a merge
+            return Row(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+        return self.rows.row(position)
+
+    def nbytes(self) -> int:
+        arrays = (self.rows.indptr, self.rows.indices, self.rows.counts, self.times)
+        return sum(a.nbytes for a in arrays) + sum(b.nbytes() for b in self.blocks)
+
+
 class RelatedIndex:
     def __init__(self) -> None:
         self.docs: list[Doc] = []
@@ -103,13 +191,7 @@ class RelatedIndex:
         self.documents = 0
         self._idf: Floats | None = None
         self._idf_documents = 0
-        # The main segment, sorted by time; its weights were computed with `_main_idf`.
-        self._main = empty_rows()
-        self._main_idf: Floats = np.zeros(N_FEATURES, dtype=np.float32)
-        self._times: I64 = np.zeros(0, dtype=np.int64)
-        self._doc_numbers: I64 = np.zeros(0, dtype=np.int64)
-        self._positions: I64 = np.zeros(0, dtype=np.int64)  # doc number -> main row
-        self._blocks: list[Segment] = []
+        self._runs: list[Run] = []  # by doc numbers: each run's numbers follow the last's
         # Pending rows: docs numbered first_pending and up.
         self.first_pending = 0
         self._pending_parts: list[Rows] = []
@@ -161,57 +243,50 @@ class RelatedIndex:
         if old.content_hash == doc.content_hash and old.language == doc.language:
             return False
         self.dead.add(previous)
+        if self.by_url.get(old.canonical_url) == previous:
+            del self.by_url[old.canonical_url]
         self.documents -= 1
         return True
 
     def merge_if_due(self) -> None:
+        """Freeze the pending rows into a run once there are `MERGE_EVERY`; merge the
+        runs once there are more than `RUNS`."""
         if self.pending >= MERGE_EVERY:
-            self.merge()
+            if len(self._runs) >= RUNS:
+                self.merge()
+            else:
+                rows, times, numbers = self._take_pending()
+                self._runs.append(Run.of(rows, times, numbers, numbers[0], self._refresh_idf()))
 
     def merge(self) -> None:
-        """Fold pending rows into the main segment, drop replaced rows, re-sort by time."""
-        if not self.pending and not self.dead:
+        """Merge every run and the pending rows into one run, without replaced rows."""
+        if not self.pending and not self.dead and len(self._runs) <= 1:
             return
         dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
-        pending_numbers = np.arange(self.first_pending, len(self.docs), dtype=np.int64)
-        pending_times = np.array(
+        parts = [(run.rows, run.times, run.numbers) for run in self._runs]
+        parts.append(self._take_pending())
+        self._runs = []
+        for i, (rows, times, numbers) in enumerate(parts):
+            keep = np.flatnonzero(~np.isin(numbers, dead))
+            if len(keep) < len(numbers):
+                parts[i] = (rows.take(keep), times[keep], numbers[keep])
+        rows = Rows.concat([part[0] for part in parts])
+        times = np.concatenate([part[1] for part in parts])
+        numbers = np.concatenate([part[2] for part in parts])
+        del parts  # only `rows` holds the terms now
+        self.dead.clear()
+        if len(numbers):
+            self._runs = [Run.of(rows, times, numbers, 0, self._refresh_idf())]
+
+    def _take_pending(self) -> tuple[Rows, I64, I64]:
+        rows = self._pending()
+        numbers = np.arange(self.first_pending, len(self.docs), dtype=np.int64)
+        times = np.array(
             [micros(d.published) for d in self.docs[self.first_pending :]], dtype=np.int64
         )
-        keep_main = np.flatnonzero(~np.isin(self._doc_numbers, dead))
-        keep_pending = np.flatnonzero(~np.isin(pending_numbers, dead))
-        parts = [self._main, self._pending()]
-        if len(keep_main) < len(self._main):
-            parts[0] = self._main.take(keep_main)
-        if len(keep_pending) < len(parts[1]):
-            parts[1] = parts[1].take(keep_pending)
-        self._main, self._pending_parts, self._pending_rows = empty_rows(), [], None
-        rows = Rows.concat(parts)
-        del parts  # only `rows` holds the terms now
-        times = np.concatenate((self._times[keep_main], pending_times[keep_pending]))
-        numbers = np.concatenate((self._doc_numbers[keep_main], pending_numbers[keep_pending]))
-        if len(times) > 1 and not (np.diff(times) >= 0).all():
-            order = np.argsort(times, kind="stable")
-            rows, times, numbers = rows.take(order), times[order], numbers[order]
-        self._main, self._times, self._doc_numbers = rows, times, numbers
-        self._positions = np.full(len(self.docs), -1, dtype=np.int64)
-        self._positions[numbers] = np.arange(len(numbers))
         self.first_pending = len(self.docs)
         self._pending_parts, self._pending_rows, self._pending_segment = [], None, None
-        self.dead.clear()
-        self._main_idf = self._refresh_idf()
-        self._blocks = []  # the old blocks go before the new ones are built
-        weights = weigh(rows.indptr, rows.indices, rows.counts, self._main_idf)
-        for start in range(0, len(times), BLOCK_ROWS):
-            stop = min(start + BLOCK_ROWS, len(times))
-            first, last = int(rows.indptr[start]), int(rows.indptr[stop])
-            block = Rows(
-                rows.indptr[start : stop + 1] - first,
-                rows.indices[first:last],
-                rows.counts[first:last],
-            )
-            self._blocks.append(
-                Segment.of(block, weights[first:last], numbers[start:stop], times[start:stop])
-            )
+        return rows, times, numbers
 
     def _refresh_idf(self) -> Floats:
         drift = abs(self.documents - self._idf_documents) / max(self._idf_documents, 1)
@@ -241,9 +316,10 @@ class RelatedIndex:
     def segments(self, since: datetime, before: datetime) -> Iterator[Segment]:
         """Blocks holding rows published in [since, before); callers mask by time."""
         low, high = micros(since), micros(before)
-        for block in self._blocks:
-            if len(block.times) and block.times[0] < high and block.times[-1] >= low:
-                yield block
+        for run in self._runs:
+            for block in run.blocks:
+                if len(block.times) and block.times[0] < high and block.times[-1] >= low:
+                    yield block
         if self.pending:
             pending = self._pending_block()
             inside = (pending.times >= low) & (pending.times < high)
@@ -266,16 +342,13 @@ class RelatedIndex:
         """The weighted row (feature ids, weights) of a doc number, weighted as it is in
         its segment."""
         if number >= self.first_pending:
-            rows, idf_values = self._pending(), self.current_idf()
-            row = rows.row(number - self.first_pending)
+            row = self._pending().row(number - self.first_pending)
+            idf_values = self.current_idf()
         else:
-            row, idf_values = self._main.row(int(self._positions[number])), self._main_idf
+            run = next(r for r in reversed(self._runs) if number >= r.first)
+            row, idf_values = run.row(number), run.idf
         indptr = np.array([0, len(row.indices)], dtype=np.int64)
         return row.indices, weigh(indptr, row.indices, row.counts, idf_values)
 
     def nbytes(self) -> int:
-        rows = self._main
-        arrays = (rows.indptr, rows.indices, rows.counts, self._times, self._doc_numbers)
-        return (
-            sum(a.nbytes for a in arrays) + self.df.nbytes + sum(b.nbytes() for b in self._blocks)
-        )
+        return self.df.nbytes + sum(run.nbytes() for run in self._runs)

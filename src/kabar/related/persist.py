@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 
 from kabar.model import Article, with_offset
+from kabar.related.analysis import analyser_key, base_language
+from kabar.related.index import Doc
 from kabar.store import Store
 from kabar.store.tables import articles, related_features
 
@@ -21,21 +22,12 @@ _READ_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
-    """An article's index metadata, with its stored terms when they are current."""
+class Loaded:
+    """A chunk of stored articles: those with current terms, and the ids of the others."""
 
-    id: str
-    url: str
-    title: str
-    summary: str
-    published: datetime
-    section: str
-    tags: tuple[str, ...]
-    language: str
-    content_hash: str
-    features: bytes | None
-    features_hash: str | None
-    analyser: str | None
+    docs: list[Doc]
+    blobs: list[bytes]
+    stale: list[str]
 
 
 def save(
@@ -87,16 +79,19 @@ def hashes(store: Store) -> Iterator[tuple[str, str]]:
             yield row.id, row.content_hash
 
 
-def read(store: Store, *, ids: Sequence[str] | None = None) -> Iterator[list[Stored]]:
-    """Every article (or those with these ids) with its stored terms, if any, in chunks."""
+def read(store: Store, site_language: str, *, ids: Sequence[str] | None = None) -> Iterator[Loaded]:
+    """Every article (or those with these ids) with its stored terms, in chunks.
+
+    Terms are current when computed from the article's content by its analyser; the
+    analyser's language is the article's, else `site_language`."""
     if ids is not None:
         for start in range(0, len(ids), _BATCH):
-            yield from _read(store, ids[start : start + _BATCH])
+            yield from _read(store, site_language, ids[start : start + _BATCH])
     else:
-        yield from _read(store, None)
+        yield from _read(store, site_language, None)
 
 
-def _read(store: Store, ids: Sequence[str] | None) -> Iterator[list[Stored]]:
+def _read(store: Store, site_language: str, ids: Sequence[str] | None) -> Iterator[Loaded]:
     a, f = articles.c, related_features.c
     query = select(
         a.id, a.url, a.title, a.summary, a.published, a.published_offset, a.section, a.tags,
@@ -105,16 +100,24 @@ def _read(store: Store, ids: Sequence[str] | None) -> Iterator[list[Stored]]:
     ).select_from(articles.outerjoin(related_features))  # fmt: skip
     if ids is not None:
         query = query.where(a.id.in_(list(ids)))
+    keys: dict[str | None, tuple[str, str]] = {}  # language tag -> (language, analyser key)
     with store.engine.connect() as connection:
         for rows in connection.execute(query).yield_per(_READ_CHUNK).partitions():
-            yield [
-                Stored(
-                    id=row.id, url=row.url, title=row.title, summary=row.summary,
-                    published=with_offset(row.published, row.published_offset),
-                    section=row.section, tags=tuple(row.tags), language=row.language,
-                    content_hash=row.content_hash,
-                    features=bytes(row.features) if row.features is not None else None,
-                    features_hash=row.fh, analyser=row.analyser,
-                )
-                for row in rows
-            ]  # fmt: skip
+            chunk = Loaded([], [], [])
+            for r in rows:
+                key = keys.get(r.language)
+                if key is None:
+                    language = base_language(r.language, site_language)
+                    key = keys[r.language] = (language, analyser_key(language))
+                if r.features is None or r.fh != r.content_hash or r.analyser != key[1]:
+                    chunk.stale.append(r.id)
+                    continue
+                chunk.docs.append(
+                    Doc.of(
+                        r.id, r.url, r.title, r.summary,
+                        with_offset(r.published, r.published_offset), r.section, r.tags,
+                        key[0], r.content_hash,
+                    )
+                )  # fmt: skip
+                chunk.blobs.append(r.features)
+            yield chunk

@@ -52,6 +52,15 @@ class Rows:
         first, last = int(self.indptr[i]), int(self.indptr[i + 1])
         return Row(self.indices[first:last], self.counts[first:last])
 
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows start to stop (views)."""
+        first, last = int(self.indptr[start]), int(self.indptr[stop])
+        return Rows(
+            self.indptr[start : stop + 1] - first,
+            self.indices[first:last],
+            self.counts[first:last],
+        )
+
     def take(self, order: I64) -> Rows:
         """These rows, in `order` (a subset or a permutation)."""
         lengths = np.diff(self.indptr)
@@ -141,22 +150,37 @@ def prune(rows: Rows, idf_values: Floats) -> Rows:
     little (more-like-this queries use ~25 terms). Queries are pruned the same way, so an
     exact copy still has cosine 1. Ties keep the lower feature id.
     """
-    lengths = np.diff(rows.indptr)
-    # Each row's words, then its grams, form a group; only groups over their limit sort.
-    group = np.repeat(np.arange(len(lengths), dtype=np.int64) * 2, lengths)
-    group += rows.indices >= WORD_FEATURES
-    sizes = np.bincount(group, minlength=2 * len(lengths))
-    limits = np.tile([KEEP_WORDS, KEEP_GRAMS], len(lengths))
-    over = np.flatnonzero(sizes[group] > limits[group])
+    indptr = rows.indptr
+    count = len(indptr) - 1
+    grams_before = np.concatenate(([0], np.cumsum(rows.indices >= WORD_FEATURES)))
+    grams = grams_before[indptr[1:]] - grams_before[indptr[:-1]]
+    words = np.diff(indptr) - grams
+    # A row's words, then its grams (higher feature ids), each form a group.
+    starts = np.stack((indptr[:-1], indptr[:-1] + words), axis=1).ravel()
+    sizes = np.stack((words, grams), axis=1).ravel()
+    limits = np.tile([KEEP_WORDS, KEEP_GRAMS], count)
+    over = np.flatnonzero(sizes > limits)
     if not len(over):
         return rows
-    weights = (1 + np.log(np.maximum(rows.counts[over], 1))) * idf_values[rows.indices[over]]
-    order = over[np.lexsort((-weights, group[over]))]
-    ranked = group[order]
-    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+    over_sizes = sizes[over]
+    first = np.concatenate(([0], np.cumsum(over_sizes)[:-1]))
+    total = int(first[-1] + over_sizes[-1])
+    positions = np.repeat(starts[over] - first, over_sizes) + np.arange(total)
+    counts, ids = rows.counts[positions], rows.indices[positions]
+    weights = ((1 + np.log(np.maximum(counts, 1))) * idf_values[ids]).astype(np.float32)
+    # Sort by group, then by weight down: positive floats' bits sort like the floats.
+    group = np.repeat(np.arange(len(over), dtype=np.int64), over_sizes)
+    order = np.argsort((group << 32) | (0xFFFFFFFF - weights.view(np.uint32)), kind="stable")
+    rank = np.arange(total) - np.repeat(first, over_sizes)
+    dropped = positions[order[rank >= np.repeat(limits[over], over_sizes)]]
     keep = np.ones(len(rows.indices), dtype=bool)
-    keep[order[rank >= limits[ranked]]] = False
-    kept = np.bincount(np.repeat(np.arange(len(lengths)), lengths)[keep], minlength=len(lengths))
-    indptr = np.concatenate(([0], np.cumsum(kept))).astype(np.int64)
-    return Rows(indptr, rows.indices[keep], rows.counts[keep])
+    keep[dropped] = False
+    dropped_per_row = np.bincount(
+        np.searchsorted(indptr, dropped, side="right") - 1, minlength=count
+    )
+    kept = np.diff(indptr) - dropped_per_row
+    return Rows(
+        np.concatenate(([0], np.cumsum(kept))).astype(np.int64),
+        rows.indices[keep],
+        rows.counts[keep],
+    )
