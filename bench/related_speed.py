@@ -29,14 +29,14 @@ import numpy as np
 from kabar.config import Config, Related, Site
 from kabar.model import Article, article_id
 from kabar.related import RelatedEngine
-from kabar.related.index import MERGE_EVERY
+from kabar.related.index import COMPACT_EVERY
 from kabar.store import Store
 from kabar.store.tables import related_features
 
 SEED = 20240501
 START = datetime(2024, 1, 1, tzinfo=UTC)
 WIB = timezone(timedelta(hours=7))
-ADDS = MERGE_EVERY  # one at a time: exactly one merge falls inside
+ADDS = COMPACT_EVERY  # one at a time: exactly one full merge falls inside
 
 
 def vocabulary() -> list[str]:
@@ -165,7 +165,7 @@ def main() -> None:
     add = (time.perf_counter() - started) / len(extra) * 1000
     print(
         f"add, one at a time, in memory       {add:7.2f} ms   goal <= 5 ms "
-        f"({len(extra):,} adds, one merge included)"
+        f"({len(extra):,} adds, one full merge included)"
     )
 
     engine.related(corpus.article(len(corpus) - 1))  # warm the caches once
@@ -222,7 +222,7 @@ def store_part(corpus: Corpus, extra: list[Article]) -> None:
             adds += time.perf_counter() - started
         print(
             f"add, one at a time, terms stored    {adds / len(extra) * 1000:7.2f} ms   "
-            f"goal <= 5 ms (one merge included; the article's own upsert "
+            f"goal <= 5 ms (one full merge included; the article's own upsert "
             f"{upserts / len(extra) * 1000:.2f} ms more)"
         )
         del engine

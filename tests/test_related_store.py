@@ -4,6 +4,7 @@ and the `kabar related` command."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 from click.testing import CliRunner
@@ -96,3 +97,13 @@ def test_related_command(write_config: WriteConfig) -> None:
     unknown = runner.invoke(cli, ["-c", str(path), "related", "nope"])
     assert unknown.exit_code == 2 and "no stored article with id(s): nope" in unknown.output
     assert runner.invoke(cli, ["-c", str(path), "related"]).exit_code == 2
+
+
+def test_check_refuses_more_min_items_than_per_item(write_config: WriteConfig) -> None:
+    path = write_config(related={"per_item": 3, "min_items": 4})
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    expected = (
+        rf"^{re.escape(str(path))}:\d+:\d+: related: min_items \(4\) is more than per_item \(3\)"
+    )
+    assert re.search(expected, result.output, re.MULTILINE), result.output

@@ -104,20 +104,20 @@ def _read(store: Store, site_language: str, ids: Sequence[str] | None) -> Iterat
     with store.engine.connect() as connection:
         for rows in connection.execute(query).yield_per(_READ_CHUNK).partitions():
             chunk = Loaded([], [], [])
-            for r in rows:
-                key = keys.get(r.language)
+            for (
+                id, url, title, summary, published, offset, section, tags, language,
+                content_hash, features, features_hash, analyser,
+            ) in rows:  # fmt: skip
+                key = keys.get(language)
                 if key is None:
-                    language = base_language(r.language, site_language)
-                    key = keys[r.language] = (language, analyser_key(language))
-                if r.features is None or r.fh != r.content_hash or r.analyser != key[1]:
-                    chunk.stale.append(r.id)
+                    base = base_language(language, site_language)
+                    key = keys[language] = (base, analyser_key(base))
+                if features is None or features_hash != content_hash or analyser != key[1]:
+                    chunk.stale.append(id)
                     continue
+                moment = with_offset(published, offset)
                 chunk.docs.append(
-                    Doc.of(
-                        r.id, r.url, r.title, r.summary,
-                        with_offset(r.published, r.published_offset), r.section, r.tags,
-                        key[0], r.content_hash,
-                    )
-                )  # fmt: skip
-                chunk.blobs.append(r.features)
+                    Doc.of(id, url, title, summary, moment, section, tags, key[0], content_hash)
+                )
+                chunk.blobs.append(features)
             yield chunk
