@@ -28,7 +28,7 @@ import numpy as np
 
 from kabar.config import Config, Related, Site
 from kabar.model import Article, article_id
-from kabar.related import RelatedEngine
+from kabar.related import RelatedEngine, snapshot
 from kabar.related.index import COMPACT_EVERY
 from kabar.store import Store
 from kabar.store.tables import related_features
@@ -206,11 +206,28 @@ def store_part(corpus: Corpus, extra: list[Article]) -> None:
             f"{time.perf_counter() - started:7.2f} s  (what ingest adds, no index loaded)"
         )
 
+        path = snapshot.path_for(store)
+        assert path is not None and not path.exists()
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.load()  # no snapshot yet: reads every stored row, then writes the snapshot
+        first_load = time.perf_counter() - started
+        started = time.perf_counter()
+        snapshot.save(path, engine.index, "id")
+        writing = time.perf_counter() - started
+        persisted = first_load - writing
+        print(
+            f"start-up, stored terms read         {persisted:7.2f} s  "
+            f"(then the index snapshot written beside the database: {writing:.2f} s, "
+            f"{path.stat().st_size / 2**20:,.0f} MB)"
+        )
+        del engine
+
         started = time.perf_counter()
         engine = RelatedEngine.open(config, store)
         engine.load()
-        persisted = time.perf_counter() - started
-        print(f"start-up, stored terms loaded       {persisted:7.2f} s")
+        restored = time.perf_counter() - started
+        print(f"start-up, from the snapshot         {restored:7.2f} s  (store compared with it)")
 
         upserts = adds = 0.0
         for article in extra:
@@ -234,8 +251,11 @@ def store_part(corpus: Corpus, extra: list[Article]) -> None:
         rebuild = time.perf_counter() - started
         print(
             f"start-up, rebuilt from the store    {rebuild:7.2f} s  "
-            f"(every article read and analysed; stored terms are "
-            f"{rebuild / persisted:.1f}x faster)"
+            "(every article read and analysed again)"
+        )
+        print(
+            f"start-up: the snapshot is {rebuild / restored:.1f}x faster than rebuilding, "
+            f"stored terms alone {rebuild / persisted:.1f}x"
         )
         del rebuilt
 

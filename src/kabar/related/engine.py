@@ -29,7 +29,7 @@ import numpy as np
 
 from kabar.config import Config, Related
 from kabar.model import Article
-from kabar.related import persist
+from kabar.related import persist, snapshot
 from kabar.related.analysis import analyser_for, analyser_key, article_language
 from kabar.related.index import Doc, RelatedIndex, canonical_url
 from kabar.related.terms import analyse, vocabulary
@@ -44,6 +44,7 @@ NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
 REASON_TERMS = 3
 _CHUNK = 2000  # articles analysed at a time
+SNAPSHOT_AFTER = 1000  # changes caught up on opening that make the snapshot be rewritten
 _REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
 
 
@@ -161,26 +162,54 @@ class RelatedEngine:
     # --- loading -------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the stored terms now (otherwise the first `related` call does)."""
+        """Load the index now (otherwise the first `related` call does).
+
+        A SQLite store keeps a snapshot of the index beside its file (see
+        kabar.related.snapshot): it is read and caught up with the store's changes.
+        Without a usable one, the index loads from the stored terms, and the snapshot is
+        written for the next process."""
         with self._lock:
             if not self._loaded:
-                self._catch_up()
+                self._load()
                 self._loaded = True
 
+    def _load(self) -> None:
+        assert self.store is not None
+        path = snapshot.path_for(self.store)
+        restored = snapshot.load(path, self.site_language) if path else None
+        if restored is None:
+            self._catch_up()
+        else:
+            self.index = restored
+            if self._catch_up_changes() < SNAPSHOT_AFTER:
+                return
+        if path is not None and len(self.index):
+            try:
+                snapshot.save(path, self.index, self.site_language)
+            except OSError as exc:
+                log.warning("related: cannot write the index snapshot %s: %s", path, exc)
+
     def refresh(self) -> None:
-        """Pick up articles another process stored since the index was loaded."""
+        """Pick up articles another process stored, changed or removed since loading."""
         if not self._loaded:
             self.load()
             return
+        with self._lock:
+            self._catch_up_changes()
+
+    def _catch_up_changes(self) -> int:
+        """Index what changed in the store; returns how many articles changed."""
         assert self.store is not None
         docs, by_id = self.index.docs, self.index.by_id
+        stored = dict(persist.hashes(self.store))
         changed = [
-            i for i, h in persist.hashes(self.store)
-            if i not in by_id or docs[by_id[i]].content_hash != h
-        ]  # fmt: skip
+            i for i, h in stored.items() if i not in by_id or docs[by_id[i]].content_hash != h
+        ]
+        removed = [i for i in by_id if i not in stored]
+        self.index.remove(removed)
         if changed:
-            with self._lock:
-                self._catch_up(changed)
+            self._catch_up(changed)
+        return len(changed) + len(removed)
 
     def _catch_up(self, ids: Sequence[str] | None = None) -> None:
         assert self.store is not None
@@ -197,7 +226,10 @@ class RelatedEngine:
                 self.add(self._fetch(stale))
             finally:
                 self._lock.acquire()
-        self.index.merge()
+        if ids is None:
+            self.index.merge()
+        else:  # a few changes: no full merge
+            self.index.merge_if_due()
         log.debug(
             "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
         )

@@ -32,6 +32,7 @@ from kabar.related.vectors import (
     Ints,
     Row,
     Rows,
+    empty_rows,
     idf,
     prune,
     weigh,
@@ -49,7 +50,7 @@ _BINCOUNT_FROM = 50_000  # terms in a batch from which one bincount beats np.add
 _UNIQUE_UNDER = 200_000  # terms in a block under which sorting beats a feature table
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen init is slow, and a load makes 100,000s
 class Doc:
     """What a related item shows, and what filtering needs, for one indexed article."""
 
@@ -181,6 +182,21 @@ class Run:
         return sum(a.nbytes for a in arrays) + sum(b.nbytes() for b in self.blocks)
 
 
+@dataclass(frozen=True, slots=True)
+class IndexState:
+    """A merged index: docs in row order, their rows, times and blocks (`BLOCK_ROWS` rows
+    each, weighed with `idf`), and the document frequencies."""
+
+    docs: list[Doc]
+    rows: Rows
+    times: I64
+    df: NDArray[np.int32]
+    documents: int
+    idf: Floats
+    idf_documents: int
+    blocks: list[tuple[Ints, csc_matrix]]
+
+
 class RelatedIndex:
     def __init__(self) -> None:
         self.docs: list[Doc] = []
@@ -235,6 +251,13 @@ class RelatedIndex:
         self._pending_rows = self._pending_segment = None
         return len(fresh)
 
+    def remove(self, ids: Iterable[str]) -> None:
+        """Drop articles that left the store."""
+        for id in ids:
+            number = self.by_id.pop(id, None)
+            if number is not None:
+                self._retire(number)
+
     def _replace(self, doc: Doc) -> bool:
         previous = self.by_id.get(doc.id)
         if previous is None:
@@ -242,11 +265,18 @@ class RelatedIndex:
         old = self.docs[previous]
         if old.content_hash == doc.content_hash and old.language == doc.language:
             return False
-        self.dead.add(previous)
-        if self.by_url.get(old.canonical_url) == previous:
-            del self.by_url[old.canonical_url]
-        self.documents -= 1
+        self._retire(previous)
         return True
+
+    def _retire(self, number: int) -> None:
+        """Take a replaced or removed doc out; its document frequencies go with its kept
+        terms (the pruned tail stays counted: no index holds it)."""
+        np.subtract.at(self.df, self._row(number).indices, 1)
+        self.dead.add(number)
+        url = self.docs[number].canonical_url
+        if self.by_url.get(url) == number:
+            del self.by_url[url]
+        self.documents -= 1
 
     def merge_if_due(self) -> None:
         """Freeze the pending rows into a run once there are `MERGE_EVERY`; merge the
@@ -277,6 +307,47 @@ class RelatedIndex:
         self.dead.clear()
         if len(numbers):
             self._runs = [Run.of(rows, times, numbers, 0, self._refresh_idf())]
+
+    def state(self) -> IndexState:
+        """Everything the index holds, merged, for a snapshot (docs in row order)."""
+        self.merge()
+        idf_values = self.current_idf()
+        if not self._runs:
+            return IndexState(
+                [], empty_rows(), np.zeros(0, np.int64), self.df, 0, idf_values, 0, []
+            )
+        run = self._runs[0]
+        docs = [self.docs[n] for n in run.numbers.tolist()]
+        blocks = [(block.features, block.matrix) for block in run.blocks]
+        return IndexState(
+            docs, run.rows, run.times, self.df, self.documents, run.idf, self._idf_documents, blocks
+        )
+
+    @classmethod
+    def restore(cls, state: IndexState) -> RelatedIndex:
+        """An index holding a `state()` again (doc numbers follow row order)."""
+        index = cls()
+        docs = index.docs = state.docs
+        index.by_id = {doc.id: number for number, doc in enumerate(docs)}
+        index.by_url = {doc.canonical_url: n for n, doc in enumerate(docs) if doc.canonical_url}
+        index.df, index.documents = state.df, state.documents
+        index._idf, index._idf_documents = state.idf, state.idf_documents
+        index.first_pending = len(docs)
+        if docs:
+            numbers = np.arange(len(docs), dtype=np.int64)
+            blocks = [
+                Segment(
+                    features,
+                    matrix,
+                    numbers[start : start + BLOCK_ROWS],
+                    state.times[start : start + BLOCK_ROWS],
+                )
+                for start, (features, matrix) in zip(
+                    range(0, len(docs), BLOCK_ROWS), state.blocks, strict=True
+                )
+            ]
+            index._runs = [Run(state.rows, state.times, numbers, 0, numbers, state.idf, blocks)]
+        return index
 
     def _take_pending(self) -> tuple[Rows, I64, I64]:
         rows = self._pending()
@@ -341,14 +412,18 @@ class RelatedIndex:
     def row_of(self, number: int) -> tuple[Ints, Floats]:
         """The weighted row (feature ids, weights) of a doc number, weighted as it is in
         its segment."""
+        row = self._row(number)
         if number >= self.first_pending:
-            row = self._pending().row(number - self.first_pending)
             idf_values = self.current_idf()
         else:
-            run = next(r for r in reversed(self._runs) if number >= r.first)
-            row, idf_values = run.row(number), run.idf
+            idf_values = next(r for r in reversed(self._runs) if number >= r.first).idf
         indptr = np.array([0, len(row.indices)], dtype=np.int64)
         return row.indices, weigh(indptr, row.indices, row.counts, idf_values)
+
+    def _row(self, number: int) -> Row:
+        if number >= self.first_pending:
+            return self._pending().row(number - self.first_pending)
+        return next(r for r in reversed(self._runs) if number >= r.first).row(number)
 
     def nbytes(self) -> int:
         return self.df.nbytes + sum(run.nbytes() for run in self._runs)

@@ -22,6 +22,7 @@ N_FEATURES = WORD_FEATURES + GRAM_FEATURES
 WORD_SHARE = 0.7
 KEEP_WORDS = 64
 KEEP_GRAMS = 256
+_GATHER_ROWS = 8192  # rows gathered at a time when reordering
 
 Ints = NDArray[np.int32]
 Floats = NDArray[np.float32]
@@ -63,12 +64,19 @@ class Rows:
 
     def take(self, order: I64) -> Rows:
         """These rows, in `order` (a subset or a permutation)."""
-        lengths = np.diff(self.indptr)
-        new_lengths = lengths[order]
-        indptr = np.concatenate(([0], np.cumsum(new_lengths))).astype(np.int64)
-        offsets = np.repeat(self.indptr[:-1][order] - indptr[:-1], new_lengths)
-        positions = offsets + np.arange(int(indptr[-1]), dtype=np.int64)
-        return Rows(indptr, self.indices[positions], self.counts[positions])
+        lengths = np.diff(self.indptr)[order]
+        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        indices = np.empty(int(indptr[-1]), dtype=self.indices.dtype)
+        counts = np.empty(int(indptr[-1]), dtype=self.counts.dtype)
+        for start in range(0, len(order), _GATHER_ROWS):  # bounded temporary positions
+            stop = min(start + _GATHER_ROWS, len(order))
+            first, last = int(indptr[start]), int(indptr[stop])
+            sizes = lengths[start:stop]
+            shift = np.repeat(self.indptr[order[start:stop]] - indptr[start:stop], sizes)
+            positions = shift + np.arange(first, last, dtype=np.int64)
+            indices[first:last] = self.indices[positions]
+            counts[first:last] = self.counts[positions]
+        return Rows(indptr, indices, counts)
 
     def blobs(self) -> list[bytes]:
         indices = self.indices.astype("<i4").tobytes()
@@ -120,27 +128,31 @@ def idf(df: NDArray[np.int32], documents: int) -> Floats:
     return values.astype(np.float32)
 
 
-def weigh(indptr: NDArray[np.int64], indices: Ints, counts: Floats, idf_values: Floats) -> Floats:
+def weigh(indptr: I64, indices: Ints, counts: Floats, idf_values: Floats) -> Floats:
     """Unit-length rows from term counts: per block (1 + ln tf)·idf, words scaled by
-    WORD_SHARE. `indptr` delimits the rows in the flat `indices`/`counts` arrays."""
+    WORD_SHARE. `indptr` delimits the rows in the flat `indices`/`counts` arrays; each
+    row's words come before its grams (lower feature ids)."""
     raw = (1 + np.log(np.maximum(counts, 1))) * idf_values[indices]
-    is_word = indices < WORD_FEATURES
-    word_norm = np.sqrt(_row_sums(np.where(is_word, raw * raw, 0), indptr))
-    gram_norm = np.sqrt(_row_sums(np.where(is_word, 0, raw * raw), indptr))
+    words_before = np.concatenate(([0], np.cumsum(indices < WORD_FEATURES, dtype=np.int64)))
+    words = words_before[indptr[1:]] - words_before[indptr[:-1]]
+    word_end = indptr[:-1] + words
+    squares = np.concatenate(([0.0], np.cumsum(raw * raw, dtype=np.float64)))
+    word_norm = np.sqrt(np.maximum(squares[word_end] - squares[indptr[:-1]], 0))
+    gram_norm = np.sqrt(np.maximum(squares[indptr[1:]] - squares[word_end], 0))
     share_w = np.where(word_norm > 0, WORD_SHARE, 0.0)
     share_g = np.where(gram_norm > 0, 1.0, 0.0)
     total = np.sqrt(share_w**2 + share_g**2)
     total[total == 0] = 1
-    lengths = np.diff(indptr)
-    scale_w = np.repeat(share_w / np.maximum(word_norm, 1e-12) / total, lengths)
-    scale_g = np.repeat(share_g / np.maximum(gram_norm, 1e-12) / total, lengths)
-    return (raw * np.where(is_word, scale_w, scale_g)).astype(np.float32)
-
-
-def _row_sums(values: NDArray[np.floating], indptr: NDArray[np.int64]) -> NDArray[np.float64]:
-    cumulative = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
-    result: NDArray[np.float64] = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
-    return np.maximum(result, 0)
+    scales = np.stack(
+        (
+            share_w / np.maximum(word_norm, 1e-12) / total,
+            share_g / np.maximum(gram_norm, 1e-12) / total,
+        ),
+        axis=1,
+    ).ravel()
+    sizes = np.stack((words, np.diff(indptr) - words), axis=1).ravel()
+    weights: Floats = (raw * np.repeat(scales, sizes)).astype(np.float32)
+    return weights
 
 
 def prune(rows: Rows, idf_values: Floats) -> Rows:
