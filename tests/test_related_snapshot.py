@@ -55,7 +55,7 @@ def test_loading_writes_a_snapshot_that_the_next_process_uses(
     caplog.set_level(logging.INFO, logger="kabar.related")
     second = RelatedEngine.open(config, sqlite_store)
     second.load()
-    assert "analysing" not in caplog.text
+    assert "terms are missing" not in caplog.text
     assert len(second.index) == 11 and blocks(second, sqlite_store) == expected
 
 

@@ -123,9 +123,10 @@ class TokenTable:
     feature id (-1: none) and its character grams' feature ids (stop words and non-words
     have none; a word whose stem is a stop word keeps its grams).
 
-    News repeats its words all day, so an article costs a dictionary lookup per distinct
-    token. Appends never move what a reader was given a number for: take `numbers`
-    first, then the arrays.
+    News repeats its words all day, so an article costs a dictionary lookup per token.
+    Number 0 stands for every token that gives nothing (stop words, numbers). Appends
+    never move what a reader was given a number for: take `numbers` first, then the
+    arrays.
     """
 
     def __init__(self, analyser: Analyser) -> None:
@@ -137,6 +138,7 @@ class TokenTable:
         self._gram_starts = _Column(np.int64)
         self._gram_counts = _Column(np.int64)
         self._grams = _Column(np.int32)
+        self._append(None, [])  # number 0: nothing
 
     def numbers(self, tokens: Sequence[str]) -> list[int]:
         found = list(map(self._numbers.get, tokens))
@@ -156,18 +158,21 @@ class TokenTable:
         with self._lock:
             if token in self._numbers:
                 return self._numbers[token]
-            analyser = self._analyser
-            word = analyser.word(token)
-            grams = []
-            if token not in analyser.stop_words and is_word(token):
-                grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in grams_of(token)]
-            self._gram_starts.extend([self._grams.size])
-            self._gram_counts.extend([len(grams)])
-            self._grams.extend(grams)
-            self._word_ids.extend([-1 if word is None else feature_id(word, WORD_FEATURES)])
-            self.words.append(word)
+            if token in self._analyser.stop_words or not is_word(token):
+                self._numbers[token] = 0
+                return 0
+            word = self._analyser.word(token)
+            grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in grams_of(token)]
+            self._append(word, grams)
             number = self._numbers[token] = len(self.words) - 1
             return number
+
+    def _append(self, word: str | None, grams: list[int]) -> None:
+        self._gram_starts.extend([self._grams.size])
+        self._gram_counts.extend([len(grams)])
+        self._grams.extend(grams)
+        self._word_ids.extend([-1 if word is None else feature_id(word, WORD_FEATURES)])
+        self.words.append(word)
 
 
 class _Column:
