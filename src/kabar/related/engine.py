@@ -73,10 +73,11 @@ class _Query:
 class RelatedEngine:
     """Related news over the store's articles; `open` it once per process.
 
-    The index loads on first use from the stored terms (table `related_features`),
-    analysing only articles whose terms are missing or stale. `add` analyses new and
-    changed articles, stores their terms and, once loaded, indexes them. Not for
-    concurrent writers; `related` may be called from several threads.
+    The index loads on first use: from its snapshot beside a SQLite database, caught up
+    with the store, else from the stored terms (table `related_features`), analysing
+    only articles whose terms are missing or stale. `add` analyses new and changed
+    articles, stores their terms and, once loaded, indexes them. Not for concurrent
+    writers; `related` may be called from several threads.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class RelatedEngine:
 
         `articles` is read `_CHUNK` at a time, so a large build streams through."""
         analysed = 0
-        for chunk in batched(articles, _CHUNK):
+        for chunk in _batched(articles, _CHUNK):
             analysed += self._add_chunk(chunk)
         if analysed and self._loaded:
             with self._lock:
@@ -152,8 +153,7 @@ class RelatedEngine:
         number = self.index.by_id.get(article.id)
         return number is None or self.index.docs[number].content_hash != article.content_hash
 
-    def _doc(self, article: Article, language: str) -> Doc:
-        a = article
+    def _doc(self, a: Article, language: str) -> Doc:
         return Doc.of(
             a.id, a.url, a.title, a.summary, a.published, a.section, a.tags, language,
             a.content_hash,
@@ -418,7 +418,7 @@ class RelatedEngine:
         return tuple(reasons)
 
 
-def batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
+def _batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
     chunk: list[Article] = []
     for item in items:
         chunk.append(item)

@@ -172,7 +172,8 @@ class Run:
         return cls(rows, times, numbers, first, positions, idf_values, blocks)
 
     def row(self, number: int) -> Row:
-        position = int(self.positions[number - self.first])
+        offset = number - self.first
+        position = int(self.positions[offset]) if offset < len(self.positions) else -1
         if position < 0:  # replaced, and dropped by a merge
             return Row(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
         return self.rows.row(position)
