@@ -21,6 +21,7 @@ from kabar.sources.feed import fetch, parse_feed
 from kabar.store import Store, UpsertResult
 
 if TYPE_CHECKING:
+    from kabar.related import RelatedEngine
     from kabar.related.worker import TermsWorker
 
 log = logging.getLogger(__name__)
@@ -184,13 +185,15 @@ class _RelatedTerms:
     the next files overlaps the analysis (kabar.related.worker)."""
 
     def __init__(self, config: Config, store: Store) -> None:
-        from kabar.related import RelatedEngine
-
-        self._engine = RelatedEngine.open(config, store)
-        self._store = store
+        self._config, self._store = config, store
+        self._engine: RelatedEngine | None = None  # made on the first add: imports numpy
         self._worker: TermsWorker | None = None
 
     def add(self, articles: list[Article], *, more: bool = False) -> None:
+        if self._engine is None:
+            from kabar.related import RelatedEngine
+
+            self._engine = RelatedEngine.open(self._config, self._store)
         url = self._store.engine.url
         if more and self._worker is None and url.database not in (None, "", ":memory:"):
             from kabar.related.worker import TermsWorker

@@ -93,7 +93,7 @@ class Analyser:
 
     def current_table(self) -> TokenTable:
         """The token cache; a long-running process starts a new one past `CACHED_TOKENS`."""
-        if len(self.table.words) >= CACHED_TOKENS:
+        if len(self.table) >= CACHED_TOKENS:
             self.table = TokenTable(self)
         return self.table
 
@@ -139,6 +139,9 @@ class TokenTable:
         self._gram_counts = _Column(np.int64)
         self._grams = _Column(np.int32)
         self._append(None, [])  # number 0: nothing
+
+    def __len__(self) -> int:
+        return len(self._numbers)
 
     def numbers(self, tokens: Sequence[str]) -> list[int]:
         found = list(map(self._numbers.get, tokens))

@@ -56,6 +56,7 @@ def _analyse(
         body = TOKEN.findall(article.body_text.lower())
         numbers += table.numbers(title + summary + body)
         lengths += (len(title), len(summary), len(body))
+    # Words: every token's, weighted by its part. Grams: those of title and summary tokens.
     token_numbers = np.array(numbers, dtype=np.int64)
     part_lengths = np.array(lengths, dtype=np.int64)
     token_places = np.repeat(np.repeat(np.array(places, dtype=np.int64), 3), part_lengths)
