@@ -4,8 +4,8 @@ Prints, in memory: the index build time, the add per article (one at a time, mer
 included), p50/p95 of the related block of each item of 12-item digests, and memory (the
 engine's own share: resident memory after the build less before it; peak RSS). Then,
 against a SQLite store holding the same articles: the add per article with its terms
-stored, and the start-up with stored terms against rebuilding by analysing every article
-read from the store, in the same run.
+stored, and three ways to start, in the same run: reading the stored terms, reading the
+index snapshot beside the database, and rebuilding by analysing every article again.
 
 Each article is generated from its own seed when needed, so the bench holds none.
 
