@@ -34,7 +34,8 @@ from kabar.config import Related
 from kabar.model import Article, article_id
 from kabar.related import RelatedEngine
 from kabar.related import engine as engine_module
-from kabar.related.analysis import analyser_for, char_grams, tokens
+from kabar.related.analysis import analyser_for, tokens
+from kabar.related.terms import char_grams
 from kabar.related.vectors import WORD_SHARE
 
 ROOT = Path(__file__).resolve().parents[1]

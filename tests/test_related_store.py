@@ -4,16 +4,21 @@ and the `kabar related` command."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from kabar import config as config_module
+from kabar import ingest
 from kabar.cli import cli
 from kabar.config import Config
 from kabar.ingest import ingest_path
-from kabar.related import RelatedEngine
+from kabar.related import RelatedEngine, worker
 from kabar.store import Store
 from kabar.store.tables import related_features
 
@@ -96,3 +101,59 @@ def test_related_command(write_config: WriteConfig) -> None:
     unknown = runner.invoke(cli, ["-c", str(path), "related", "nope"])
     assert unknown.exit_code == 2 and "no stored article with id(s): nope" in unknown.output
     assert runner.invoke(cli, ["-c", str(path), "related"]).exit_code == 2
+
+
+def test_check_refuses_more_min_items_than_per_item(write_config: WriteConfig) -> None:
+    path = write_config(related={"per_item": 3, "min_items": 4})
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    expected = (
+        rf"^{re.escape(str(path))}:\d+:\d+: related: min_items \(4\) is more than per_item \(3\)"
+    )
+    assert re.search(expected, result.output, re.MULTILINE), result.output
+
+
+def write_json_sources(folder: Path, files: int, per_file: int) -> None:
+    folder.mkdir()
+    topics = ["banjir Jakarta", "harga beras", "pemilu presiden", "gempa Sulawesi"]
+    for f in range(files):
+        records = [
+            {
+                "url": f"https://kabar.example.id/read/{f}-{n}",
+                "title": f"Berita {topics[n % 4]} hari ke-{f}",
+                "body": f"Laporan tentang {topics[n % 4]} dari redaksi, bagian {f} {n}.",
+                "published": f"2024-04-{10 + f:02d}T0{n}:00:00+07:00",
+            }
+            for n in range(per_file)
+        ]
+        lines = "\n".join(json.dumps(r) for r in records)
+        (folder / f"{f}.jsonl").write_text(lines + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("worker_fails", [False, True], ids=["worker", "worker-fails"])
+def test_a_large_ingest_analyses_in_a_second_process_and_loses_no_terms(
+    config: Config,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    worker_fails: bool,
+) -> None:
+    write_json_sources(tmp_path / "json", files=3, per_file=4)
+    monkeypatch.setattr(ingest, "_FLUSH_EVERY", 3)  # a batch per file: more than one batch
+    started: list[worker.TermsWorker] = []
+
+    class Watched(worker.TermsWorker):
+        def __init__(self, database_url: str, fallback: RelatedEngine) -> None:
+            started.append(self)
+            super().__init__("nosuchdb://" if worker_fails else database_url, fallback)
+
+    monkeypatch.setattr(worker, "TermsWorker", Watched)
+    caplog.set_level(logging.INFO, logger="kabar.related")
+    report = ingest.ingest_path(config, store, tmp_path / "json", "seeds", as_of=SEED_AS_OF)
+    assert report.stored.inserted == 12 and len(started) == 1
+    assert stored_terms(store) == 12
+    assert ("terms worker failed" in caplog.text) is worker_fails
+    engine = RelatedEngine.open(config, store)
+    engine.load()
+    assert len(engine.index) == 12 and "terms are missing" not in caplog.text  # all stored

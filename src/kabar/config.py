@@ -295,6 +295,15 @@ class Related(Strict):
     window: Duration = timedelta(days=30)
     half_life: Duration = timedelta(days=7)
 
+    @model_validator(mode="after")
+    def _min_items_fits(self) -> Related:
+        if self.min_items is not None and self.min_items > self.per_item:
+            raise ValueError(
+                f"min_items ({self.min_items}) is more than per_item ({self.per_item}): "
+                "no block could ever be shown"
+            )
+        return self
+
 
 class DigestTemplates(Strict):
     # Paths to the admin's own templates; the bundled ones are used for any left out.

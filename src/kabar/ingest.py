@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from kabar.config import Config, FeedSource, JsonSource, PagesSource
@@ -18,6 +19,10 @@ from kabar.model import Article
 from kabar.sources import ReadContext, ReadError, read_file
 from kabar.sources.feed import fetch, parse_feed
 from kabar.store import Store, UpsertResult
+
+if TYPE_CHECKING:
+    from kabar.related import RelatedEngine
+    from kabar.related.worker import TermsWorker
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +108,24 @@ def ingest_path(
         )
     base = context_for(config, source_id, source, as_of or moment)
     pending: list[Article] = []
-    for done, file in enumerate(files, 1):
-        file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
-        context = replace(base, as_of=file_as_of, warn=_prefixed(report.warnings, file))
-        try:
-            pending.extend(read_file(file, context))
-            report.files += 1
-        except ReadError as exc:
-            report.failures.append(f"{file}: {exc}")
-        except OSError as exc:
-            report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
-        if len(pending) >= _FLUSH_EVERY:
-            report.stored += _store(config, store, pending, moment)
-            pending.clear()
-        if progress:
-            progress(done, len(files))
-    if pending:
-        report.stored += _store(config, store, pending, moment)
+    with _RelatedTerms(config, store) as terms:
+        for done, file in enumerate(files, 1):
+            file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
+            context = replace(base, as_of=file_as_of, warn=_prefixed(report.warnings, file))
+            try:
+                pending.extend(read_file(file, context))
+                report.files += 1
+            except ReadError as exc:
+                report.failures.append(f"{file}: {exc}")
+            except OSError as exc:
+                report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
+            if len(pending) >= _FLUSH_EVERY:
+                report.stored += _store(store, pending, moment, terms, more=done < len(files))
+                pending = []  # the batch may still be on its way to the terms worker
+            if progress:
+                progress(done, len(files))
+        if pending:
+            report.stored += _store(store, pending, moment, terms)
     _log(report)
     return report
 
@@ -145,7 +151,8 @@ def ingest_url(
             )
             articles = parse_feed(fetched.data, context)
             report.files = 1
-            report.stored += _store(config, store, articles, moment)
+            with _RelatedTerms(config, store) as terms:
+                report.stored += _store(store, articles, moment, terms)
         store.save_source_state(source.id, fetched.state, now=moment)
     except ReadError as exc:
         report.failures.append(f"{source.url}: {exc}")
@@ -157,14 +164,52 @@ def _prefixed(sink: list[str], origin: Path | str) -> Callable[[str], None]:
     return lambda message: sink.append(f"{origin}: {message}")
 
 
-def _store(config: Config, store: Store, articles: list[Article], now: datetime) -> UpsertResult:
+def _store(
+    store: Store,
+    articles: list[Article],
+    now: datetime,
+    terms: _RelatedTerms,
+    *,
+    more: bool = False,
+) -> UpsertResult:
     """Upsert, then add the new and changed articles to the related-news index."""
-    from kabar.related import RelatedEngine
-
     result = store.upsert(articles, now=now)
     if result.inserted or result.updated:
-        RelatedEngine.open(config, store).add(articles)  # skips articles whose terms are current
+        terms.add(articles, more=more)  # skips articles whose terms are current
     return result
+
+
+class _RelatedTerms:
+    """Analyses and stores the terms of upserted articles for related news: here, or,
+    once a source has more than one batch (`more`), in a second process so that parsing
+    the next files overlaps the analysis (kabar.related.worker)."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config, self._store = config, store
+        self._engine: RelatedEngine | None = None  # made on the first add: imports numpy
+        self._worker: TermsWorker | None = None
+
+    def add(self, articles: list[Article], *, more: bool = False) -> None:
+        if self._engine is None:
+            from kabar.related import RelatedEngine
+
+            self._engine = RelatedEngine.open(self._config, self._store)
+        url = self._store.engine.url
+        if more and self._worker is None and url.database not in (None, "", ":memory:"):
+            from kabar.related.worker import TermsWorker
+
+            self._worker = TermsWorker(url.render_as_string(hide_password=False), self._engine)
+        if self._worker is not None:
+            self._worker.add(articles)
+        else:
+            self._engine.add(articles)
+
+    def __enter__(self) -> _RelatedTerms:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._worker is not None:
+            self._worker.close()
 
 
 def _files(path: Path) -> Iterator[Path]:

@@ -4,6 +4,7 @@ engine = RelatedEngine.open(config, store)
 items = engine.related(article, before=issue_time, settings=digest.related)
 """
 
-from kabar.related.engine import RelatedEngine, RelatedItem, canonical_url
+from kabar.related.engine import RelatedEngine, RelatedItem
+from kabar.related.index import canonical_url
 
 __all__ = ["RelatedEngine", "RelatedItem", "canonical_url"]

@@ -1,31 +1,33 @@
-"""Analysers: article text to the terms the related-news index counts.
+"""Analysers: the words of a text, per language.
 
-One analyser per language. Both produce two kinds of term:
-
-- words: stop words removed, then normalised (Indonesian: Sastrawi stems; English: plural
-  `s` stripped). Title words count `TITLE_WEIGHT` times; these give the readable reasons;
-- character 3–4-grams of the title and summary words, which match short texts whose words
-  differ only by affixes or spelling (measured on SIB-200: +0.013 P@5 in Indonesian and
-  +0.038 in English over words alone; see bench/related_quality.py).
-
-Tokens keep hyphenated reduplication (`menteri-menteri`) as one word; Sastrawi then stems
-it to `menteri`, while `sayur-mayur` stays whole.
+One analyser per language: tokens, stop words removed, then normalised (Indonesian:
+Sastrawi stems; English: plural `s` stripped). Tokens keep hyphenated reduplication
+(`menteri-menteri`) as one word; Sastrawi then stems it to `menteri`, while `sayur-mayur`
+stays whole. Tokens without a letter are dropped, and tokens with a digit (`covid-19`,
+`g20`) are kept as written. kabar.related.terms turns these words, and character grams,
+into the counts the index keeps.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Protocol
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from kabar.model import Article
+from kabar.related.vectors import GRAM_FEATURES, WORD_FEATURES, Ints, feature_id
 
-TITLE_WEIGHT = 3
+ANALYSER_VERSION = "2"  # bump when analysis changes, so stored terms are recomputed
 GRAM_SIZES = (3, 4)
+CACHED_TOKENS = 500_000  # distinct tokens a process keeps analysed
+
 # A word joined to the next by hyphens stays one token: `menteri-menteri`, `covid-19`.
-_TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
 # Sastrawi's list, plus words that carry no subject in Indonesian news copy.
 _INDONESIAN_STOP_WORDS_TEXT = """
@@ -57,51 +59,149 @@ _ENGLISH_STOP_WORDS_TEXT = """
 ENGLISH_STOP_WORDS = frozenset(_ENGLISH_STOP_WORDS_TEXT.split())
 
 
-@dataclass(frozen=True, slots=True)
-class Terms:
-    """The analysed text of one article: word counts and character-gram counts."""
-
-    words: dict[str, int]
-    grams: dict[str, int]
-
-
-class Analyser(Protocol):
-    language: str
-
-    def words(self, text: str) -> list[str]: ...
-
-
 def tokens(text: str) -> list[str]:
-    """Lower-case words; hyphenated reduplication stays one token; digits-only dropped."""
-    return [t for t in _TOKEN.findall(text.lower()) if len(t) > 1 and not t.isdigit()]
+    """Lower-case words; hyphenated reduplication stays one token; no-letter tokens dropped."""
+    return [t for t in TOKEN.findall(text.lower()) if is_word(t)]
 
 
-class IndonesianAnalyser:
-    language = "id"
+def is_word(token: str) -> bool:
+    return len(token) > 1 and any(c.isalpha() for c in token)
+
+
+class Analyser:
+    language = ""
+    stop_words: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
-        self._stem_word = _sastrawi()
-        self._stems: dict[str, str] = {}  # per-word cache: news reuses most words all day
+        self.table = TokenTable(self)
+
+    def normalise(self, token: str) -> str:
+        return token
+
+    def word(self, token: str) -> str | None:
+        """The normalised word of a lower-case token; None for stop words and non-words."""
+        if token in self.stop_words or not is_word(token):
+            return None
+        word = token if any(c.isdigit() for c in token) else self.normalise(token) or token
+        return None if word in self.stop_words else word
 
     def words(self, text: str) -> list[str]:
-        stems = self._stems
-        out = []
-        for token in tokens(text):
-            if token in INDONESIAN_STOP_WORDS:
-                continue
-            stem = stems.get(token)
-            if stem is None:
-                stem = stems[token] = self._stem_word(token) or token
-            if stem not in INDONESIAN_STOP_WORDS:
-                out.append(stem)
-        return out
+        """The text's words, in order (cached per token)."""
+        table = self.current_table()
+        found = (table.words[n] for n in table.numbers(TOKEN.findall(text.lower())))
+        return [w for w in found if w is not None]
+
+    def current_table(self) -> TokenTable:
+        """The token cache; a long-running process starts a new one past `CACHED_TOKENS`."""
+        if len(self.table) >= CACHED_TOKENS:
+            self.table = TokenTable(self)
+        return self.table
 
 
-class EnglishAnalyser:
+class IndonesianAnalyser(Analyser):
+    language = "id"
+    stop_words = INDONESIAN_STOP_WORDS
+
+    def __init__(self) -> None:
+        self._stem = _sastrawi()
+        super().__init__()
+
+    def normalise(self, token: str) -> str:
+        return self._stem(token)
+
+
+class EnglishAnalyser(Analyser):
     language = "en"
+    stop_words = ENGLISH_STOP_WORDS
 
-    def words(self, text: str) -> list[str]:
-        return [_plural_stem(t) for t in tokens(text) if t not in ENGLISH_STOP_WORDS]
+    def normalise(self, token: str) -> str:
+        return _plural_stem(token)
+
+
+class TokenTable:
+    """What each distinct token gives, numbered in first-seen order: its word, the word's
+    feature id (-1: none) and its character grams' feature ids (stop words and non-words
+    have none; a word whose stem is a stop word keeps its grams).
+
+    News repeats its words all day, so an article costs a dictionary lookup per token.
+    Number 0 stands for every token that gives nothing (stop words, numbers). Appends
+    never move what a reader was given a number for: take `numbers` first, then the
+    arrays.
+    """
+
+    def __init__(self, analyser: Analyser) -> None:
+        self._analyser = analyser
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.words: list[str | None] = []
+        self._word_ids = _Column(np.int32)
+        self._gram_starts = _Column(np.int64)
+        self._gram_counts = _Column(np.int64)
+        self._grams = _Column(np.int32)
+        self._append(None, [])  # number 0: nothing
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    def numbers(self, tokens: Sequence[str]) -> list[int]:
+        found = list(map(self._numbers.get, tokens))
+        if None in found:
+            found = [self._add(t) if n is None else n for t, n in zip(tokens, found, strict=True)]
+        return found  # type: ignore[return-value]  # no None left
+
+    def word_ids(self) -> Ints:
+        return self._word_ids.view()
+
+    def grams(self) -> tuple[NDArray[np.int64], NDArray[np.int64], Ints]:
+        """Per token number its first place in the flat gram array and its gram count,
+        and the flat array."""
+        return self._gram_starts.view(), self._gram_counts.view(), self._grams.view()
+
+    def _add(self, token: str) -> int:
+        with self._lock:
+            if token in self._numbers:
+                return self._numbers[token]
+            if token in self._analyser.stop_words or not is_word(token):
+                self._numbers[token] = 0
+                return 0
+            word = self._analyser.word(token)
+            grams = [WORD_FEATURES + feature_id(g, GRAM_FEATURES) for g in grams_of(token)]
+            self._append(word, grams)
+            number = self._numbers[token] = len(self.words) - 1
+            return number
+
+    def _append(self, word: str | None, grams: list[int]) -> None:
+        self._gram_starts.extend([self._grams.size])
+        self._gram_counts.extend([len(grams)])
+        self._grams.extend(grams)
+        self._word_ids.extend([-1 if word is None else feature_id(word, WORD_FEATURES)])
+        self.words.append(word)
+
+
+class _Column:
+    """A numpy array that grows by doubling."""
+
+    def __init__(self, dtype: type[np.integer[Any]]) -> None:
+        self.data: NDArray[Any] = np.zeros(256, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: list[int]) -> None:
+        end = self.size + len(values)
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = values
+        self.size = end
+
+    def view(self) -> NDArray[Any]:
+        return self.data[: self.size]
+
+
+def grams_of(token: str) -> list[str]:
+    """The character 3- and 4-grams of a token, padded with a space at both ends."""
+    padded = f" {token} "
+    return [padded[i : i + size] for size in GRAM_SIZES for i in range(len(padded) - size + 1)]
 
 
 def _plural_stem(word: str) -> str:
@@ -130,10 +230,7 @@ def _sastrawi() -> Callable[[str], str]:
     return stem_word
 
 
-_ANALYSERS: dict[str, type[IndonesianAnalyser] | type[EnglishAnalyser]] = {
-    "id": IndonesianAnalyser,
-    "en": EnglishAnalyser,
-}
+_ANALYSERS: dict[str, type[Analyser]] = {"id": IndonesianAnalyser, "en": EnglishAnalyser}
 
 
 @cache
@@ -146,33 +243,15 @@ def analyser_for(language: str) -> Analyser:
 
 
 def article_language(article: Article, site_language: str) -> str:
-    base = (article.language or site_language).split("-")[0].lower()
+    return base_language(article.language, site_language)
+
+
+def base_language(language: str, site_language: str) -> str:
+    """The analyser language of a language tag: its base if known, else the site's."""
+    base = (language or site_language).split("-")[0].lower()
     return base if base in _ANALYSERS else site_language
 
 
-def analyse(article: Article, analyser: Analyser) -> Terms:
-    title = analyser.words(article.title)
-    lead = analyser.words(article.summary)
-    body = analyser.words(article.body_text)
-    words: dict[str, int] = {}
-    for word in title:
-        words[word] = words.get(word, 0) + TITLE_WEIGHT
-    for word in (*lead, *body):
-        words[word] = words.get(word, 0) + 1
-    return Terms(words, char_grams(_raw_words(analyser, (article.title, article.summary))))
-
-
-def _raw_words(analyser: Analyser, texts: Iterable[str]) -> list[str]:
-    stop = INDONESIAN_STOP_WORDS if analyser.language == "id" else ENGLISH_STOP_WORDS
-    return [t for text in texts for t in tokens(text) if t not in stop]
-
-
-def char_grams(words: Iterable[str]) -> dict[str, int]:
-    grams: dict[str, int] = {}
-    for word in words:
-        padded = f" {word} "
-        for size in GRAM_SIZES:
-            for start in range(len(padded) - size + 1):
-                gram = padded[start : start + size]
-                grams[gram] = grams.get(gram, 0) + 1
-    return grams
+def analyser_key(language: str) -> str:
+    """What stored terms were analysed with: the language and `ANALYSER_VERSION`."""
+    return f"{language}/{ANALYSER_VERSION}"

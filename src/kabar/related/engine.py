@@ -21,33 +21,31 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
 from kabar.config import Config, Related
 from kabar.model import Article
-from kabar.related import persist
-from kabar.related.analysis import analyse, analyser_for, article_language
-from kabar.related.index import Doc, RelatedIndex
-from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, hash_terms, word_ids
+from kabar.related import persist, snapshot
+from kabar.related.analysis import analyser_for, analyser_key, article_language
+from kabar.related.index import Doc, RelatedIndex, canonical_url
+from kabar.related.terms import analyse, vocabulary
+from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-ANALYSER_VERSION = "1"  # bump when analysis changes, so stored terms are recomputed
 TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
 REASON_TERMS = 3
-SUMMARY_CHARS = 500
 _CHUNK = 2000  # articles analysed at a time
+SNAPSHOT_AFTER = 1000  # changes caught up on opening that make the snapshot be rewritten
 _REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
-_TRACKING = ("utm_", "fbclid", "gclid", "mc_", "ref", "src")
 
 
 @dataclass(frozen=True)
@@ -75,10 +73,11 @@ class _Query:
 class RelatedEngine:
     """Related news over the store's articles; `open` it once per process.
 
-    The index loads on first use from the stored terms (table `related_features`),
-    analysing only articles whose terms are missing or stale. `add` analyses new and
-    changed articles, stores their terms and, once loaded, indexes them. Not for
-    concurrent writers; `related` may be called from several threads.
+    The index loads on first use: from its snapshot beside a SQLite database, caught up
+    with the store, else from the stored terms (table `related_features`), analysing
+    only articles whose terms are missing or stale. `add` analyses new and changed
+    articles, stores their terms and, once loaded, indexes them. Not for concurrent
+    writers; `related` may be called from several threads.
     """
 
     def __init__(
@@ -117,110 +116,108 @@ class RelatedEngine:
     # --- writing -------------------------------------------------------------------
 
     def add(self, articles: Iterable[Article]) -> int:
-        """Analyse and index new or changed articles; returns how many were analysed."""
-        given = [a for a in articles if self._needs_terms(a)]
-        docs = [self._doc(a) for a in given]
+        """Analyse, store and index new or changed articles; returns how many were analysed.
+
+        `articles` is read `_CHUNK` at a time, so a large build streams through."""
+        analysed = 0
+        for chunk in _batched(articles, _CHUNK):
+            analysed += self._add_chunk(chunk)
+        if analysed and self._loaded:
+            with self._lock:
+                self.index.merge_if_due()
+        return analysed
+
+    def _add_chunk(self, chunk: Sequence[Article]) -> int:
+        given = [a for a in chunk if self._needs_terms(a)]
+        languages = [article_language(a, self.site_language) for a in given]
         if self.store is not None and not self._loaded:
-            stored = persist.current(self.store, [d.id for d in docs])
+            stored = persist.current(self.store, [a.id for a in given])
             fresh = [
-                i for i, d in enumerate(docs)
-                if stored.get(d.id) != (d.content_hash, _analyser_key(d.language))
+                i for i, (a, language) in enumerate(zip(given, languages, strict=True))
+                if stored.get(a.id) != (a.content_hash, analyser_key(language))
             ]  # fmt: skip
-            given, docs = [given[i] for i in fresh], [docs[i] for i in fresh]
+            given, languages = [given[i] for i in fresh], [languages[i] for i in fresh]
         if not given:
             return 0
-        entries: list[tuple[Doc, Row]] = []
-        for start in range(0, len(given), _CHUNK):  # analysed terms are big: chunk them
-            chunk, chunk_docs = given[start : start + _CHUNK], docs[start : start + _CHUNK]
-            rows = hash_terms(
-                [
-                    analyse(a, analyser_for(d.language))
-                    for a, d in zip(chunk, chunk_docs, strict=True)
-                ]
-            )
-            if self.store is not None:
-                persist.save(
-                    self.store,
-                    [
-                        (d.id, d.content_hash, _analyser_key(d.language), r.to_bytes())
-                        for d, r in zip(chunk_docs, rows, strict=True)
-                    ],
-                )
-            if self._loaded:
-                entries += zip(chunk_docs, rows, strict=True)
-        if entries:
+        rows = analyse([(a, analyser_for(lang)) for a, lang in zip(given, languages, strict=True)])
+        if self.store is not None:
+            keys = [analyser_key(lang) for lang in languages]
+            persist.save(self.store, given, keys, rows.blobs())
+        if self._loaded:
+            docs = [self._doc(a, lang) for a, lang in zip(given, languages, strict=True)]
             with self._lock:
-                self.index.add(entries)
-                self.index.merge_if_due()
+                self.index.add(docs, rows)
         return len(given)
 
     def _needs_terms(self, article: Article) -> bool:
         number = self.index.by_id.get(article.id)
         return number is None or self.index.docs[number].content_hash != article.content_hash
 
-    def _doc(self, article: Article) -> Doc:
-        return Doc(
-            id=article.id,
-            url=article.url,
-            canonical_url=canonical_url(article.url),
-            title=article.title,
-            summary=article.summary[:SUMMARY_CHARS],
-            published=article.published,
-            section=article.section.casefold(),
-            tags=frozenset(tag.casefold() for tag in article.tags),
-            language=article_language(article, self.site_language),
-            content_hash=article.content_hash,
-        )
+    def _doc(self, a: Article, language: str) -> Doc:
+        return Doc.of(
+            a.id, a.url, a.title, a.summary, a.published, a.section, a.tags, language,
+            a.content_hash,
+        )  # fmt: skip
 
     # --- loading -------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the stored terms now (otherwise the first `related` call does)."""
+        """Load the index now (otherwise the first `related` call does).
+
+        A SQLite store keeps a snapshot of the index beside its file (see
+        kabar.related.snapshot): it is read and caught up with the store's changes.
+        Without a usable one, the index loads from the stored terms, and the snapshot is
+        written for the next process."""
         with self._lock:
             if not self._loaded:
-                self._catch_up()
+                self._load()
                 self._loaded = True
 
+    def _load(self) -> None:
+        assert self.store is not None
+        path = snapshot.path_for(self.store)
+        restored = snapshot.load(path, self.site_language) if path else None
+        if restored is None:
+            self._catch_up()
+        else:
+            self.index = restored
+            if self._catch_up_changes() < SNAPSHOT_AFTER:
+                return
+        if path is not None and len(self.index):
+            try:
+                snapshot.save(path, self.index, self.site_language)
+            except OSError as exc:
+                log.warning("related: cannot write the index snapshot %s: %s", path, exc)
+
     def refresh(self) -> None:
-        """Pick up articles another process stored since the index was loaded."""
+        """Pick up articles another process stored, changed or removed since loading."""
         if not self._loaded:
             self.load()
             return
+        with self._lock:
+            self._catch_up_changes()
+
+    def _catch_up_changes(self) -> int:
+        """Index what changed in the store; returns how many articles changed."""
         assert self.store is not None
         docs, by_id = self.index.docs, self.index.by_id
+        stored = dict(persist.hashes(self.store))
         changed = [
-            i for i, h in persist.hashes(self.store)
-            if i not in by_id or docs[by_id[i]].content_hash != h
-        ]  # fmt: skip
+            i for i, h in stored.items() if i not in by_id or docs[by_id[i]].content_hash != h
+        ]
+        removed = [i for i in by_id if i not in stored]
+        self.index.remove(removed)
         if changed:
-            with self._lock:
-                self._catch_up(changed)
+            self._catch_up(changed)
+        return len(changed) + len(removed)
 
     def _catch_up(self, ids: Sequence[str] | None = None) -> None:
         assert self.store is not None
         stale: list[str] = []
-        entries: list[tuple[Doc, Row]] = []
-        for stored in persist.read(self.store, ids=ids):
-            language = (stored.language or self.site_language).split("-")[0].lower()
-            language = language if language in ("id", "en") else self.site_language
-            current = (
-                stored.features is not None
-                and stored.features_hash == stored.content_hash
-                and stored.analyser == _analyser_key(language)
-            )
-            if not current:
-                stale.append(stored.id)
-                continue
-            assert stored.features is not None
-            doc = Doc(
-                id=stored.id, url=stored.url, canonical_url=canonical_url(stored.url),
-                title=stored.title, summary=stored.summary[:SUMMARY_CHARS],
-                published=stored.published, section=stored.section.casefold(),
-                tags=frozenset(t.casefold() for t in stored.tags), language=language,
-                content_hash=stored.content_hash,
-            )  # fmt: skip
-            entries.append((doc, Row.from_bytes(stored.features)))
-        loaded = self.index.add(entries)
+        loaded = 0
+        for chunk in persist.read(self.store, self.site_language, ids=ids):
+            loaded += self.index.add(chunk.docs, Rows.from_blobs(chunk.blobs))
+            stale += chunk.stale
         self._loaded = True
         if stale:
             log.info("related: analysing %d articles whose stored terms are missing", len(stale))
@@ -229,7 +226,10 @@ class RelatedEngine:
                 self.add(self._fetch(stale))
             finally:
                 self._lock.acquire()
-        self.index.merge()
+        if ids is None:
+            self.index.merge()
+        else:  # a few changes: no full merge
+            self.index.merge_if_due()
         log.debug(
             "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
         )
@@ -277,15 +277,14 @@ class RelatedEngine:
 
     def _query(self, article: Article) -> _Query:
         language = article_language(article, self.site_language)
-        terms = analyse(article, analyser_for(language))
-        row, weights = self.index.query_row(hash_terms([terms])[0])
-        words = list(terms.words)
+        analyser = analyser_for(language)
+        row, weights = self.index.query_row(analyse([(article, analyser)]).row(0))
         return _Query(
             article=article,
             language=language,
             row=row,
             weights=weights,
-            words=dict(zip(word_ids(words), words, strict=True)),
+            words=vocabulary(article, analyser),
             canonical_url=canonical_url(article.url),
         )
 
@@ -419,20 +418,15 @@ class RelatedEngine:
         return tuple(reasons)
 
 
-def canonical_url(url: str) -> str:
-    """The URL with what doesn't change the page removed: scheme, `www.`, tracking
-    parameters, fragment, a trailing slash or `/amp`."""
-    if not url:
-        return ""
-    parts = urlsplit(url.strip())
-    host = parts.netloc.lower().removeprefix("www.").removeprefix("m.")
-    path = parts.path.rstrip("/").removesuffix("/amp") or "/"
-    query = [(k, v) for k, v in parse_qsl(parts.query) if not k.lower().startswith(_TRACKING)]
-    return urlunsplit(("", host, path, urlencode(sorted(query)), ""))
-
-
-def _analyser_key(language: str) -> str:
-    return f"{language}/{ANALYSER_VERSION}"
+def _batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
+    chunk: list[Article] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
