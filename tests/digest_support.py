@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,9 +76,18 @@ class FakeRelated:
 
     items_for: Callable[[Article], Sequence[Any]]
     calls: int = 0
+    excluded: list[frozenset[str]] = field(default_factory=list)
 
-    def related(self, article: Article, *, before: datetime, settings: Related) -> Sequence[Any]:
+    def related(
+        self,
+        article: Article,
+        *,
+        before: datetime,
+        settings: Related,
+        exclude: Collection[str] = (),
+    ) -> Sequence[Any]:
         self.calls += 1
+        self.excluded.append(frozenset(exclude))
         return self.items_for(article)
 
 

@@ -358,3 +358,15 @@ def test_text_wrapping_keeps_urls_and_reduplicated_words_whole() -> None:
     assert "diam-diam" in wrapped  # Jinja's wordwrap would cut it after "diam-"
     assert "https://kabar.example.id/" + "a" * 80 in wrapped.split("\n")[-2]
     assert all(line.startswith("  ") for line in wrapped.split("\n")[1:])
+
+
+def test_the_engine_is_asked_to_leave_out_the_issues_own_items(
+    write_config: WriteConfig, store: Store
+) -> None:
+    store.upsert([make_article(n) for n in range(1, 4)])
+    related = _related_items(3)
+    issue = _prepare(digest_config(write_config), store, related)
+    own = [store.get(article_id) for article_id in issue.article_ids]
+    own_urls = frozenset(article.url for article in own if article is not None)
+    assert len(own_urls) == 3
+    assert related.excluded == [own_urls] * 3

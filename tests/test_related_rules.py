@@ -175,3 +175,16 @@ def test_canonical_url() -> None:
     assert canonical_url("https://kabar.example.id/a") != canonical_url(
         "https://kabar.example.id/b"
     )
+
+
+def test_excluded_urls_are_never_shown_and_the_next_best_takes_their_place() -> None:
+    articles = [*corpus(), article("missile-2", 1.5, text_of="missile")]
+    links = (RelatedLink("Kim", "https://kabar.example.id/kim", ""),)
+    asking = articles[0].with_changes(related=links)
+    engine = RelatedEngine.build([asking, *articles[1:]])
+    everything = engine.related(asking, settings=LOOSE)
+    assert ids(everything) == ["kim", "missile", "un"]
+    # A digest holding "kim" and "missile" asks for neither (tracking parameters ignored).
+    exclude = ["https://kabar.example.id/kim?utm_source=email", "https://kabar.example.id/missile"]
+    items = engine.related(asking, settings=LOOSE, exclude=exclude)
+    assert ids(items) == ["missile-2", "un", "chili"]  # chili: LOOSE lets weak matches in

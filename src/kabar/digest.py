@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -65,7 +65,7 @@ class RelatedItemLike(Protocol):
 
 class RelatedProvider(Protocol):
     def related(
-        self, article: Article, *, before: datetime, settings: Related
+        self, article: Article, *, before: datetime, settings: Related, exclude: Collection[str]
     ) -> Sequence[RelatedItemLike]: ...
 
 
@@ -89,9 +89,11 @@ class PublisherLink:
 class PublisherLinks:
     """Related news as publishers chose it. An article's own "Berita terkait" list comes
     first; then, for an article that a page lists, that page and the other items it
-    lists beside this one. Times come from the linked article when the store holds it
-    (seed pages store each listed item as an article of its own). Like the engine, it
-    shows a block only when it has at least `min_items` (default: per_item) items."""
+    lists beside this one (the publisher grouped them). Times come from the linked
+    article when the store holds it (seed pages store each listed item as an article of
+    its own). Like the engine, it shows a block only when it has at least `min_items`
+    (default: per_item) items. Unlike the engine's own picks, the publisher's grouping is
+    shown as made, even where it names other items of the same issue."""
 
     SCAN_LIMIT = 10_000  # newest articles searched for pages that list an article
 
@@ -100,7 +102,12 @@ class PublisherLinks:
         self._listed_on: dict[str, list[Article]] | None = None
 
     def related(
-        self, article: Article, *, before: datetime, settings: Related
+        self,
+        article: Article,
+        *,
+        before: datetime,
+        settings: Related,
+        exclude: Collection[str] = (),
     ) -> list[PublisherLink]:
         chosen: dict[str, PublisherLink] = {}
         for link, linked in self._candidates(article):
@@ -149,9 +156,14 @@ class EngineThenPublisher:
         self.publisher = publisher
 
     def related(
-        self, article: Article, *, before: datetime, settings: Related
+        self,
+        article: Article,
+        *,
+        before: datetime,
+        settings: Related,
+        exclude: Collection[str] = (),
     ) -> Sequence[RelatedItemLike]:
-        found = self.engine.related(article, before=before, settings=settings)
+        found = self.engine.related(article, before=before, settings=settings, exclude=exclude)
         return found or self.publisher.related(article, before=before, settings=settings)
 
 
@@ -378,11 +390,14 @@ def _cards(
 ) -> list[CardView]:
     settings = related_settings(config, digest)
     provider = open_provider(config, store) if settings.per_item and articles else None
+    in_issue = frozenset(article.url for article in articles)  # no story twice in one email
     cards = []
     try:
         for article in articles:
             items = (
-                provider.related(article, before=issue_time, settings=settings) if provider else ()
+                provider.related(article, before=issue_time, settings=settings, exclude=in_issue)
+                if provider
+                else ()
             )
             cards.append(_card(article, items, settings.per_item))
         return cards

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -249,13 +249,16 @@ class RelatedEngine:
         *,
         before: datetime | None = None,
         settings: Related | None = None,
+        exclude: Collection[str] = (),
     ) -> list[RelatedItem]:
         """The related block of `article`: publisher-chosen items, then the best others.
 
         Only articles published strictly before `before` (default: the article's own
         time) are candidates. Publisher-chosen items are bounded by `before` only when it
         is given: publishers link newer follow-ups from older stories, but an issue can't
-        link to an article that did not exist at its issue time.
+        link to an article that did not exist at its issue time. Articles at the URLs in
+        `exclude` are never shown (a digest excludes its own items, so no story appears
+        twice in one email).
         """
         settings = settings or self.defaults
         min_items = settings.per_item if settings.min_items is None else settings.min_items
@@ -265,11 +268,12 @@ class RelatedEngine:
             self.load()
         moment = before or article.published
         query = self._query(article)
+        excluded = {canonical_url(url) for url in exclude} | {query.canonical_url}
         with self._lock:
-            chosen, chosen_numbers = self._chosen(article, before, query.canonical_url)
+            chosen, chosen_numbers = self._chosen(article, before, excluded)
             chosen = chosen[: settings.per_item]
             found = self._found(
-                query, moment, settings, chosen_numbers, {i.url for i in chosen},
+                query, moment, settings, chosen_numbers, excluded | {i.url for i in chosen},
                 settings.per_item - len(chosen),
             )  # fmt: skip
         items = chosen + found
@@ -289,11 +293,11 @@ class RelatedEngine:
         )
 
     def _chosen(
-        self, article: Article, before: datetime | None, own_url: str
+        self, article: Article, before: datetime | None, excluded: set[str]
     ) -> tuple[list[RelatedItem], list[int]]:
         items: list[RelatedItem] = []
         numbers: list[int] = []
-        seen = {own_url}
+        seen = set(excluded)
         for link in article.related:
             url = canonical_url(link.url)
             if not url or url in seen:
