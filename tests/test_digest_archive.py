@@ -13,6 +13,7 @@ from kabar.store import Store
 
 from .conftest import SEED_AS_OF, WriteConfig
 from .digest_support import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
+from .feeds_checks import atom_errors, read_feed
 
 
 def test_the_issue_page_shows_what_was_sent(write_config: WriteConfig, store: Store) -> None:
@@ -64,6 +65,18 @@ def test_the_index_lists_issues_newest_first_and_replaces_a_resent_key(
     assert "Arsip pembaca" in index.xpath("//h1")[0].text
     assert "berita" in index.xpath("//li/div")[0].text_content()
     assert len([p for p in written if p.endswith(".html")]) == 4  # 3 issues + index
+    # The "issues" feed lists the same issues, newest first, linking to their pages.
+    atom = written["archive/harian/issues.atom.xml"]
+    assert atom_errors(atom) == ""
+    for name, media_type in (
+        ("rss.xml", "application/rss+xml"),
+        ("atom.xml", "application/atom+xml"),
+    ):
+        feed = read_feed(written[f"archive/harian/issues.{name}"], media_type)
+        assert feed.bozo == 0
+        assert [e.link for e in feed.entries] == [entry.url for entry in entries]
+        assert [e.title for e in feed.entries] == [entry.subject for entry in entries]
+        assert feed.entries[0].link.startswith("https://kabar.example.id/feeds/archive/harian/")
 
 
 def test_archive_entries_round_trip(write_config: WriteConfig, store: Store) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from kabar.config import Config
+from kabar.feeds import feeds_base_url
 from kabar.render.email import (
     IssueView,
     RenderError,
@@ -26,6 +27,7 @@ from kabar.render.email import (
     environment,
     template_paths,
 )
+from kabar.render.feeds import SUFFIXES, FeedDocument, FeedItem, Format, render_formats
 
 if TYPE_CHECKING:
     from kabar.digest import PreparedIssue
@@ -53,11 +55,13 @@ def manifest_path(digest_id: str) -> str:
     return f"{ARCHIVE_DIR}/{digest_id}/{MANIFEST}"
 
 
+def issues_feed_path(digest_id: str, fmt: Format) -> str:
+    return f"{ARCHIVE_DIR}/{digest_id}/issues{SUFFIXES[fmt]}"
+
+
 def archive_url(config: Config, digest_id: str, issue_key: str) -> str:
-    """Where the issue's page is served: feed storage published under web.base_url (or
-    the site URL when there is none)."""
-    base = (config.web.base_url or config.site.url).rstrip("/")
-    return f"{base}/{archive_path(digest_id, issue_key)}"
+    """Where the issue's page is served: the archive lives in feed storage."""
+    return f"{feeds_base_url(config)}/{archive_path(digest_id, issue_key)}"
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,42 @@ def _template(
         raise RenderError(describe_template_error(exc)) from None
 
 
-# --- to wire: feed storage and the "issues" feed ----------------------------------------
+# --- the "issues" feed ----------------------------------------------------------------
+
+ISSUES_FEED_FORMATS: tuple[Format, ...] = ("rss", "atom")
+ISSUES_FEED_LIMIT = 50
+
+
+def issues_feed(config: Config, digest_id: str, entries: Sequence[ArchiveEntry]) -> FeedDocument:
+    """The digest's sent issues as a feed, newest first: one item per issue."""
+    digest = config.digest(digest_id)
+    base = feeds_base_url(config)
+    items = tuple(
+        FeedItem(
+            guid=entry.url,
+            atom_id=entry.url,
+            url=entry.url,
+            title=entry.subject,
+            published=entry.issue_time.replace(microsecond=0),
+            updated=entry.issue_time.replace(microsecond=0),
+            summary=entry.preheader,
+            language=digest.locale or config.site.language,
+        )
+        for entry in entries[:ISSUES_FEED_LIMIT]
+    )
+    return FeedDocument(
+        atom_id=f"{base}/{index_path(digest_id)}",
+        title=f"{config.site.title}: {config.mailing_list(digest.list_id).name or digest.id}",
+        description=config.site.description or config.site.title,
+        language=digest.locale or config.site.language,
+        home_url=f"{base}/{index_path(digest_id)}",
+        self_urls={
+            fmt: f"{base}/{issues_feed_path(digest_id, fmt)}" for fmt in ISSUES_FEED_FORMATS
+        },
+        items=items,
+        author=config.site.title,
+        hub_url=config.web.websub_hub,
+    )
 
 
 def publish_archive(
@@ -159,16 +198,15 @@ def publish_archive(
     read: Callable[[str], bytes | None],
     write: Callable[[str, bytes], object],
 ) -> list[ArchiveEntry]:
-    """Write a sent issue's archive pages through `read`/`write` (storage paths) and
-    return the digest's entries, newest first, for its "issues" feed.
-
-    TO WIRE when kabar.deliver.storage and kabar.render.feeds are merged: pass the
-    storage's read and write-when-changed functions, and render the returned entries as
-    the digest's "issues" RSS and Atom feeds (title = subject, link = url, summary =
-    preheader, id = issue_key, published = issue_time) with feeds.py.
-    """
+    """Write a sent issue's archive page, the digest's index and manifest, and its
+    "issues" RSS and Atom feeds through `read`/`write` (feed storage paths); return the
+    digest's entries, newest first."""
     history = read_manifest(read(manifest_path(issue.digest_id)))
     pages = archive_pages(config, issue, history)
+    entries = read_manifest(pages[manifest_path(issue.digest_id)])
+    feed = issues_feed(config, issue.digest_id, entries)
+    for fmt, data in render_formats(feed, ISSUES_FEED_FORMATS).items():
+        pages[issues_feed_path(issue.digest_id, fmt)] = data
     for path, data in pages.items():
         write(path, data)
-    return read_manifest(pages[manifest_path(issue.digest_id)])
+    return entries
