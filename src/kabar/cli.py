@@ -381,7 +381,7 @@ def subscribers_list(app: App, list_id: str | None, status: str | None, as_json:
             subscriber.list_id, subscriber.email, subscriber.name, subscriber.locale,
             subscriber.status,
         )  # fmt: skip
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 @subscribers.command("add")
@@ -590,7 +590,7 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     table = Table("issue", "state", *columns, "detail", box=None, pad_edge=False)
     for row in rows:
         table.add_row(row["issue"], row["state"], *(str(row[c]) for c in columns), row["detail"])
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 @cli.command()

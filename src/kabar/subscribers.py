@@ -221,13 +221,12 @@ class Subscribers:
     ) -> None:
         keys = [_key(row.email) for row in batch]
         with self.engine.begin() as connection:
-            stored: dict[str, str] = dict(
-                connection.execute(
-                    select(subscribers.c.email_key, subscribers.c.status).where(
-                        subscribers.c.list_id == list_id, subscribers.c.email_key.in_(keys)
-                    )
-                ).tuples()
+            rows = connection.execute(
+                select(subscribers.c.email_key, subscribers.c.status).where(
+                    subscribers.c.list_id == list_id, subscribers.c.email_key.in_(keys)
+                )
             )
+            stored = {key: status for key, status in rows}
             fresh = []
             for row in batch:
                 if _key(row.email) in stored:
@@ -298,7 +297,7 @@ class Subscribers:
             .group_by(subscribers.c.status)
         )
         with self.engine.connect() as connection:
-            found: dict[str, int] = dict(connection.execute(query).tuples())
+            found = {status: count for status, count in connection.execute(query)}
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     # --- changing ------------------------------------------------------------------------
@@ -384,11 +383,13 @@ def link_secret(config: Config, engine: Engine) -> bytes:
         stored = connection.execute(
             select(settings.c.value).where(settings.c.key == _GENERATED_SECRET)
         ).scalar()
+        generated = stored is None
         if stored is None:
             stored = secrets.token_urlsafe(32)
             connection.execute(insert(settings).values(key=_GENERATED_SECRET, value=stored))
-    log.warning(
-        "%s is not set: signing links with a secret generated for this database "
+    log.log(
+        logging.WARNING if generated else logging.INFO,
+        "%s is not set: links are signed with a secret generated for this database "
         "(fine for the outbox; set %s before sending real mail)",
         config.web.secret_env,
         config.web.secret_env,

@@ -26,7 +26,7 @@ from kabar.deliver.send import (
     utcnow,
 )
 from kabar.deliver.transport import Transport
-from kabar.digest import prepare_issue
+from kabar.digest import PreparedIssue, load_prepared, prepare_issue
 from kabar.ledger import Issue, Ledger
 from kabar.model import Recipient
 from kabar.schedule import issue_key, latest_fire, period_of, trigger_for, zone_of
@@ -76,9 +76,11 @@ def plan_issue(
         moment = found
     period = period_of(digest.schedule, zone, moment)
     key = issue_key(digest, period)
+    existing = ledger.issue(key)
+    if existing is not None:  # the period's issue: resume it as it was cut
+        return Plan(digest, key, existing.period, existing.issue_time)
     schedule = digest.schedule
-    late = isinstance(schedule, CronSchedule) and now - moment > schedule.max_lateness
-    if late and not at_once and ledger.issue(key) is None:
+    if not at_once and isinstance(schedule, CronSchedule) and now - moment > schedule.max_lateness:
         raise NothingDue(
             f"the last run of {digest.id} ({moment.astimezone(zone):%Y-%m-%d %H:%M %Z}) is past "
             "max_lateness, so none is due; --now sends the current issue"
@@ -239,8 +241,6 @@ class IssueRunner:
         )
 
     def _materialise(self, issue: Issue) -> None:
-        from kabar.digest import load_prepared
-
         assert issue.prepared is not None
         prepared = load_prepared(self.config, issue.prepared)
         self.ledger.materialise(
@@ -286,11 +286,14 @@ class IssueRunner:
 
 def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
     """What `kabar send --dry-run` shows: the issue as it would be, nothing written."""
-    ledger = Ledger(store.engine)
-    existing = ledger.issue(plan.key)
-    prepared = prepare_issue(
-        config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time
-    )
+    existing = Ledger(store.engine).issue(plan.key)
+    prepared: PreparedIssue | None
+    if existing is not None and existing.prepared is not None:
+        prepared = load_prepared(config, existing.prepared)
+    else:
+        prepared = prepare_issue(
+            config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time
+        )
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {
         "issue": plan.key,
