@@ -71,17 +71,17 @@ class SmtpLane(Lane):
             if reply.kind != "bounce" and reply.kind != "failed":
                 await self._drop()
             return reply
-        except ssl.SSLError as exc:
-            await self._drop()
-            return Reply(0, f"TLS failed: {exc}", "connect")
         except aiosmtplib.SMTPNotSupported as exc:
             await self._drop()
-            return Reply(530, f"5.7.0 {exc}", "connect")  # e.g. STARTTLS required, not offered
+            return Reply(0, str(exc), "tls")  # STARTTLS required, not offered
         except TimeoutError:
             await self._drop()
             return Reply(0, f"no reply within {self.timeout:g}s", stage)
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
+            tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if isinstance(tls_error, ssl.SSLError):
+                return Reply(0, f"TLS failed: {tls_error}", "tls")
             return Reply(0, f"connection lost: {exc}", stage)
         self.sent_on_connection += 1
         return Reply(250, "2.0.0 accepted")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["sent", "retry", "bounce", "sender", "failed"]
-Stage = Literal["connect", "auth", "mail", "rcpt", "data"]
+Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
 
@@ -47,6 +47,8 @@ class Reply:
     def kind(self) -> Kind:
         if 200 <= self.code < 300:
             return "sent"
+        if self.stage == "tls":
+            return "sender"  # an untrusted certificate or no STARTTLS: fix the config
         if self.code == 0 or 400 <= self.code < 500:
             return "retry"  # timeouts, disconnects and 4xx are transient
         enhanced = self.enhanced or ""
