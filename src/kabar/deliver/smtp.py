@@ -71,17 +71,13 @@ class SmtpLane(Lane):
             if reply.kind != "bounce" and reply.kind != "failed":
                 await self._drop()
             return reply
-        except aiosmtplib.SMTPNotSupported as exc:
-            await self._drop()
-            return Reply(0, str(exc), "tls")  # STARTTLS required, not offered
         except TimeoutError:
             await self._drop()
             return Reply(0, f"no reply within {self.timeout:g}s", stage)
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
-            tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
-            if isinstance(tls_error, ssl.SSLError):
-                return Reply(0, f"TLS failed: {tls_error}", "tls")
+            if _tls_failure(exc):
+                return Reply(0, f"TLS failed: {exc.__cause__ or exc}", "tls")
             return Reply(0, f"connection lost: {exc}", stage)
         self.sent_on_connection += 1
         return Reply(250, "2.0.0 accepted")
@@ -122,6 +118,15 @@ class SmtpLane(Lane):
 
     async def close(self) -> None:
         await self._quit()
+
+
+def _tls_failure(exc: Exception) -> bool:
+    """An untrusted certificate, or STARTTLS required and not offered: a config problem."""
+    if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError):
+        return True
+    return isinstance(exc, aiosmtplib.SMTPNotSupported) or (
+        type(exc) is aiosmtplib.SMTPException and "STARTTLS" in str(exc)
+    )
 
 
 def _stage_of(exc: aiosmtplib.SMTPResponseException, stage: Stage) -> Stage:
