@@ -127,8 +127,9 @@ def new_token() -> str:
 def insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; True when the row was inserted."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(values).on_conflict_do_nothing()
-    return bool(connection.execute(statement).rowcount)
+    key = next(iter(table.primary_key.columns))
+    statement = dialect.insert(table).values(values).on_conflict_do_nothing().returning(key)
+    return connection.execute(statement).first() is not None
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
@@ -303,7 +304,7 @@ class Ledger:
                 .join(subscribers, s.id == d.subscriber_id)
                 .where(d.claim == token)
                 .order_by(d.id)
-            ).tuples()
+            )
             return [
                 Claimed(row[0], token, row[1], row[2], row[3], row[4], row[5], row[6], row[7])
                 for row in rows
@@ -423,7 +424,7 @@ class Ledger:
         )
         by_key: dict[str, dict[str, int]] = {key: {} for key in keys}
         with self.engine.connect() as connection:
-            for key, state, count in connection.execute(query).tuples():
+            for key, state, count in connection.execute(query):
                 by_key[key][state] = int(count)
         return {key: _counts(states) for key, states in by_key.items()}
 
