@@ -37,9 +37,13 @@ def test_one_issue_per_key(store: Store) -> None:
     ledger = Ledger(store.engine)
     made = [
         ledger.create_issue(
-            KEY, digest_id="harian", list_id="pembaca", period="2026-11-27",
-            issue_time=NOW + timedelta(hours=n), now=NOW,
-        )  # fmt: skip
+            KEY,
+            digest_id="harian",
+            list_id="pembaca",
+            period="2026-11-27",
+            issue_time=NOW + timedelta(hours=n),
+            now=NOW,
+        )
         for n in range(3)
     ]
     assert made == [True, False, False]
@@ -84,7 +88,9 @@ def test_claims_hold_until_their_lease_runs_out(store: Store) -> None:
     assert len(taken_over) == 10
     assert {c.message_id for c in taken_over} == {c.message_id for c in first + second}
     # a's result comes too late: c holds those rows now, so it is not written
-    assert ledger.record([Outcome(first[0].delivery_id, first[0].claim, "sent", 250)], now=later) == 0
+    assert (
+        ledger.record([Outcome(first[0].delivery_id, first[0].claim, "sent", 250)], now=later) == 0
+    )
     assert ledger.counts([KEY])[KEY].sent == 0
 
 
@@ -118,7 +124,14 @@ def test_results_record_every_reply_code_and_bounces(store: Store) -> None:
     ledger.record(
         [
             Outcome(a.delivery_id, a.claim, "retry_wait", 451, "4.3.0 later", NOW),
-            Outcome(b.delivery_id, b.claim, "bounced", 550, "5.1.1 unknown", subscriber_id=b.subscriber_id),
+            Outcome(
+                b.delivery_id,
+                b.claim,
+                "bounced",
+                550,
+                "5.1.1 unknown",
+                subscriber_id=b.subscriber_id,
+            ),
             Outcome(c.delivery_id, c.claim, "sent", 250, "2.0.0 ok"),
         ],
         now=NOW,

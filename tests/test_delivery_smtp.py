@@ -85,7 +85,9 @@ def test_starttls_and_auth_over_reused_connections_with_one_tls_context(
         transport = SmtpTransport(config)
         replies = send_all(transport, [f"r{n}@example.com" for n in range(6)])
     assert [reply.kind for reply in replies] == ["sent"] * 6
-    assert sorted(item.recipient for item in sink.received) == [f"r{n}@example.com" for n in range(6)]
+    assert sorted(item.recipient for item in sink.received) == [
+        f"r{n}@example.com" for n in range(6)
+    ]
     assert sink.logins == ["kabar", "kabar"]  # two connections, each reused
     assert sink.connections == 2
     contexts = {id(lane.context) for lane in transport._lanes if isinstance(lane, SmtpLane)}
