@@ -45,7 +45,9 @@ TEXT = {
         "unsubscribed": "{email} tidak akan lagi menerima {list}.",
         "not_subscribed": "{email} tidak berlangganan {list}.",
         "subscribe_title": "Berlangganan",
-        "check_inbox": "Jika {email} belum terdaftar, kami mengirim tautan konfirmasi ke alamat itu.",
+        "check_inbox": (
+            "Jika {email} belum terdaftar, kami mengirim tautan konfirmasi ke alamat itu."
+        ),
         "bad_address": "Alamat email tidak valid: {reason}",
         "unknown_list": "Daftar tidak dikenal.",
         "send_failed": "Email konfirmasi belum terkirim. Silakan coba lagi nanti.",
@@ -156,6 +158,14 @@ def _button(label: str, field: tuple[str, str]) -> str:
     )
 
 
+def _notice(
+    service: _Service, language: str, title: str, sentence: str, *, status: int = 200, **values: str
+) -> Response:
+    """A page that says one sentence from TEXT."""
+    text = TEXT[language]
+    return _page(service, language, text[title], f"<p>{_say(text[sentence], **values)}</p>", status)
+
+
 def _invalid(service: _Service) -> Response:
     language = service.config.site.language
     return _page(service, language, TEXT[language]["invalid"], "", status=404)
@@ -178,8 +188,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         }
         if request.method == "GET":
             if subscriber.status not in ("active", "pending"):
-                return _page(service, language, text["unsubscribe_title"],
-                             f"<p>{_say(text['not_subscribed'], **names)}</p>")  # fmt: skip
+                return _notice(service, language, "unsubscribe_title", "not_subscribed", **names)
             body = f"<p>{_say(text['unsubscribe_ask'], **names)}</p>"
             body += _button(text["unsubscribe_button"], ONE_CLICK)
             return _page(service, language, text["unsubscribe_title"], body)
@@ -190,8 +199,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             subscriber.id, "unsubscribed", expected=["active", "pending"]
         ):
             log.info("list %s: %s unsubscribed", subscriber.list_id, subscriber.id)
-        return _page(service, language, text["unsubscribe_title"],
-                     f"<p>{_say(text['unsubscribed'], **names)}</p>")  # fmt: skip
+        return _notice(service, language, "unsubscribe_title", "unsubscribed", **names)
 
     return handle
 
@@ -209,32 +217,33 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         locale = str(form.get("locale") or "")
         if locale in TEXT:
             language = locale
-        text = TEXT[language]
         if mailing_list is None:
-            return _page(service, language, text["subscribe_title"],
-                         f"<p>{_say(text['unknown_list'])}</p>", status=400)  # fmt: skip
+            return _notice(service, language, "subscribe_title", "unknown_list", status=400)
         name = " ".join(str(form.get("name") or "").split())[:200]
         email = str(form.get("email") or "")
         try:
             subscriber, made = service.subscribers.add(
-                list_id, email, name=name, locale=locale if locale in TEXT else "",
-                status="pending" if mailing_list.double_opt_in else "active", origin="web",
-            )  # fmt: skip
+                list_id,
+                email,
+                name=name,
+                locale=locale if locale in TEXT else "",
+                status="pending" if mailing_list.double_opt_in else "active",
+                origin="web",
+            )
         except InvalidAddress as exc:
-            return _page(service, language, text["subscribe_title"],
-                         f"<p>{_say(text['bad_address'], reason=str(exc))}</p>", status=400)  # fmt: skip
+            return _notice(
+                service, language, "subscribe_title", "bad_address", status=400, reason=str(exc)
+            )
         if not made and subscriber.status == "unsubscribed" and mailing_list.double_opt_in:
             service.subscribers.set_status(subscriber.id, "pending", expected=["unsubscribed"])
             subscriber = service.subscribers.get(subscriber.id) or subscriber
         elif not made and subscriber.status == "unsubscribed":
             service.subscribers.set_status(subscriber.id, "active", expected=["unsubscribed"])
-        if subscriber.status == "pending" and mailing_list.double_opt_in:
-            if not await _send_confirmation(service, mailing_list, subscriber, language):
-                return _page(service, language, text["subscribe_title"],
-                             f"<p>{_say(text['send_failed'])}</p>", status=503)  # fmt: skip
+        confirming = subscriber.status == "pending" and mailing_list.double_opt_in
+        if confirming and not await _send_confirmation(service, mailing_list, subscriber, language):
+            return _notice(service, language, "subscribe_title", "send_failed", status=503)
         # The same answer whether or not the address was already there.
-        return _page(service, language, text["subscribe_title"],
-                     f"<p>{_say(text['check_inbox'], email=subscriber.email)}</p>")  # fmt: skip
+        return _notice(service, language, "subscribe_title", "check_inbox", email=subscriber.email)
 
     return handle
 
@@ -299,8 +308,7 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             subscriber = service.subscribers.get(subscriber.id) or subscriber
         if subscriber.status != "active":  # left or bounced since: the link is spent
             return _invalid(service)
-        return _page(service, language, text["confirm_title"],
-                     f"<p>{_say(text['confirmed'], **names)}</p>")  # fmt: skip
+        return _notice(service, language, "confirm_title", "confirmed", **names)
 
     return handle
 
