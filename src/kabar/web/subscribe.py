@@ -159,11 +159,18 @@ def _button(label: str, field: tuple[str, str]) -> str:
 
 
 def _notice(
-    service: _Service, language: str, title: str, sentence: str, *, status: int = 200, **values: str
+    service: _Service,
+    language: str,
+    title: str,
+    sentence: str,
+    values: dict[str, str] | None = None,
+    *,
+    status: int = 200,
 ) -> Response:
     """A page that says one sentence from TEXT."""
     text = TEXT[language]
-    return _page(service, language, text[title], f"<p>{_say(text[sentence], **values)}</p>", status)
+    body = f"<p>{_say(text[sentence], **(values or {}))}</p>"
+    return _page(service, language, text[title], body, status)
 
 
 def _invalid(service: _Service) -> Response:
@@ -188,8 +195,8 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         }
         if request.method == "GET":
             if subscriber.status not in ("active", "pending"):
-                return _notice(service, language, "unsubscribe_title", "not_subscribed", **names)
-            body = f"<p>{_say(text['unsubscribe_ask'], **names)}</p>"
+                return _notice(service, language, "unsubscribe_title", "not_subscribed", names)
+            body = f"<p>{_say(text['unsubscribe_ask'], names)}</p>"
             body += _button(text["unsubscribe_button"], ONE_CLICK)
             return _page(service, language, text["unsubscribe_title"], body)
         form = await request.form()
@@ -199,7 +206,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             subscriber.id, "unsubscribed", expected=["active", "pending"]
         ):
             log.info("list %s: %s unsubscribed", subscriber.list_id, subscriber.id)
-        return _notice(service, language, "unsubscribe_title", "unsubscribed", **names)
+        return _notice(service, language, "unsubscribe_title", "unsubscribed", names)
 
     return handle
 
@@ -232,7 +239,12 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             )
         except InvalidAddress as exc:
             return _notice(
-                service, language, "subscribe_title", "bad_address", status=400, reason=str(exc)
+                service,
+                language,
+                "subscribe_title",
+                "bad_address",
+                {"reason": str(exc)},
+                status=400,
             )
         if not made and subscriber.status == "unsubscribed" and mailing_list.double_opt_in:
             service.subscribers.set_status(subscriber.id, "pending", expected=["unsubscribed"])
@@ -243,7 +255,9 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         if confirming and not await _send_confirmation(service, mailing_list, subscriber, language):
             return _notice(service, language, "subscribe_title", "send_failed", status=503)
         # The same answer whether or not the address was already there.
-        return _notice(service, language, "subscribe_title", "check_inbox", email=subscriber.email)
+        return _notice(
+            service, language, "subscribe_title", "check_inbox", {"email": subscriber.email}
+        )
 
     return handle
 
@@ -298,7 +312,7 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             "list": (mailing_list.name if mailing_list else "") or subscriber.list_id,
         }
         if request.method == "GET" and subscriber.status == "pending":
-            body = f"<p>{_say(text['confirm_ask'], **names)}</p>"
+            body = f"<p>{_say(text['confirm_ask'], names)}</p>"
             body += _button(text["confirm_button"], ("confirm", "yes"))
             return _page(service, language, text["confirm_title"], body)
         if request.method == "POST" and service.subscribers.set_status(
@@ -308,7 +322,7 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             subscriber = service.subscribers.get(subscriber.id) or subscriber
         if subscriber.status != "active":  # left or bounced since: the link is spent
             return _invalid(service)
-        return _notice(service, language, "confirm_title", "confirmed", **names)
+        return _notice(service, language, "confirm_title", "confirmed", names)
 
     return handle
 
