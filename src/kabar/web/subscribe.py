@@ -196,7 +196,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         if request.method == "GET":
             if subscriber.status not in ("active", "pending"):
                 return _notice(service, language, "unsubscribe_title", "not_subscribed", names)
-            body = f"<p>{_say(text['unsubscribe_ask'], names)}</p>"
+            body = f"<p>{_say(text['unsubscribe_ask'], **names)}</p>"
             body += _button(text["unsubscribe_button"], ONE_CLICK)
             return _page(service, language, text["unsubscribe_title"], body)
         form = await request.form()
@@ -312,7 +312,7 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             "list": (mailing_list.name if mailing_list else "") or subscriber.list_id,
         }
         if request.method == "GET" and subscriber.status == "pending":
-            body = f"<p>{_say(text['confirm_ask'], names)}</p>"
+            body = f"<p>{_say(text['confirm_ask'], **names)}</p>"
             body += _button(text["confirm_button"], ("confirm", "yes"))
             return _page(service, language, text["confirm_title"], body)
         if request.method == "POST" and service.subscribers.set_status(
