@@ -40,6 +40,7 @@ Schedule = CronSchedule | IntervalSchedule
 Clock = Callable[[], datetime]
 
 ON_TIME = timedelta(minutes=5)  # catch_up: skip still makes a run this late
+_EARLY = timedelta(seconds=1)  # event loop timers may wake a job a hair before its time
 _MAX_RUNS = 1000  # fire times listed per tick: a long outage of a 1-minute job is not a list
 _ANCHOR = datetime(2000, 1, 3)  # a Monday: intervals count from local midnight of it
 LEASE_NAME = "scheduler"
@@ -222,12 +223,13 @@ class Scheduler:
 
     async def tick(self, job: Job) -> TickReport:
         now = self.clock()
+        horizon = now + _EARLY
         last = self.last_fired(job.id)
         if last is None:  # first run: nothing before now was kabar's to do, but the latest
-            latest = latest_fire(job.trigger, now)
+            latest = latest_fire(job.trigger, horizon)
             due = [latest] if latest else []
         else:
-            due = fire_times(job.trigger, last, now)
+            due = fire_times(job.trigger, last, horizon)
         decision = decide(job.schedule, due, now)
         report = TickReport(job.id, decision.run, [], decision.late, decision.superseded)
         for moment in decision.superseded:
