@@ -111,7 +111,7 @@ def test_the_dst_fall_back_double_fire_makes_one_issue(
     ]
     clock = Clock(at("2025-10-26T00:30:00+00:00"))
     with Store.open(config.database_url) as store:
-        scheduler, jobs = scheduler_for(config, store, clock)
+        scheduler, _jobs = scheduler_for(config, store, clock)
         first = tick_digest(scheduler)
         clock.now = at("2025-10-26T01:30:00+00:00")
         second = tick_digest(scheduler)
