@@ -620,7 +620,10 @@ def init(directory: Path, force: bool) -> None:
     """Scaffold a new kabar project in DIRECTORY: config, templates and a sample page."""
     from kabar.resources import bundled
 
-    plan = [(bundled("config/kabar.yaml"), directory / "config" / "kabar.yaml")]
+    plan = [
+        (bundled(f"config/{name}"), directory / "config" / name)
+        for name in ("kabar.yaml", "pembaca.csv")
+    ]
     for folder in ("templates", "seeds"):
         files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
         plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]

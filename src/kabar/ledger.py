@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kabar.store.tables import deliveries, issues, leases, subscribers
+from kabar.store.tables import UTCDateTime, deliveries, issues, leases, subscribers
 
 IssueState = Literal[
     "planned", "rendered", "materialised", "sending", "sent", "partial", "failed", "paused",
@@ -132,13 +132,60 @@ def insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) 
     return connection.execute(statement).first() is not None
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: Any) -> ColumnElement[bool]:
     d = deliveries.c
     return or_(
         d.state == "pending",
         and_(d.state == "retry_wait", d.next_attempt <= now),
         and_(d.state == "claimed", d.lease_until < now),
     )
+
+
+# The statements of the sending loop, built once: building one costs more than running it.
+def _claim_statements() -> tuple[Any, Any]:
+    d, s = deliveries.c, subscribers.c
+    now = bindparam("c_now", type_=UTCDateTime)
+    candidates = (
+        select(d.id)
+        .where(d.issue_key == bindparam("c_key"), d.chunk == bindparam("c_chunk"), _claimable(now))
+        .limit(bindparam("c_limit"))
+        .with_for_update(skip_locked=True)  # PostgreSQL: never wait on another claimer
+    )
+    take = (
+        update(deliveries)
+        .where(d.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(
+            state="claimed",
+            claim=bindparam("c_token"),
+            owner=bindparam("c_owner"),
+            lease_until=bindparam("c_lease_until", type_=UTCDateTime),
+        )
+    )
+    read = (
+        select(d.id, d.subscriber_id, s.email, s.name, s.locale, s.status, d.message_id, d.attempts)
+        .join(subscribers, s.id == d.subscriber_id)
+        .where(d.claim == bindparam("c_token"))
+    )
+    return take, read
+
+
+_CLAIM, _CLAIMED = _claim_statements()
+_RECORD = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("d_id"), deliveries.c.claim == bindparam("d_claim"))
+    .values(
+        state=bindparam("d_state"),
+        attempts=deliveries.c.attempts + bindparam("d_attempt"),
+        code=func.coalesce(bindparam("d_code"), deliveries.c.code),
+        reply=func.coalesce(bindparam("d_reply"), deliveries.c.reply),
+        codes=func.trim(deliveries.c.codes + " " + bindparam("d_code_text")),
+        next_attempt=bindparam("d_next", type_=UTCDateTime),
+        sent=bindparam("d_sent", type_=UTCDateTime),
+        claim=None,
+        owner=None,
+        lease_until=None,
+    )
+)
 
 
 class Ledger:
@@ -281,30 +328,15 @@ class Ledger:
         now: datetime,
     ) -> list[Claimed]:
         """Claim up to `limit` due deliveries of one chunk, committed before any send."""
-        d, s = deliveries.c, subscribers.c
         token = new_token()
-        candidates = (
-            select(d.id)
-            .where(d.issue_key == key, d.chunk == chunk, _claimable(now))
-            .order_by(d.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        values = {
+            "c_key": key, "c_chunk": chunk, "c_limit": limit, "c_now": now, "c_token": token,
+            "c_owner": owner, "c_lease_until": now + lease,
+        }  # fmt: skip
         with self.engine.begin() as connection:
-            taken = connection.execute(
-                update(deliveries)
-                .where(d.id.in_(candidates.scalar_subquery()), _claimable(now))
-                .values(state="claimed", claim=token, owner=owner, lease_until=now + lease)
-            ).rowcount
-            if not taken:
+            if not connection.execute(_CLAIM, values).rowcount:
                 return []
-            columns = (d.id, d.subscriber_id, s.email, s.name, s.locale, s.status)
-            rows = connection.execute(
-                select(*columns, d.message_id, d.attempts)
-                .join(subscribers, s.id == d.subscriber_id)
-                .where(d.claim == token)
-                .order_by(d.id)
-            )
+            rows = connection.execute(_CLAIMED, {"c_token": token})
             return [
                 Claimed(row[0], token, row[1], row[2], row[3], row[4], row[5], row[6], row[7])
                 for row in rows
@@ -341,27 +373,10 @@ class Ledger:
         marked in the same transaction. Returns how many rows were written."""
         if not outcomes:
             return 0
-        d = deliveries.c
-        statement = (
-            update(deliveries)
-            .where(d.id == bindparam("d_id"), d.claim == bindparam("d_claim"))
-            .values(
-                state=bindparam("d_state"),
-                attempts=d.attempts + bindparam("d_attempt"),
-                code=func.coalesce(bindparam("d_code"), d.code),
-                reply=func.coalesce(bindparam("d_reply"), d.reply),
-                codes=func.trim(d.codes + " " + bindparam("d_code_text")),
-                next_attempt=bindparam("d_next"),
-                sent=bindparam("d_sent"),
-                claim=None,
-                owner=None,
-                lease_until=None,
-            )
-        )
         rows = [_outcome_row(outcome, now) for outcome in outcomes]
         bounced = [o.subscriber_id for o in outcomes if o.state == "bounced" and o.subscriber_id]
         with self.engine.begin() as connection:
-            written = int(connection.execute(statement, rows).rowcount)
+            written = int(connection.execute(_RECORD, rows).rowcount)
             if bounced:
                 connection.execute(
                     update(subscribers)

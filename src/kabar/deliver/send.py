@@ -213,7 +213,7 @@ class Sender:
                     issue_key,
                     chunk,
                     owner=self.owner,
-                    limit=max(8, lanes * 4),
+                    limit=lanes * 16,
                     lease=self.lease,
                     now=self.clock(),
                 )
@@ -242,34 +242,53 @@ class Sender:
         queue: asyncio.Queue[Claimed | None],
         untried: list[Claimed],
     ) -> None:
-        while (claimed := await queue.get()) is not None:
-            if self.stopping or prepared.issue_key in self.paused:
-                untried.append(claimed)
-                continue
-            async with self.transport.lane() as lane:
-                outcome = await self._attempt(lane, prepared, envelope_from, claimed)
-                await self._recorder.record(outcome)  # the connection waits for the commit
-            self._resolve([claimed])
-            if self.progress is not None:
-                self.progress(prepared.issue_key, outcome)
+        """One connection's loop. While the last result commits, the next message is
+        built; it goes out only once that commit is done, so at most one message per
+        connection is ever sent and unrecorded."""
+        commit: asyncio.Task[None] | None = None
+        async with self.transport.lane() as lane:
+            while (claimed := await queue.get()) is not None:
+                if self._halted(prepared.issue_key):
+                    untried.append(claimed)
+                    continue
+                work = await self._build(prepared, claimed)
+                if commit is not None:
+                    await commit
+                if self._halted(prepared.issue_key) and not isinstance(work, Outcome):
+                    untried.append(claimed)
+                    continue
+                if isinstance(work, Outcome):
+                    outcome = work
+                else:
+                    envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
+                    reply = await self.transport.send(lane, envelope, work)
+                    outcome = await self._judge(prepared.issue_key, claimed, reply)
+                commit = asyncio.create_task(self._commit(prepared.issue_key, claimed, outcome))
+            if commit is not None:
+                await commit
 
-    async def _attempt(
-        self, lane: object, prepared: PreparedIssue, envelope_from: str, claimed: Claimed
-    ) -> Outcome:
+    def _halted(self, issue_key: str) -> bool:
+        return self.stopping or issue_key in self.paused
+
+    async def _build(self, prepared: PreparedIssue, claimed: Claimed) -> bytes | Outcome:
+        """The subscriber's message, or the outcome when there is nothing to send."""
         if claimed.status != "active":  # left after the audience was taken
             return self._outcome(claimed, "skipped", None, f"subscriber is {claimed.status}")
         recipient = self.links.recipient(
             claimed.subscriber_id, claimed.email, claimed.name, claimed.locale
         )
         try:
-            message = prepared.message_for(recipient)
+            return prepared.message_for(recipient)
         except Exception as exc:
             log.exception("%s: cannot build the message", prepared.issue_key)
             await self._pause(prepared.issue_key, f"cannot build the message: {exc}")
             return self._outcome(claimed, "pending", None, "", counts_attempt=False)
-        envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
-        reply = await self.transport.send(lane, envelope, message)  # type: ignore[arg-type]
-        return await self._judge(prepared.issue_key, claimed, reply)
+
+    async def _commit(self, issue_key: str, claimed: Claimed, outcome: Outcome) -> None:
+        await self._recorder.record(outcome)
+        self._resolve([claimed])
+        if self.progress is not None:
+            self.progress(issue_key, outcome)
 
     async def _judge(self, issue_key: str, claimed: Claimed, reply: Reply) -> Outcome:
         kind = reply.kind

@@ -51,10 +51,11 @@ class _Display:
     bar: Any = None
     tallies: dict[str, Tally] = field(default_factory=dict)
     tasks: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
+    started: dict[str, float] = field(default_factory=dict)  # first result, per issue
     last_line: float = field(default_factory=time.monotonic)
 
     def __call__(self, key: str, outcome: Outcome) -> None:
+        self.started.setdefault(key, time.monotonic())
         tally = self.tallies.setdefault(key, Tally())
         tally.add(outcome.state)
         now = time.monotonic()
@@ -74,7 +75,7 @@ class _Display:
 
     def log_line(self, key: str) -> None:
         tally = self.tallies.get(key, Tally())
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        elapsed = max(time.monotonic() - self.started.get(key, time.monotonic()), 1e-3)
         log.info(
             "issue=%s sent=%d deferred=%d failed=%d bounced=%d skipped=%d rate=%.0f/s",
             key, tally.sent, tally.deferred, tally.failed, tally.bounced, tally.skipped,
