@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SEED = next((ROOT / "seeds").glob("*.txt"))
 AS_OF = datetime.fromisoformat("2024-05-01T12:00:00+07:00")
-SECRET = "bench-link-secret"
+SECRET = "bench-link-secret"  # noqa: S105 - a throwaway key for a throwaway database
 
 
 # --- the sink, in its own process ------------------------------------------------------------
