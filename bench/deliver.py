@@ -152,8 +152,9 @@ def run_kabar(config_path: Path) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def prepared_bytes(config_path: Path) -> bytes:
-    """One subscriber's message of the issue kabar just sent, as the baseline's payload."""
+def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
+    """One subscriber's message of the issue kabar just sent (the baseline's payload), and
+    what building one message costs (the digest stage's share of kabar's time)."""
     from kabar import config as config_module
     from kabar.digest import load_prepared
     from kabar.ledger import Ledger
@@ -165,10 +166,16 @@ def prepared_bytes(config_path: Path) -> bytes:
         [issue] = Ledger(store.engine).issues()
         assert issue.prepared is not None
         prepared = load_prepared(config, issue.prepared)
-        recipient = Links(config, SECRET.encode()).recipient(
-            "0123456789abcdef", "pembaca0@example.com", "Pembaca 0", "id"
-        )
-        return prepared.message_for(recipient)
+        links = Links(config, SECRET.encode())
+        recipients = [
+            links.recipient(f"{n:016x}", f"pembaca{n}@example.com", f"Pembaca {n}", "id")
+            for n in range(1000)
+        ]
+        started = time.perf_counter()
+        for recipient in recipients:
+            prepared.message_for(recipient)
+        build_seconds = (time.perf_counter() - started) / len(recipients)
+        return prepared.message_for(recipients[0]), build_seconds
 
 
 async def raw_loop(port: int, message: bytes, count: int, connections: int) -> float:
@@ -209,7 +216,7 @@ def main() -> None:
         kabar_seconds, peak_kib = run_kabar(config_path)
         delivered = sink.count()
         assert delivered == args.subscribers, f"the sink got {delivered} of {args.subscribers}"
-        message = prepared_bytes(config_path)
+        message, build_seconds = prepared_bytes(config_path)
         raw_seconds = asyncio.run(raw_loop(sink.port, message, args.subscribers, args.connections))
         assert sink.count() == 2 * args.subscribers
     finally:
@@ -223,6 +230,10 @@ def main() -> None:
     print(f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s)")
     print(f"ratio: {kabar_rate / raw_rate:.2f} (goal >= 0.8)")
     print(f"kabar peak RSS: {peak_kib / 1024:.0f} MB (goal <= 400 MB)")
+    print(
+        f"of kabar's time per message ({1000 / kabar_rate:.2f} ms), building the message "
+        f"(PreparedIssue.message_for) takes {build_seconds * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 ledger, sends them over the transport's lanes, and records each result.
 
 The order that makes a crash lose nothing: the claim is committed before the message goes
-out, the result after the server's reply. A lane holds its connection until its result is
-committed, so at most one message per connection is ever sent-but-unrecorded: that bounds
-the duplicates a crash can cause. Results from all lanes are committed together (group
-commit), so the database costs one transaction per round of sends, not one per message.
+out, the result after the server's reply. A lane sends its next message only once its last
+result is committed, so at most one message per connection is ever sent-but-unrecorded:
+that bounds the duplicates a crash can cause. Results from all lanes are committed together
+(group commit), so the database costs one transaction per round of sends, not one per
+message, and the next message is built while the last result commits.
 
 `deliver_chunk` is the unit of work: in-process a `LocalDispatcher` runs chunks one after
 another; a distributed dispatcher runs the same coroutine in worker processes.
