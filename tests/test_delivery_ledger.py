@@ -213,3 +213,13 @@ def test_one_holder_per_named_lease(store: Store, holder_lives: bool) -> None:
     assert holder is not None and holder[0] == ("a" if holder_lives else "b")
     ledger.release_lease("scheduler", holder[0])
     assert ledger.acquire_lease("scheduler", "c", ttl=ttl, now=later)
+
+
+def test_the_migration_creates_the_tables_as_defined(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from kabar.store.tables import metadata
+
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
