@@ -340,10 +340,10 @@ class Delivery(Strict):
     feedback_id: str | None = None
     chunk_size: int = Field(default=500, ge=1)
     # A claimed delivery is retried by another sender once its lease runs out.
-    lease: Duration = timedelta(seconds=60)
+    lease: Duration = Field(default=timedelta(seconds=60), gt=timedelta(0))
     # The first retry waits this long, each next one twice as long (with jitter).
-    retry_backoff: Duration = timedelta(minutes=1)
-    retry_backoff_max: Duration = timedelta(hours=1)
+    retry_backoff: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    retry_backoff_max: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
 
 
 class Web(Strict):

@@ -177,7 +177,8 @@ class IssueRunner:
         if chunks:
             for chunk in chunks:
                 await self.dispatcher.submit(key, chunk)
-            await self.dispatcher.join()
+            if not await self.dispatcher.join():
+                await self._sleep(_POLL)  # workers elsewhere have it: look again later
             return not self.sender.stopping
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:

@@ -72,8 +72,9 @@ class Dispatcher(Protocol):
 
     async def submit(self, issue_key: str, chunk: int) -> None: ...
 
-    async def join(self) -> None:
-        """Wait for what was submitted here; a remote dispatcher returns at once."""
+    async def join(self) -> bool:
+        """Wait for the submitted chunks to run here (True), or return False at once when
+        workers elsewhere run them (the caller looks at the ledger again later)."""
 
 
 class LocalDispatcher:
@@ -88,7 +89,7 @@ class LocalDispatcher:
     async def submit(self, issue_key: str, chunk: int) -> None:
         self._queue.append((issue_key, chunk))
 
-    async def join(self) -> None:
+    async def join(self) -> bool:
         async with self._lock:
             first = True
             while self._queue:
@@ -96,6 +97,7 @@ class LocalDispatcher:
                     crash_point("between_chunks")
                 first = False
                 await self.deliver_chunk(*self._queue.pop(0))
+        return True
 
 
 @dataclass
