@@ -95,21 +95,24 @@ class SmtpLane(Lane):
             password=self.password,
             timeout=self.timeout,
         )
-        await client.connect()
-        self.client = client
+        self.client = client  # set first, so a timeout mid-connect still closes it
         self.sent_on_connection = 0
+        await client.connect()
         log.debug("lane %d: connected to %s:%d", self.number, smtp.host, smtp.port)
 
     async def _quit(self) -> None:
         """End the session politely (recycling); a broken one is just closed."""
         client, self.client = self.client, None
-        if client is None or not client.is_connected:
+        if client is None:
             return
-        try:
-            async with asyncio.timeout(min(self.timeout, 5.0)):
-                await client.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
+        if client.is_connected:
+            try:
+                async with asyncio.timeout(min(self.timeout, 5.0)):
+                    await client.quit()
+                return
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+        client.close()
 
     async def _drop(self) -> None:
         client, self.client = self.client, None
