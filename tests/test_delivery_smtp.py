@@ -4,7 +4,9 @@ limit, hard timeout, and how each server reply is classified."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,12 @@ def send_all(transport: SmtpTransport, recipients: list[str]) -> list[Reply]:
         finally:
             await transport.close()
 
-    return asyncio.run(run())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        replies = asyncio.run(run())
+        gc.collect()  # an unclosed connection warns when it is collected
+    assert not [w.message for w in caught if issubclass(w.category, ResourceWarning)]
+    return replies
 
 
 @pytest.mark.parametrize(
@@ -209,3 +216,14 @@ def test_starttls_required_but_not_offered_is_a_sender_problem(write_config: Wri
         [reply] = send_all(SmtpTransport(config), ["a@example.com"])
     assert (reply.stage, reply.kind) == ("tls", "sender")
     assert not sink.received
+
+
+def test_a_server_that_never_greets_times_out(write_config: WriteConfig) -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections are accepted by the kernel, then nothing is said
+        config = smtp_config(write_config, silent.getsockname()[1], timeout="300ms")
+        [reply] = send_all(SmtpTransport(config), ["a@example.com"])
+    assert (reply.code, reply.stage, reply.kind) == (0, "connect", "retry")

@@ -95,9 +95,9 @@ class SmtpLane(Lane):
             password=self.password,
             timeout=self.timeout,
         )
-        self.client = client  # set first, so a timeout mid-connect still closes it
+        await client.connect()  # closes itself if it fails or is cancelled
+        self.client = client
         self.sent_on_connection = 0
-        await client.connect()
         log.debug("lane %d: connected to %s:%d", self.number, smtp.host, smtp.port)
 
     async def _quit(self) -> None:
@@ -155,6 +155,13 @@ class SmtpTransport(Transport):
         ]
         super().__init__(lanes, rate_per_second=smtp.rate_per_second)
         self.smtp = smtp
+
+    async def close(self) -> None:
+        await super().close()
+        if self.smtp.tls or self.smtp.starttls:
+            # A TLS connection closes with a close_notify round trip: let it finish before
+            # the event loop ends, or its socket is left for the garbage collector.
+            await asyncio.sleep(0.1)
 
     def describe(self) -> str:
         security = "TLS" if self.smtp.tls else "STARTTLS" if self.smtp.starttls else "plain"
