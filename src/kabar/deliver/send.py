@@ -196,6 +196,7 @@ class Sender:
         issue = await in_thread(self.ledger.issue, issue_key)
         if issue is None or issue.state != "sending" or issue.prepared is None:
             return
+        self.paused.discard(issue_key)  # sending again: an admin resumed it
         prepared = self._prepared_issue(issue)
         envelope_from = self._envelope_sender(issue)
         lanes = self.transport.connections
