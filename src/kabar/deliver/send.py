@@ -128,12 +128,13 @@ class _Recorder:
     pending: list[tuple[Outcome, asyncio.Future[None]]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
-    async def record(self, outcome: Outcome) -> None:
+    def submit(self, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue a result for the next commit; the future is done once it is committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((outcome, future))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._flush())
-        await future
+        return future
 
     async def _flush(self) -> None:
         while self.pending:
@@ -249,16 +250,18 @@ class Sender:
         """One connection's loop. While the last result commits, the next message is
         built; it goes out only once that commit is done, so at most one message per
         connection is ever sent and unrecorded."""
-        commit: asyncio.Task[None] | None = None
+        key = prepared.issue_key
+        last: tuple[Claimed, Outcome, asyncio.Future[None]] | None = None
         async with self.transport.lane() as lane:
             while (claimed := await queue.get()) is not None:
-                if self._halted(prepared.issue_key):
+                if self._halted(key):
                     untried.append(claimed)
                     continue
                 work = await self._build(prepared, claimed)
-                if commit is not None:
-                    await commit
-                if self._halted(prepared.issue_key) and not isinstance(work, Outcome):
+                if last is not None:
+                    await self._settle(key, *last)
+                    last = None
+                if self._halted(key) and not isinstance(work, Outcome):
                     untried.append(claimed)
                     continue
                 if isinstance(work, Outcome):
@@ -266,10 +269,10 @@ class Sender:
                 else:
                     envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
                     reply = await self.transport.send(lane, envelope, work)
-                    outcome = await self._judge(prepared.issue_key, claimed, reply)
-                commit = asyncio.create_task(self._commit(prepared.issue_key, claimed, outcome))
-            if commit is not None:
-                await commit
+                    outcome = await self._judge(key, claimed, reply)
+                last = (claimed, outcome, self._recorder.submit(outcome))
+            if last is not None:
+                await self._settle(key, *last)
 
     def _halted(self, issue_key: str) -> bool:
         return self.stopping or issue_key in self.paused
@@ -288,8 +291,10 @@ class Sender:
             await self._pause(prepared.issue_key, f"cannot build the message: {exc}")
             return self._outcome(claimed, "pending", None, "", counts_attempt=False)
 
-    async def _commit(self, issue_key: str, claimed: Claimed, outcome: Outcome) -> None:
-        await self._recorder.record(outcome)
+    async def _settle(
+        self, issue_key: str, claimed: Claimed, outcome: Outcome, committed: asyncio.Future[None]
+    ) -> None:
+        await committed
         self._resolve([claimed])
         if self.progress is not None:
             self.progress(issue_key, outcome)
