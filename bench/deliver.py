@@ -6,7 +6,11 @@ when DKIM is configured, SMTP); the baseline sends that issue's prepared bytes f
 subscriber N times over the same number of reused connections. Printed: both rates, their
 ratio (goal >= 0.8) and kabar's peak RSS (goal <= 400 MB at 100,000 subscribers).
 
-    .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8]
+With --split, kabar runs once more with each message built only once and reused: what the
+sending loop and ledger cost by themselves, apart from the digest stage's per-subscriber
+build (PreparedIssue.message_for).
+
+    .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8] [--split]
 """
 
 from __future__ import annotations
@@ -139,12 +143,13 @@ def fill_store(config_path: Path, subscribers: int) -> None:
 # --- the two runs ------------------------------------------------------------------------------
 
 
-def run_kabar(config_path: Path) -> tuple[float, int]:
+def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, int]:
     """Seconds and peak RSS (KiB) of `kabar send harian --now`."""
     env = {**os.environ, "KABAR_SECRET": SECRET}
-    command = [sys.executable, "-m", "kabar", "-q", "-c", str(config_path), "send", "harian"]
+    kabar = [__file__, "--build-once"] if build_once else ["-m", "kabar"]
+    command = [sys.executable, *kabar, "-q", "-c", str(config_path), "send", "harian", "--now"]
     started = time.perf_counter()
-    process = subprocess.Popen([*command, "--now"], env=env)
+    process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -195,10 +200,32 @@ async def raw_loop(port: int, message: bytes, count: int, connections: int) -> f
     return time.perf_counter() - started
 
 
+def kabar_building_once(arguments: list[str]) -> None:
+    """The kabar command, with the first message built reused for every subscriber."""
+    from kabar import cli
+    from kabar.digest import PreparedIssue
+
+    build = PreparedIssue.message_for
+    built: dict[str, bytes] = {}
+
+    def message_for(self: PreparedIssue, recipient: object) -> bytes:
+        if self.issue_key not in built:
+            built[self.issue_key] = build(self, recipient)  # type: ignore[arg-type]
+        return built[self.issue_key]
+
+    PreparedIssue.message_for = message_for  # type: ignore[method-assign]
+    sys.argv = ["kabar", *arguments]
+    cli.main()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--build-once"]:
+        kabar_building_once(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--split", action="store_true", help="also time kabar building once")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -219,6 +246,13 @@ def main() -> None:
         message, build_seconds = prepared_bytes(config_path)
         raw_seconds = asyncio.run(raw_loop(sink.port, message, args.subscribers, args.connections))
         assert sink.count() == 2 * args.subscribers
+        if args.split:
+            again = folder / "again"
+            again.mkdir()
+            config_again = write_project(again, sink.port, args.connections)
+            fill_store(config_again, args.subscribers)
+            once_seconds, _ = run_kabar(config_again, build_once=True)
+            assert sink.count() == 3 * args.subscribers
     finally:
         sink.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -234,6 +268,12 @@ def main() -> None:
         f"of kabar's time per message ({1000 / kabar_rate:.2f} ms), building the message "
         f"(PreparedIssue.message_for) takes {build_seconds * 1000:.2f} ms"
     )
+    if args.split:
+        once_rate = args.subscribers / once_seconds
+        print(
+            f"kabar building each message once: {once_rate:,.0f} msg/s, "
+            f"ratio {once_rate / raw_rate:.2f} (the loop and ledger alone)"
+        )
 
 
 if __name__ == "__main__":
