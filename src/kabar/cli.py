@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -338,10 +338,10 @@ def subscribers_import(
     the others are imported; subscribers already on the list are never changed. Exit
     status 1 if any row was rejected.
     """
-    from kabar.subscribers import Subscribers
+    from kabar.subscribers import Status, Subscribers
 
     target = _list_id(app, list_id)
-    report = Subscribers(app.store.engine).import_csv(file, target, status=status)  # type: ignore[arg-type]
+    report = Subscribers(app.store.engine).import_csv(file, target, status=cast(Status, status))
     if as_json:
         click.echo(json.dumps({
             "file": str(file), "list": target, "imported": report.imported,
@@ -363,11 +363,11 @@ def subscribers_import(
 @pass_app
 def subscribers_list(app: App, list_id: str | None, status: str | None, as_json: bool) -> None:
     """List subscribers (of every list unless --list is given), by address."""
-    from kabar.subscribers import Subscribers
+    from kabar.subscribers import Status, Subscribers
 
     if list_id is not None:
         _list_id(app, list_id)
-    found = Subscribers(app.store.engine).iter(list_id, status=status)  # type: ignore[arg-type]
+    found = Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
     if as_json:
         for subscriber in found:
             click.echo(json.dumps(subscriber.to_dict(), ensure_ascii=False))
@@ -397,16 +397,12 @@ def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str
 ) -> None:
     """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
-    from kabar.subscribers import InvalidAddress, Subscribers
+    from kabar.subscribers import InvalidAddress, Status, Subscribers
 
     target = _list_id(app, list_id)
     try:
         subscriber, made = Subscribers(app.store.engine).add(
-            target,
-            email,
-            name=name,
-            locale=locale,
-            status=status,  # type: ignore[arg-type]
+            target, email, name=name, locale=locale, status=cast(Status, status)
         )
     except InvalidAddress as exc:
         raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None

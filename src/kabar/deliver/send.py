@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 from kabar.config import Config
 from kabar.deliver.transport import Envelope, Reply, Transport
 from kabar.digest import PreparedIssue, load_prepared
-from kabar.ledger import Claimed, Issue, Ledger, Outcome
+from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome
 from kabar.subscribers import Links
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class Sender:
     def _outcome(
         self,
         claimed: Claimed,
-        state: str,
+        state: DeliveryState,
         code: int | None,
         reply: str,
         *,
@@ -338,8 +338,8 @@ class Sender:
         counts_attempt: bool = True,
     ) -> Outcome:
         return Outcome(
-            claimed.delivery_id, claimed.claim, state, code, reply,  # type: ignore[arg-type]
-            next_attempt, claimed.subscriber_id, counts_attempt,
+            claimed.delivery_id, claimed.claim, state, code, reply, next_attempt,
+            claimed.subscriber_id, counts_attempt,
         )  # fmt: skip
 
     async def _pause(self, issue_key: str, detail: str) -> None:
