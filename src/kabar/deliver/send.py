@@ -121,10 +121,13 @@ Progress = Callable[[str, Outcome], None]
 
 @dataclass
 class _Recorder:
-    """Group commit: results wait in `pending` while a write is in flight."""
+    """Group commit: results wait in `pending` while a write is in flight, and a write
+    waits a moment for `group` results, since each commit rewrites the same pages."""
 
     ledger: Ledger
     clock: Clock
+    group: int = 1
+    window: float = 0.002
     pending: list[tuple[Outcome, asyncio.Future[None]]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -138,6 +141,8 @@ class _Recorder:
 
     async def _flush(self) -> None:
         while self.pending:
+            if len(self.pending) < self.group:
+                await asyncio.sleep(self.window)
             batch, self.pending = self.pending, []
             try:
                 written = await in_thread(
@@ -184,7 +189,7 @@ class Sender:
         self.paused: set[str] = set()
         self._prepared: dict[str, PreparedIssue] = {}
         self._held: dict[str, int] = {}  # claim token → deliveries not yet resolved
-        self._recorder = _Recorder(ledger, clock)
+        self._recorder = _Recorder(ledger, clock, group=max(1, transport.connections // 2))
         self._heartbeat: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
