@@ -152,20 +152,24 @@ def test_the_daemon_sends_what_is_due_and_a_second_one_waits(
     env = {**os.environ, "KABAR_SECRET": SECRET}
     command = [sys.executable, "-m", "kabar", "-c", str(config.path), "run"]
     first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while len(outbox(project)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(outbox(project)) == 3
     second_log = project / "second.log"
-    with second_log.open("w") as handle:
-        second = subprocess.Popen(command, env=env, stderr=handle)
-        while "; waiting" not in second_log.read_text() and time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + 30
+        while len(outbox(project)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
-    assert "another scheduler runs on this database" in second_log.read_text()
-    first.send_signal(signal.SIGTERM)
-    _, log = first.communicate(timeout=30)
+        assert len(outbox(project)) == 3
+        with second_log.open("w") as handle:
+            second = subprocess.Popen(command, env=env, stderr=handle)
+            try:
+                while "; waiting" not in second_log.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            finally:
+                second.send_signal(signal.SIGTERM)
+                second.wait(timeout=30)
+        assert "another scheduler runs on this database" in second_log.read_text()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, log = first.communicate(timeout=30)
     assert first.returncode == 0, log
     assert "scheduler: 1 jobs: digest:harian" in log
     with Store.open(config.database_url) as store:
