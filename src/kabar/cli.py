@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -247,13 +247,367 @@ def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) 
 def publish(app: App, as_of: str | None) -> None:
     """The main job, once: ingest every source, then build feeds and digests.
 
+    Each digest's issue for the current period is made and delivered (like `kabar send
+    DIGEST --now`); deferred retries are left to `kabar run` or `kabar send --resume`.
     `kabar run` does the same on the schedules in the config.
     """
     reports = _ingest_sources(app, (), parse_time(as_of))
     _print_reports(reports, as_json=False)
     feeds_report = _build_feeds(app, (), dry_run=False, force=False, ping=True)
     click.echo(feeds_report.describe())
-    if any(report.failures for report in reports):
+    issues_ok = _publish_digests(app)
+    if any(report.failures for report in reports) or not issues_ok:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _publish_digests(app: App) -> bool:
+    """Make and deliver each digest's current issue; False if any did not fully go out."""
+    import asyncio
+
+    from kabar.deliver.issue import plan_issue
+    from kabar.deliver.send import utcnow
+    from kabar.deliver.session import Session, import_lists
+    from kabar.ledger import Ledger
+
+    if not app.config.digests:
+        return True
+    import_lists(app.config, app.store)
+    ledger = Ledger(app.store.engine)
+    plans = [
+        plan_issue(app.config, ledger, digest, now=utcnow(), at_once=True)
+        for digest in app.config.digests
+    ]
+
+    async def deliver() -> list[Any]:
+        async with Session(app.config, app.store) as runner:
+            for plan in plans:
+                runner.create(plan)
+            return [await runner.run(plan.key, wait=False) for plan in plans]
+
+    issues = asyncio.run(deliver())
+    _print_issue_lines(app, [issue.key for issue in issues if issue is not None])
+    return all(issue is not None and issue.state in ("sent", "skipped") for issue in issues)
+
+
+# --- subscribers, sending, status, the scheduler ------------------------------------------
+
+
+def _list_id(app: App, list_id: str | None) -> str:
+    known = [mailing_list.id for mailing_list in app.config.lists]
+    if list_id is None and len(known) == 1:
+        return known[0]
+    if list_id is None or list_id not in known:
+        what = "--list is required" if list_id is None else f"unknown list id {list_id!r}"
+        fail(f"{what} (configured lists: {', '.join(known) or 'none'})")
+    return list_id
+
+
+_list_option = click.option(
+    "--list", "list_id", metavar="ID", help="Mailing list id [default: the only list]."
+)
+
+
+@cli.group()
+def subscribers() -> None:
+    """Subscribers of the mailing lists, kept in the database.
+
+    Statuses: pending (double opt-in, unconfirmed), active, unsubscribed, bounced,
+    complained. Only active subscribers receive issues.
+    """
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_list_option
+@click.option(
+    "--status",
+    type=click.Choice(["active", "pending"]),
+    default="active",
+    show_default=True,
+    help="Status of the imported subscribers.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_app
+def subscribers_import(
+    app: App, file: Path, list_id: str | None, status: str, as_json: bool
+) -> None:
+    """Import subscribers from a CSV FILE.
+
+    The first row may name the columns (`email`, and optionally `name` and `locale`);
+    without it the columns are email, name, locale. Addresses are checked with
+    email-validator (syntax only, no DNS). Each rejected row is reported as
+    FILE:LINE: reason (an invalid address, or a duplicate in the file or on the list) and
+    the others are imported; subscribers already on the list are never changed. Exit
+    status 1 if any row was rejected.
+    """
+    from kabar.subscribers import Status, Subscribers
+
+    target = _list_id(app, list_id)
+    report = Subscribers(app.store.engine).import_csv(file, target, status=cast(Status, status))
+    if as_json:
+        click.echo(json.dumps({
+            "file": str(file), "list": target, "imported": report.imported,
+            "rejected": report.rejected,
+        }, ensure_ascii=False))  # fmt: skip
+    else:
+        for line in report.rejected:
+            click.echo(line, err=True)
+        click.echo(report.describe())
+    if report.rejected:
+        sys.exit(EXIT_PARTIAL)
+
+
+@subscribers.command("list")
+@_list_option
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
+              "complained"]), help="Only subscribers with this status.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def subscribers_list(app: App, list_id: str | None, status: str | None, as_json: bool) -> None:
+    """List subscribers (of every list unless --list is given), by address."""
+    from kabar.subscribers import Status, Subscribers
+
+    if list_id is not None:
+        _list_id(app, list_id)
+    found = Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
+    if as_json:
+        for subscriber in found:
+            click.echo(json.dumps(subscriber.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("list", "email", "name", "locale", "status", box=None, pad_edge=False)
+    for subscriber in found:
+        table.add_row(
+            subscriber.list_id, subscriber.email, subscriber.name, subscriber.locale,
+            subscriber.status,
+        )  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@_list_option
+@click.option("--name", default="", help="The subscriber's name, as greetings show it.")
+@click.option("--locale", default="", help="id or en [default: the list's or the site's].")
+@click.option(
+    "--status", type=click.Choice(["active", "pending"]), default="active", show_default=True
+)
+@pass_app
+def subscribers_add(
+    app: App, email: str, list_id: str | None, name: str, locale: str, status: str
+) -> None:
+    """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
+    from kabar.subscribers import InvalidAddress, Status, Subscribers
+
+    target = _list_id(app, list_id)
+    try:
+        subscriber, made = Subscribers(app.store.engine).add(
+            target, email, name=name, locale=locale, status=cast(Status, status)
+        )
+    except InvalidAddress as exc:
+        raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--locale") from None
+    if made:
+        click.echo(f"added {subscriber.email} to {target} ({subscriber.status})")
+    else:
+        click.echo(f"{subscriber.email} is already on {target} ({subscriber.status})")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@_list_option
+@click.option(
+    "--purge", is_flag=True, help="Erase the subscriber and their delivery history instead."
+)
+@pass_app
+def subscribers_remove(app: App, email: str, list_id: str | None, purge: bool) -> None:
+    """Unsubscribe EMAIL from a list (kept, so a re-import cannot add it back)."""
+    from kabar.subscribers import Subscribers
+
+    target = _list_id(app, list_id)
+    store = Subscribers(app.store.engine)
+    subscriber = store.find(target, email.strip())
+    if subscriber is None:
+        fail(f"{email} is not on list {target}", EXIT_PARTIAL)
+    if purge:
+        store.purge(subscriber.id)
+        click.echo(f"erased {subscriber.email} from {target}")
+    else:
+        store.set_status(subscriber.id, "unsubscribed")
+        click.echo(f"unsubscribed {subscriber.email} from {target}")
+
+
+@cli.command()
+@click.argument("digest_id", required=False, metavar="[DIGEST]")
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Make the issue of the current period even if its scheduled time has not come.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; write and send nothing.")
+@click.option(
+    "--resume",
+    "resume_key",
+    metavar="ISSUE_KEY",
+    help="Continue this issue: after a crash or a stop, a pause, or a missed run.",
+)
+@click.option(
+    "--resend-failed",
+    is_flag=True,
+    help="Queue the issue's failed deliveries again (same Message-IDs; bounces stay out).",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Leave deferred retries to `kabar run` instead of waiting."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+@pass_app
+def send(
+    app: App,
+    digest_id: str | None,
+    at_once: bool,
+    dry_run: bool,
+    resume_key: str | None,
+    resend_failed: bool,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Make the due issue of DIGEST and deliver it, or resume one.
+
+    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests). Running the
+    command again in the same period resumes that issue; it never makes a second one.
+    Exit status 0 when the issue is sent (or skipped: nothing new), 1 when deliveries
+    failed, are deferred, or the issue paused on a sender problem.
+    """
+    import asyncio
+
+    from kabar.deliver.issue import NothingDue, plan_issue
+    from kabar.deliver.issue import dry_run as preview
+    from kabar.deliver.send import utcnow
+    from kabar.deliver.session import Session, import_lists
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    plan = None
+    if resume_key is not None:
+        if ledger.issue(resume_key) is None:
+            fail(f"no issue {resume_key!r} (kabar status lists them)")
+        key = resume_key
+    else:
+        if digest_id is None:
+            raise click.UsageError("give a DIGEST, or --resume ISSUE_KEY")
+        known = [digest.id for digest in app.config.digests]
+        if digest_id not in known:
+            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        try:
+            plan = plan_issue(
+                app.config, ledger, app.config.digest(digest_id), now=utcnow(), at_once=at_once
+            )
+        except NothingDue as exc:
+            click.echo(str(exc))
+            return
+        key = plan.key
+    if dry_run:
+        if plan is None:
+            issue = ledger.issue(key)
+            assert issue is not None
+            click.echo(json.dumps(_issue_row(issue, ledger.counts([key])[key]), ensure_ascii=False))
+        else:
+            click.echo(json.dumps(preview(app.config, app.store, plan), ensure_ascii=False))
+        return
+    import_lists(app.config, app.store)
+
+    async def deliver() -> Any:
+        async with Session(app.config, app.store) as runner:
+            if plan is not None:
+                runner.create(plan)
+            runner.reopen(key, resend_failed=resend_failed, revive_missed=plan is None or at_once)
+            return await runner.run(key, wait=not no_wait)
+
+    issue = asyncio.run(deliver())
+    _print_issue_lines(app, [key], as_json=as_json)
+    if issue is None or issue.state not in ("sent", "skipped"):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _issue_row(issue: Any, counts: Any) -> dict[str, Any]:
+    return {
+        "issue": issue.key, "state": issue.state, "issue_time": issue.issue_time.isoformat(),
+        **counts.to_dict(), "detail": issue.detail,
+    }  # fmt: skip
+
+
+def _print_issue_lines(app: App, keys: list[str], *, as_json: bool = False) -> None:
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    counts = ledger.counts(keys)
+    for key in keys:
+        issue = ledger.issue(key)
+        assert issue is not None
+        row = _issue_row(issue, counts[key])
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        numbers = ", ".join(f"{n} {name}" for name, n in counts[key].to_dict().items() if n)
+        detail = f" ({issue.detail})" if issue.detail else ""
+        click.echo(f"{key}: {issue.state}{detail}: {numbers or 'no subscribers'}")
+
+
+@cli.command()
+@click.option("--digest", "digest_id", help="Only issues of this digest.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per issue.")
+@pass_app
+def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
+    """Issues, newest first, with their delivery counts.
+
+    audience = sent + deferred (waiting to retry) + failed + bounced + skipped (left
+    before their turn) + pending (not yet sent, or being sent).
+    """
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    issues = ledger.issues(digest_id=digest_id, limit=limit)
+    counts = ledger.counts([issue.key for issue in issues])
+    rows = [_issue_row(issue, counts[issue.key]) for issue in issues]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no issues yet")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
+    table = Table("issue", "state", *columns, "detail", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row["issue"], row["state"], *(str(row[c]) for c in columns), row["detail"])
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Do what is due now, then exit.")
+@pass_app
+def run(app: App, once: bool) -> None:
+    """The scheduler daemon: ingest, feed and digest jobs on the schedules in the config.
+
+    Each job works out from the database what is due (catch_up and max_lateness apply
+    after downtime), so restarts neither lose nor repeat runs. Unfinished issues are
+    resumed. One scheduler runs per database: a second `kabar run` waits for the first
+    to stop; `kabar run --once` exits with status 1 instead. SIGTERM drains the sends in
+    flight and exits.
+    """
+    import asyncio
+
+    from kabar.deliver.session import run_scheduler
+
+    if not asyncio.run(run_scheduler(app.config, app.store, once=once)):
         sys.exit(EXIT_PARTIAL)
 
 
@@ -496,7 +850,10 @@ def init(directory: Path, force: bool) -> None:
     """Scaffold a new kabar project in DIRECTORY: config, templates and a sample page."""
     from kabar.resources import bundled
 
-    plan = [(bundled("config/kabar.yaml"), directory / "config" / "kabar.yaml")]
+    plan = [
+        (bundled(f"config/{name}"), directory / "config" / name)
+        for name in ("kabar.yaml", "pembaca.csv")
+    ]
     for folder in ("templates", "seeds"):
         files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
         plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]

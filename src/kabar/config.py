@@ -53,8 +53,10 @@ class MissingSecretError(Exception):
 
 # --- value types -----------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {
+    "ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks",
+}  # fmt: skip
 
 
 def parse_duration(value: object) -> timedelta:
@@ -62,7 +64,7 @@ def parse_duration(value: object) -> timedelta:
         return value
     match = _DURATION.match(str(value)) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f"expected a duration like 90s, 10m, 24h, 30d or 2w, got {value!r}")
+        raise ValueError(f"expected a duration like 500ms, 90s, 10m, 24h, 30d or 2w, got {value!r}")
     amount, unit = match.groups()
     return timedelta(**{_UNITS[unit]: int(amount)})
 
@@ -77,6 +79,8 @@ def parse_window(value: object) -> timedelta | Literal["since_last"]:
 
 
 def format_duration(value: timedelta) -> str:
+    if value.microseconds:
+        return f"{value // timedelta(milliseconds=1)}ms"
     seconds = int(value.total_seconds())
     for suffix, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
@@ -286,6 +290,8 @@ class MailingList(Strict):
     reply_to: str | None = None
     double_opt_in: bool = True
     locale: Language | None = None
+    # A CSV of subscribers imported (new addresses only) before each publish and send.
+    import_from: str | None = None
 
 
 class Related(Strict):
@@ -354,8 +360,9 @@ class Smtp(Strict):
     connections: int = Field(default=4, ge=1, le=64)
     recycle_after: int = Field(default=500, ge=1)
     rate_per_second: float = Field(default=50, gt=0)
-    timeout: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=60)  # hard limit per message, not per socket read
     max_attempts: int = Field(default=5, ge=1, le=20)
+    ca_file: str | None = None  # trust this CA bundle (a relay with a private CA)
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> Smtp:
@@ -377,6 +384,11 @@ class Delivery(Strict):
     dkim: Dkim | None = None
     feedback_id: str | None = None
     chunk_size: int = Field(default=500, ge=1)
+    # A claimed delivery is retried by another sender once its lease runs out.
+    lease: Duration = Field(default=timedelta(seconds=60), gt=timedelta(0))
+    # The first retry waits this long, each next one twice as long (with jitter).
+    retry_backoff: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    retry_backoff_max: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
 
 
 class Web(Strict):

@@ -121,3 +121,98 @@ related_features = Table(
     Column("analyser", String(32), nullable=False),
     Column("features", LargeBinary, nullable=False),  # int32 feature ids, then float32 counts
 )
+
+# --- delivery (migration 0003) ---------------------------------------------------------
+
+# One row per address per list: the id (random, so not guessable) is what tokens sign.
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("list_id", String(64), nullable=False),
+    Column("email", Text, nullable=False),  # as validated and normalised
+    Column("email_key", Text, nullable=False),  # lower-cased, for uniqueness
+    Column("name", Text, nullable=False, default=""),
+    Column("locale", String(16), nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # pending|active|unsubscribed|bounced|complained
+    Column("origin", String(16), nullable=False),  # import|cli|web
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),  # last status change
+    UniqueConstraint("list_id", "email_key"),
+    Index(None, "list_id", "status", "id"),
+)
+
+# One issue per key "{digest}:{list}:{local period}"; `state` moves by compare-and-set.
+issues = Table(
+    "issues",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("digest_id", String(64), nullable=False),
+    Column("list_id", String(64), nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("issue_time", UTCDateTime, nullable=False),  # the window ends here
+    Column("state", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),  # why it paused, failed or was skipped
+    Column("prepared", JSON),  # PreparedIssue.dump() once rendered
+    Column("audience", Integer, nullable=False, default=0),
+    Column("chunks", Integer, nullable=False, default=0),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Index(None, "digest_id", "list_id", "issue_time"),
+    Index(None, "state"),
+)
+
+# The delivery ledger: one row per (issue, subscriber).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issue_key", String(200), ForeignKey("issues.key", ondelete="CASCADE"), nullable=False),
+    Column(
+        "subscriber_id",
+        String(32),
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("chunk", Integer, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending|claimed|sent|retry_wait|failed|…
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claim", String(32)),  # the claim that holds it; results commit only under it
+    Column("owner", String(128)),  # host:pid of the sender holding the claim
+    Column("lease_until", UTCDateTime),
+    Column("next_attempt", UTCDateTime),
+    Column("code", Integer),  # the last SMTP reply code (0: no reply)
+    Column("reply", Text, nullable=False, default=""),  # the last reply text
+    Column("codes", Text, nullable=False, default=""),  # every reply code, oldest first
+    Column("sent", UTCDateTime),
+    UniqueConstraint("issue_key", "subscriber_id"),
+    Index(None, "issue_key", "chunk", "state"),
+    Index(None, "claim"),
+)
+
+# Where each schedule got to: the last logical fire time it handled.
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("last_fired", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+)
+
+# Named leases (the scheduler's): held by one owner until `expires`, renewed while alive.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+)
+
+# Values kabar generates for itself, such as the link-signing secret of an outbox demo.
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

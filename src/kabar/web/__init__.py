@@ -7,13 +7,17 @@ from starlette.applications import Starlette
 
 from kabar.config import Config
 from kabar.deliver.storage import FeedStorage
+from kabar.store import Store
 
 
-def create_app(config: Config, *, storage: FeedStorage | None = None) -> Starlette:
-    from kabar.web import feeds
+def create_app(
+    config: Config, *, storage: FeedStorage | None = None, store: Store | None = None
+) -> Starlette:
+    """Feeds (and the archive) from feed storage; subscribe and unsubscribe pages."""
+    from kabar.web import feeds, subscribe
 
     storage = storage or FeedStorage.from_config(config)
-    app = Starlette(routes=[*feeds.routes(config, storage)])
+    app = Starlette(routes=[*feeds.routes(config, storage), *subscribe.routes(config, store)])
     app.state.config = config
     app.state.storage = storage
     return app

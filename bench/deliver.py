@@ -1,0 +1,280 @@
+"""Delivery throughput: kabar end to end against a raw aiosmtplib loop, in the same run.
+
+An aiosmtpd sink runs in another process on 127.0.0.1. kabar sends a real 12-item issue to
+N subscribers with `kabar send --now` in a subprocess (ledger, personalisation, signing
+when DKIM is configured, SMTP); the baseline sends that issue's prepared bytes for one
+subscriber N times over the same number of reused connections. Printed: both rates, their
+ratio (goal >= 0.8) and kabar's peak RSS (goal <= 400 MB at 100,000 subscribers).
+
+With --split, kabar runs once more with each message built only once and reused: what the
+sending loop and ledger cost by themselves, apart from the digest stage's per-subscriber
+build (PreparedIssue.message_for).
+
+    .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8] [--split]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = next((ROOT / "seeds").glob("*.txt"))
+AS_OF = datetime.fromisoformat("2024-05-01T12:00:00+07:00")
+SECRET = "bench-link-secret"  # noqa: S105 - a throwaway key for a throwaway database
+
+
+# --- the sink, in its own process ------------------------------------------------------------
+
+
+def serve_sink(port: int) -> None:
+    """Accept everything, count it; print the count for each line read on stdin."""
+    from aiosmtpd.controller import Controller
+
+    class Counter:
+        received = 0
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            Counter.received += 1
+            return "250 OK"
+
+    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(Counter.received, flush=True)
+    controller.stop()
+
+
+class Sink:
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--sink", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None and self.process.stdin is not None
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def count(self) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+# --- the project ---------------------------------------------------------------------------
+
+
+def write_project(folder: Path, port: int, connections: int) -> Path:
+    (folder / "seeds").mkdir()
+    shutil.copy(SEED, folder / "seeds" / SEED.name)
+    config = folder / "kabar.yaml"
+    config.write_text(
+        f"""version: 1
+site: {{title: Kabar Contoh, url: "https://kabar.example.id", timezone: Asia/Jakarta}}
+storage: {{database: "sqlite:///kabar.db"}}
+sources: [{{id: seeds, kind: pages, path: seeds/, base_url: "https://kabar.example.id/read"}}]
+lists: [{{id: pembaca, name: Pembaca, from: "Kabar Contoh <redaksi@kabar.example.id>"}}]
+digests:
+  - {{id: harian, list: pembaca, sources: [seeds], subject: "Kabar pagi, {{date}}",
+      window: 10000d, max_items: 12}}
+delivery:
+  transport: smtp
+  chunk_size: 500
+  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, connections: {connections},
+          rate_per_second: 1000000, timeout: 30s}}
+web: {{base_url: "https://kabar.example.id", secret_env: KABAR_SECRET}}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def fill_store(config_path: Path, subscribers: int) -> None:
+    """The seed's 11 articles and one more (12 items), and the subscribers, streamed."""
+    from kabar import config as config_module
+    from kabar.ingest import ingest_source
+    from kabar.store import Store
+    from kabar.subscribers import Subscriber, Subscribers, new_id
+
+    config = config_module.load(config_path)
+    with Store.open(config.database_url) as store:
+        ingest_source(config, store, config.source("seeds"), as_of=AS_OF)
+        newest = next(store.articles(limit=1))
+        extra = newest.with_changes(
+            id="bench0000000012", guid=newest.guid + "#12", url=newest.url + "?12",
+            title=newest.title + " (ulasan)", published=newest.published - timedelta(minutes=1),
+        )  # fmt: skip
+        store.upsert([extra])
+
+        now = datetime.now(UTC)
+
+        def people() -> Iterator[Subscriber]:
+            for n in range(subscribers):
+                yield Subscriber(
+                    new_id(), "pembaca", f"pembaca{n}@example.com", f"Pembaca {n}",
+                    "id", "active", "import", now, now,
+                )  # fmt: skip
+
+        Subscribers(store.engine).insert_many(people())
+
+
+# --- the two runs ------------------------------------------------------------------------------
+
+
+def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of `kabar send harian --now`."""
+    env = {**os.environ, "KABAR_SECRET": SECRET}
+    kabar = [__file__, "--build-once"] if build_once else ["-m", "kabar"]
+    command = [sys.executable, *kabar, "-q", "-c", str(config_path), "send", "harian", "--now"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"kabar send failed with status {os.waitstatus_to_exitcode(status)}")
+    return elapsed, usage.ru_maxrss
+
+
+def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
+    """One subscriber's message of the issue kabar just sent (the baseline's payload), and
+    what building one message costs (the digest stage's share of kabar's time)."""
+    from kabar import config as config_module
+    from kabar.digest import load_prepared
+    from kabar.ledger import Ledger
+    from kabar.store import Store
+    from kabar.subscribers import Links
+
+    config = config_module.load(config_path)
+    with Store.open(config.database_url) as store:
+        [issue] = Ledger(store.engine).issues()
+        assert issue.prepared is not None
+        prepared = load_prepared(config, issue.prepared)
+        links = Links(config, SECRET.encode())
+        recipients = [
+            links.recipient(f"{n:016x}", f"pembaca{n}@example.com", f"Pembaca {n}", "id")
+            for n in range(1000)
+        ]
+        started = time.perf_counter()
+        for recipient in recipients:
+            prepared.message_for(recipient)
+        build_seconds = (time.perf_counter() - started) / len(recipients)
+        return prepared.message_for(recipients[0]), build_seconds
+
+
+async def raw_loop(port: int, message: bytes, count: int, connections: int) -> float:
+    import aiosmtplib
+
+    queue = iter(range(count))
+
+    async def lane() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        for n in queue:
+            await client.sendmail("redaksi@kabar.example.id", [f"pembaca{n}@example.com"], message)
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+def kabar_building_once(arguments: list[str]) -> None:
+    """The kabar command, with the first message built reused for every subscriber."""
+    from kabar import cli
+    from kabar.digest import PreparedIssue
+
+    build = PreparedIssue.message_for
+    built: dict[str, bytes] = {}
+
+    def message_for(self: PreparedIssue, recipient: object) -> bytes:
+        if self.issue_key not in built:
+            built[self.issue_key] = build(self, recipient)  # type: ignore[arg-type]
+        return built[self.issue_key]
+
+    PreparedIssue.message_for = message_for  # type: ignore[method-assign]
+    sys.argv = ["kabar", *arguments]
+    cli.main()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--build-once"]:
+        kabar_building_once(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--split", action="store_true", help="also time kabar building once")
+    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        serve_sink(args.sink)
+        return
+
+    sink = Sink()
+    folder = Path(tempfile.mkdtemp(prefix="kabar-bench-"))
+    try:
+        config_path = write_project(folder, sink.port, args.connections)
+        started = time.perf_counter()
+        fill_store(config_path, args.subscribers)
+        print(f"setup: {args.subscribers:,} subscribers in {time.perf_counter() - started:.1f} s")
+
+        kabar_seconds, peak_kib = run_kabar(config_path)
+        delivered = sink.count()
+        assert delivered == args.subscribers, f"the sink got {delivered} of {args.subscribers}"
+        message, build_seconds = prepared_bytes(config_path)
+        raw_seconds = asyncio.run(raw_loop(sink.port, message, args.subscribers, args.connections))
+        assert sink.count() == 2 * args.subscribers
+        if args.split:
+            again = folder / "again"
+            again.mkdir()
+            config_again = write_project(again, sink.port, args.connections)
+            fill_store(config_again, args.subscribers)
+            once_seconds, _ = run_kabar(config_again, build_once=True)
+            assert sink.count() == 3 * args.subscribers
+    finally:
+        sink.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    kabar_rate = args.subscribers / kabar_seconds
+    raw_rate = args.subscribers / raw_seconds
+    print(f"message: {len(message):,} bytes, 12 items; {args.connections} connections")
+    print(f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar_seconds:.1f} s)")
+    print(f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s)")
+    print(f"ratio: {kabar_rate / raw_rate:.2f} (goal >= 0.8)")
+    print(f"kabar peak RSS: {peak_kib / 1024:.0f} MB (goal <= 400 MB)")
+    print(
+        f"of kabar's time per message ({1000 / kabar_rate:.2f} ms), building the message "
+        f"(PreparedIssue.message_for) takes {build_seconds * 1000:.2f} ms"
+    )
+    if args.split:
+        once_rate = args.subscribers / once_seconds
+        print(
+            f"kabar building each message once: {once_rate:,.0f} msg/s, "
+            f"ratio {once_rate / raw_rate:.2f} (the loop and ledger alone)"
+        )
+
+
+if __name__ == "__main__":
+    main()

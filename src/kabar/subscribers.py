@@ -1,0 +1,445 @@
+"""Subscribers of mailing lists, and the signed links that let them leave or confirm.
+
+A subscriber is one address on one list: the same address on two lists is two rows with
+two ids, so each list has its own unsubscribe token. Ids are random, and tokens are an
+HMAC of the id, so links cannot be guessed or enumerated.
+
+Statuses: pending (double opt-in, not yet confirmed), active, unsubscribed, bounced
+(a 5.1.x reply), complained. Only active subscribers receive issues.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
+from kabar.model import Recipient
+from kabar.store.tables import settings, subscribers
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
+_BATCH = 1000
+
+
+class InvalidAddress(ValueError):
+    """An address email-validator rejects (syntax only: no DNS lookups)."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: str
+    list_id: str
+    email: str
+    name: str = ""
+    locale: str = ""
+    status: Status = "active"
+    origin: str = "cli"
+    created: datetime | None = None
+    updated: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "list": self.list_id, "email": self.email, "name": self.name,
+            "locale": self.locale, "status": self.status, "origin": self.origin,
+            "created": self.created.isoformat() if self.created else None,
+            "updated": self.updated.isoformat() if self.updated else None,
+        }  # fmt: skip
+
+
+def normalise_address(text: str) -> str:
+    """The address as email-validator normalises it; raise InvalidAddress with its reason."""
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+
+
+def normalise_locale(text: str) -> str:
+    """'' (the list's default), or a supported language; 'id-ID' and 'EN_us' are accepted."""
+    language = text.strip().replace("_", "-").split("-")[0].lower()
+    if language and language not in SUPPORTED_LANGUAGES:
+        raise ValueError(f"unknown locale {text!r} (expected {' or '.join(SUPPORTED_LANGUAGES)})")
+    return language
+
+
+def _key(address: str) -> str:
+    return address.lower()
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    path: str
+    list_id: str
+    imported: int = 0
+    rejected: list[str] = field(default_factory=list)
+    existing: int = 0  # of the rejected rows, those already on the list
+
+    def describe(self) -> str:
+        return (
+            f"{self.path}: {self.imported} imported to list {self.list_id}, "
+            f"{len(self.rejected)} rejected"
+        )
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    email: str
+    name: str
+    locale: str
+
+
+def read_csv(path: Path, report: ImportReport) -> Iterator[_Row]:
+    """Rows of a subscriber CSV: a header naming `email` (and `name`, `locale`), or
+    columns email, name, locale without one. Invalid rows go to `report.rejected`."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        columns = {"email": 0, "name": 1, "locale": 2}
+        for row in reader:
+            line = reader.line_num
+            cells = [cell.strip() for cell in row]
+            if not any(cells):
+                continue
+            lowered = [cell.lower() for cell in cells]
+            if line == 1 and "email" in lowered:
+                columns = {name: lowered.index(name) for name in columns if name in lowered}
+                continue
+            parsed = _parse_row(line, cells, columns)
+            if isinstance(parsed, str):
+                report.rejected.append(f"{path}:{line}: {parsed}")
+            else:
+                yield parsed
+
+
+def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> _Row | str:
+    def cell(name: str) -> str:
+        index = columns.get(name)
+        return cells[index] if index is not None and index < len(cells) else ""
+
+    raw = cell("email")
+    if not raw:
+        return "no address"
+    name, address = parseaddr(raw) if "<" in raw else ("", raw)
+    try:
+        email = normalise_address(address)
+    except InvalidAddress as exc:
+        return f"invalid address {raw!r}: {exc}"
+    try:
+        locale = normalise_locale(cell("locale"))
+    except ValueError as exc:
+        return f"{raw}: {exc}"
+    return _Row(line, email, cell("name") or name, locale)
+
+
+# --- the store -----------------------------------------------------------------------------
+
+
+class Subscribers:
+    """Subscriber rows in kabar's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(
+        self,
+        list_id: str,
+        email: str,
+        *,
+        name: str = "",
+        locale: str = "",
+        status: Status = "active",
+        origin: str = "cli",
+        now: datetime | None = None,
+    ) -> tuple[Subscriber, bool]:
+        """Add an address (validated); if it is already on the list, return the stored
+        subscriber unchanged and False."""
+        address = normalise_address(email)
+        existing = self.find(list_id, address)
+        if existing is not None:
+            return existing, False
+        moment = now or datetime.now(UTC)
+        subscriber = Subscriber(
+            new_id(), list_id, address, name.strip(), normalise_locale(locale), status, origin,
+            moment, moment,
+        )  # fmt: skip
+        with self.engine.begin() as connection:
+            connection.execute(insert(subscribers).values(_to_row(subscriber)))
+        return subscriber, True
+
+    def import_csv(
+        self, path: Path, list_id: str, *, status: Status = "active", now: datetime | None = None
+    ) -> ImportReport:
+        """Import new addresses from a CSV; existing subscribers (including those who left)
+        are never changed. Each rejected row is reported with its line and reason."""
+        report = ImportReport(str(path), list_id)
+        moment = now or datetime.now(UTC)
+        seen: dict[str, int] = {}
+        batch: list[_Row] = []
+        for row in read_csv(path, report):
+            first = seen.setdefault(_key(row.email), row.line)
+            if first != row.line:
+                report.rejected.append(f"{path}:{row.line}: duplicate of line {first}: {row.email}")
+                continue
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                self._import_batch(batch, list_id, status, moment, report)
+                batch = []
+        if batch:
+            self._import_batch(batch, list_id, status, moment, report)
+        return report
+
+    def _import_batch(
+        self,
+        batch: Sequence[_Row],
+        list_id: str,
+        status: Status,
+        now: datetime,
+        report: ImportReport,
+    ) -> None:
+        keys = [_key(row.email) for row in batch]
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                select(subscribers.c.email_key, subscribers.c.status).where(
+                    subscribers.c.list_id == list_id, subscribers.c.email_key.in_(keys)
+                )
+            )
+            stored = {key: status for key, status in rows}
+            fresh = []
+            for row in batch:
+                if _key(row.email) in stored:
+                    report.existing += 1
+                    report.rejected.append(
+                        f"{report.path}:{row.line}: duplicate: {row.email} is already on list "
+                        f"{list_id} ({stored[_key(row.email)]})"
+                    )
+                    continue
+                subscriber = Subscriber(
+                    new_id(), list_id, row.email, row.name, row.locale, status, "import", now, now
+                )
+                fresh.append(_to_row(subscriber))
+            if fresh:
+                connection.execute(insert(subscribers), fresh)
+        report.imported += len(fresh)
+
+    def insert_many(self, rows: Iterable[Subscriber]) -> int:
+        """Insert already-validated subscribers in batches (bulk loads, benchmarks)."""
+        count = 0
+        batch: list[dict[str, Any]] = []
+        with self.engine.begin() as connection:
+            for subscriber in rows:
+                batch.append(_to_row(subscriber))
+                if len(batch) >= _BATCH:
+                    connection.execute(insert(subscribers), batch)
+                    count += len(batch)
+                    batch = []
+            if batch:
+                connection.execute(insert(subscribers), batch)
+                count += len(batch)
+        return count
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, subscriber_id: str) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(subscribers).where(subscribers.c.id == subscriber_id)
+            ).first()
+        return _from_row(row._mapping) if row else None
+
+    def find(self, list_id: str, email: str) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(subscribers).where(
+                    subscribers.c.list_id == list_id, subscribers.c.email_key == _key(email)
+                )
+            ).first()
+        return _from_row(row._mapping) if row else None
+
+    def iter(
+        self, list_id: str | None = None, *, status: Status | None = None
+    ) -> Iterator[Subscriber]:
+        query = select(subscribers).order_by(subscribers.c.list_id, subscribers.c.email_key)
+        if list_id is not None:
+            query = query.where(subscribers.c.list_id == list_id)
+        if status is not None:
+            query = query.where(subscribers.c.status == status)
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).yield_per(_BATCH):
+                yield _from_row(row._mapping)
+
+    def counts(self, list_id: str) -> dict[str, int]:
+        query = (
+            select(subscribers.c.status, func.count())
+            .where(subscribers.c.list_id == list_id)
+            .group_by(subscribers.c.status)
+        )
+        with self.engine.connect() as connection:
+            found = {status: count for status, count in connection.execute(query)}
+        return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    # --- changing ------------------------------------------------------------------------
+
+    def set_status(
+        self,
+        subscriber_id: str,
+        status: Status,
+        *,
+        expected: Sequence[Status] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Change the status, only from one of `expected` when given; True if it changed."""
+        query = update(subscribers).where(
+            subscribers.c.id == subscriber_id, subscribers.c.status != status
+        )
+        if expected is not None:
+            query = query.where(subscribers.c.status.in_(list(expected)))
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                query.values(status=status, updated=now or datetime.now(UTC))
+            ).rowcount
+        if changed:
+            log.info("subscriber %s is now %s", subscriber_id, status)
+        return bool(changed)
+
+    def purge(self, subscriber_id: str) -> bool:
+        """Erase a subscriber and their delivery history (a request to be forgotten)."""
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    delete(subscribers).where(subscribers.c.id == subscriber_id)
+                ).rowcount
+            )
+
+
+def _to_row(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "id": subscriber.id,
+        "list_id": subscriber.list_id,
+        "email": subscriber.email,
+        "email_key": _key(subscriber.email),
+        "name": subscriber.name,
+        "locale": subscriber.locale,
+        "status": subscriber.status,
+        "origin": subscriber.origin,
+        "created": subscriber.created,
+        "updated": subscriber.updated,
+    }
+
+
+def _from_row(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        list_id=row["list_id"],
+        email=row["email"],
+        name=row["name"],
+        locale=row["locale"],
+        status=row["status"],
+        origin=row["origin"],
+        created=row["created"],
+        updated=row["updated"],
+    )
+
+
+# --- signed links ----------------------------------------------------------------------------
+
+_GENERATED_SECRET = "link_secret"  # noqa: S105 - a settings key
+
+
+def link_secret(config: Config, engine: Engine) -> bytes:
+    """The key that signs subscriber links: the env var named by `web.secret_env`.
+
+    Without it, an outbox-only setup (the demo) signs with a secret generated once for
+    its database, so links keep working across runs; real sending (smtp) refuses to guess.
+    """
+    try:
+        return read_secret(config.web.secret_env, "signing unsubscribe links").encode()
+    except MissingSecretError:
+        if config.delivery.transport != "outbox":
+            raise
+    with engine.begin() as connection:
+        stored = connection.execute(
+            select(settings.c.value).where(settings.c.key == _GENERATED_SECRET)
+        ).scalar()
+        generated = stored is None
+        if stored is None:
+            stored = secrets.token_urlsafe(32)
+            connection.execute(insert(settings).values(key=_GENERATED_SECRET, value=stored))
+    log.log(
+        logging.WARNING if generated else logging.INFO,
+        "%s is not set: links are signed with a secret generated for this database "
+        "(fine for the outbox; set %s before sending real mail)",
+        config.web.secret_env,
+        config.web.secret_env,
+    )
+    return str(stored).encode()
+
+
+Purpose = Literal["unsubscribe", "confirm"]
+
+
+def sign(secret: bytes, purpose: Purpose, subscriber_id: str) -> str:
+    """A token naming the subscriber, valid for one purpose only."""
+    mac = hmac.new(secret, f"{purpose}|{subscriber_id}".encode(), hashlib.sha256).digest()
+    return f"{subscriber_id}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
+
+
+def verify(secret: bytes, purpose: Purpose, token: str) -> str | None:
+    """The subscriber id a genuine token names, or None for a forged or altered one."""
+    subscriber_id, _, _ = token.partition(".")
+    if not subscriber_id or len(token) > 100:
+        return None
+    return (
+        subscriber_id if hmac.compare_digest(sign(secret, purpose, subscriber_id), token) else None
+    )
+
+
+class Links:
+    """Builds each subscriber's Recipient, with their signed links under web.base_url."""
+
+    def __init__(self, config: Config, secret: bytes) -> None:
+        self.base = (config.web.base_url or config.site.url).rstrip("/")
+        self.secret = secret
+
+    def unsubscribe_url(self, subscriber_id: str) -> str:
+        return f"{self.base}/unsubscribe/{sign(self.secret, 'unsubscribe', subscriber_id)}"
+
+    def confirm_url(self, subscriber_id: str) -> str:
+        return f"{self.base}/subscribe/confirm/{sign(self.secret, 'confirm', subscriber_id)}"
+
+    def recipient(
+        self, subscriber_id: str, email: str, name: str = "", locale: str = ""
+    ) -> Recipient:
+        # The unsubscribe page doubles as the preferences page: it shows the subscription
+        # and asks before changing it. kabar receives no mail, so it offers no mailto link.
+        url = self.unsubscribe_url(subscriber_id)
+        return Recipient(
+            subscriber_id=subscriber_id,
+            email=email,
+            name=name,
+            locale=locale,
+            unsubscribe_url=url,
+            preferences_url=url,
+        )
