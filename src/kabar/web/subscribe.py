@@ -128,6 +128,16 @@ class _Service:
     def mailing_list(self, list_id: str) -> MailingList | None:
         return next((m for m in self.config.lists if m.id == list_id), None)
 
+    def wording(self, subscriber: Subscriber) -> tuple[str, dict[str, str], dict[str, str]]:
+        """The page language, its texts, and the names a subscriber's pages fill in."""
+        mailing_list = self.mailing_list(subscriber.list_id)
+        language = self.language(mailing_list, subscriber)
+        names = {
+            "email": subscriber.email,
+            "list": (mailing_list.name if mailing_list else "") or subscriber.list_id,
+        }
+        return language, TEXT[language], names
+
     def from_token(self, token: str, purpose: Any) -> Subscriber | None:
         subscriber_id = verify(self.links.secret, purpose, token)
         return self.subscribers.get(subscriber_id) if subscriber_id else None
@@ -186,13 +196,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         subscriber = service.from_token(request.path_params["token"], "unsubscribe")
         if subscriber is None:
             return _invalid(service)
-        mailing_list = service.mailing_list(subscriber.list_id)
-        language = service.language(mailing_list, subscriber)
-        text = TEXT[language]
-        names = {
-            "email": subscriber.email,
-            "list": (mailing_list.name if mailing_list else "") or subscriber.list_id,
-        }
+        language, text, names = service.wording(subscriber)
         if request.method == "GET":
             if subscriber.status not in ("active", "pending"):
                 return _notice(service, language, "unsubscribe_title", "not_subscribed", names)
@@ -304,13 +308,7 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         subscriber = service.from_token(request.path_params["token"], "confirm")
         if subscriber is None:
             return _invalid(service)
-        mailing_list = service.mailing_list(subscriber.list_id)
-        language = service.language(mailing_list, subscriber)
-        text = TEXT[language]
-        names = {
-            "email": subscriber.email,
-            "list": (mailing_list.name if mailing_list else "") or subscriber.list_id,
-        }
+        language, text, names = service.wording(subscriber)
         if request.method == "GET" and subscriber.status == "pending":
             body = f"<p>{_say(text['confirm_ask'], **names)}</p>"
             body += _button(text["confirm_button"], ("confirm", "yes"))
