@@ -36,6 +36,7 @@ def delivery_config(
     database_url: str | None = None,
     smtp: dict[str, Any] | None = None,
     digest: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
     **delivery: Any,
 ) -> Config:
     """SMTP to 127.0.0.1:port (or the outbox when port is None), fast retries and leases."""
@@ -58,6 +59,7 @@ def delivery_config(
         digests=[{**DIGEST, **(digest or {})}],
         delivery=settings,
         web={"base_url": "https://kabar.example.id", "secret_env": "KABAR_SECRET"},
+        **({"engine": engine} if engine else {}),
     )
     return config_module.load(path)
 

@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,12 +44,14 @@ class Received:
     recipient: str
     session: int  # one number per connection
     data: bytes
+    at: float = 0.0  # time.monotonic() when the message was accepted
 
 
 @dataclass
 class Sink:
     faults: dict[str, list[str | None]] = field(default_factory=dict)
     stall: float = 2.0
+    keep_data: bool = True  # False for big runs: the messages are counted, not kept
     received: list[Received] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     logins: list[str] = field(default_factory=list)
@@ -88,11 +91,13 @@ class Sink:
     def _record(self, session: Any, envelope: Any) -> None:
         data: bytes = envelope.original_content or envelope.content
         match = _MESSAGE_ID.search(data)
+        message_id = match.group(1).decode() if match else ""
+        kept = data if self.keep_data else b""
         with self._lock:
             number = self._sessions.setdefault(id(session), len(self._sessions))
             for recipient in envelope.rcpt_tos:
                 self.received.append(
-                    Received(match.group(1).decode() if match else "", recipient, number, data)
+                    Received(message_id, recipient, number, kept, time.monotonic())
                 )
 
     # --- what the tests ask -------------------------------------------------------------------

@@ -611,6 +611,26 @@ def run(app: App, once: bool) -> None:
         sys.exit(EXIT_PARTIAL)
 
 
+@cli.command()
+@pass_app
+def worker(app: App) -> None:
+    """Send chunks of issues queued on the broker (engine.mode: dramatiq).
+
+    Start one or more on each sending machine, next to one `kabar run` (the scheduler,
+    which queues the chunks) against the same PostgreSQL and broker. A worker sends one
+    chunk at a time over delivery.smtp.connections connections; the SMTP rate limit is
+    shared by all workers through Redis. SIGTERM or SIGINT: the sends in flight finish
+    and the rest of the chunk goes back to the ledger. A worker that dies outright holds
+    its deliveries until their lease runs out; another worker then sends them, under the
+    same Message-IDs.
+    """
+    if app.config.engine.mode != "dramatiq":
+        fail("kabar worker needs engine.mode: dramatiq; in embedded mode kabar run sends itself")
+    from kabar.distributed import run_worker
+
+    run_worker(app.config, app.store)
+
+
 @cli.group()
 def build() -> None:
     """Render outputs from the store without ingesting first."""

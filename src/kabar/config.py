@@ -28,6 +28,7 @@ from pydantic import (
     PlainValidator,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -137,6 +138,9 @@ Identifier = Annotated[str, AfterValidator(check_identifier)]
 Language = Literal["id", "en"]
 
 
+_INLINE_PASSWORD = re.compile(r"^[a-z0-9+]+://[^/@]*:[^/@]*@")
+
+
 def read_secret(env_name: str, purpose: str) -> str:
     """The value of a secret named in the config; never logged or printed."""
     value = os.environ.get(env_name)
@@ -188,7 +192,7 @@ class Storage(Strict):
     @field_validator("database")
     @classmethod
     def _no_inline_password(cls, value: str) -> str:
-        if re.match(r"^[a-z0-9+]+://[^/@]*:[^/@]*@", value):
+        if _INLINE_PASSWORD.match(value):
             raise ValueError("put the database password in an env var named by password_env")
         return value
 
@@ -399,9 +403,62 @@ class Web(Strict):
     websub_hub: str | None = None
 
 
+def _with_password(url: str, password_env: str | None, purpose: str) -> str:
+    """The URL with the password from its env var put in, for connecting only."""
+    if not password_env:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    password = quote(read_secret(password_env, purpose), safe="")
+    user = quote(parts.username or "", safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
 class Engine(Strict):
+    """Where chunks of deliveries run: in the sending process (embedded), or in `kabar
+    worker` processes fed through a Dramatiq broker."""
+
     mode: Literal["embedded", "dramatiq"] = "embedded"
-    broker_url: str | None = None
+    broker_url: str | None = None  # redis://host:6379/0 or amqp://user@host:5672/
+    broker_password_env: EnvName | None = None
+    # The Redis all workers share the SMTP rate limit through; default: a redis broker_url.
+    limiter_url: str | None = None
+    limiter_password_env: EnvName | None = None
+    queue: str = Field(default="kabar", pattern=r"^[A-Za-z0-9_.-]+$")
+    # A chunk with work left and no message queued for it this long is queued again: its
+    # message went down with a worker, or the broker lost it.
+    resubmit_after: Duration = Field(default=timedelta(minutes=2), gt=timedelta(0))
+
+    @field_validator("broker_url", "limiter_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        schemes: tuple[str, ...] = ("redis", "rediss", "amqp", "amqps")
+        if info.field_name == "limiter_url":
+            schemes = ("redis", "rediss")
+        if value.partition("://")[0] not in schemes:
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        if _INLINE_PASSWORD.match(value):
+            name = str(info.field_name).removesuffix("_url")
+            raise ValueError(f"put the password in an env var named by {name}_password_env")
+        return value
+
+    @property
+    def broker(self) -> str:
+        assert self.broker_url is not None
+        return _with_password(self.broker_url, self.broker_password_env, "the broker")
+
+    @property
+    def limiter(self) -> str | None:
+        """The Redis URL of the shared rate limit, password included, if there is one."""
+        if self.limiter_url:
+            return _with_password(self.limiter_url, self.limiter_password_env, "the rate limit")
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker
+        return None
 
 
 class Config(Strict):
@@ -613,9 +670,18 @@ def _engine_problems(raw: Any) -> Iterator[Problem]:
             "dramatiq mode needs PostgreSQL: workers on several machines claim deliveries "
             "with SELECT … FOR UPDATE SKIP LOCKED, which SQLite cannot share",
         )
-    if not engine.get("broker_url"):
+    broker = str(engine.get("broker_url") or "")
+    if not broker:
         yield Problem(
             ("engine", "broker_url"), "dramatiq mode needs a broker_url (redis:// or amqp://)"
+        )
+    delivery = raw.get("delivery")
+    smtp = isinstance(delivery, dict) and delivery.get("transport") == "smtp"
+    if smtp and broker.startswith("amqp") and not engine.get("limiter_url"):
+        yield Problem(
+            ("engine", "broker_url"),
+            "the workers share the SMTP rate limit through Redis: with an amqp broker, "
+            "set engine.limiter_url to a redis:// URL",
         )
 
 
@@ -684,4 +750,5 @@ def summary(config: Config) -> str:
         f"{config.path}: ok: {len(config.sources)} sources, {len(config.feeds)} feeds, "
         f"{len(config.lists)} lists, {len(config.digests)} digests, "
         f"delivery by {config.delivery.transport}"
+        + (" through dramatiq workers" if config.engine.mode == "dramatiq" else "")
     )

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kabar.config import Config, CronSchedule, Digest
+from kabar.deliver.ratelimit import Limiter
 from kabar.deliver.send import (
     Clock,
     Dispatcher,
@@ -45,11 +46,12 @@ class NothingDue(Exception):
     """No issue of this digest is due now; the message says why."""
 
 
-def open_transport(config: Config) -> Transport:
+def open_transport(config: Config, *, limiter: Limiter | None = None) -> Transport:
+    """The configured transport; `limiter` replaces the SMTP rate limit of this process."""
     if config.delivery.transport == "smtp":
         from kabar.deliver.smtp import SmtpTransport
 
-        return SmtpTransport(config)
+        return SmtpTransport(config, limiter=limiter)
     from kabar.deliver.outbox import OutboxTransport
 
     return OutboxTransport(config.resolve(config.delivery.outbox))
@@ -113,7 +115,7 @@ class IssueRunner:
         self.sender = Sender(
             config, self.ledger, transport, secret=secret, clock=clock, progress=progress
         )
-        self.dispatcher = dispatcher or LocalDispatcher(self.sender.deliver_chunk)
+        self.dispatcher = dispatcher or LocalDispatcher(self.sender.deliver_chunk, transport)
         self._running: dict[str, asyncio.Task[Issue | None]] = {}
         self._stop = asyncio.Event()
         self.background_wait = True  # background runs wait out deferred retries
@@ -166,7 +168,7 @@ class IssueRunner:
                         "%s: sending to %d subscribers by %s",
                         key,
                         issue.audience,
-                        self.transport.describe(),
+                        self.dispatcher.describe(),
                     )
             elif issue.state == "sending":
                 if not await self._send_round(key, wait=wait):
@@ -178,8 +180,7 @@ class IssueRunner:
         """One pass over the chunks with due work; False when it is time to return."""
         chunks = await in_thread(self.ledger.chunks_with_work, key, now=self.clock())
         if chunks:
-            for chunk in chunks:
-                await self.dispatcher.submit(key, chunk)
+            await self.dispatcher.submit(key, chunks)
             if not await self.dispatcher.join():
                 await self._sleep(_POLL)  # workers elsewhere have it: look again later
             return not self.sender.stopping
@@ -302,6 +303,7 @@ class IssueRunner:
 
     async def close(self) -> None:
         await self.sender.close()
+        await self.dispatcher.close()
         await self.transport.close()
 
 

@@ -20,7 +20,7 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -68,26 +68,34 @@ async def in_thread(function: Callable[..., T], *args: object, **kwargs: object)
 
 
 class Dispatcher(Protocol):
-    """Where chunks run: in this process, or in workers elsewhere."""
+    """Where chunks run: in this process, or in workers elsewhere (kabar.distributed)."""
 
-    async def submit(self, issue_key: str, chunk: int) -> None: ...
+    async def submit(self, issue_key: str, chunks: Sequence[int]) -> None:
+        """Hand over the issue's chunks that have work due now."""
 
     async def join(self) -> bool:
         """Wait for the submitted chunks to run here (True), or return False at once when
         workers elsewhere run them (the caller looks at the ledger again later)."""
+
+    def describe(self) -> str: ...
+
+    async def close(self) -> None: ...
 
 
 class LocalDispatcher:
     """Runs submitted chunks in this process, one at a time: the lanes inside a chunk are
     where the concurrency is."""
 
-    def __init__(self, deliver_chunk: Callable[[str, int], Awaitable[None]]) -> None:
+    def __init__(
+        self, deliver_chunk: Callable[[str, int], Awaitable[None]], transport: Transport
+    ) -> None:
         self.deliver_chunk = deliver_chunk
+        self.transport = transport
         self._queue: list[tuple[str, int]] = []
         self._lock = asyncio.Lock()
 
-    async def submit(self, issue_key: str, chunk: int) -> None:
-        self._queue.append((issue_key, chunk))
+    async def submit(self, issue_key: str, chunks: Sequence[int]) -> None:
+        self._queue.extend((issue_key, chunk) for chunk in chunks)
 
     async def join(self) -> bool:
         async with self._lock:
@@ -98,6 +106,12 @@ class LocalDispatcher:
                 first = False
                 await self.deliver_chunk(*self._queue.pop(0))
         return True
+
+    def describe(self) -> str:
+        return self.transport.describe()
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from kabar.config import Config
 from kabar.deliver.issue import IssueRunner, open_transport
-from kabar.deliver.send import Clock, Tally, utcnow
+from kabar.deliver.send import Clock, Dispatcher, Tally, utcnow
 from kabar.ledger import Ledger, Outcome
 from kabar.store import Store
 from kabar.subscribers import Subscribers, link_secret
@@ -120,11 +120,20 @@ class Session:
             secret=secret,
             clock=self.clock,
             progress=self.display,
+            dispatcher=self._dispatcher(),
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
         return self.runner
+
+    def _dispatcher(self) -> Dispatcher | None:
+        """Workers elsewhere in dramatiq mode; None: this process sends (embedded)."""
+        if self.config.engine.mode != "dramatiq":
+            return None
+        from kabar.distributed import DramatiqDispatcher
+
+        return DramatiqDispatcher(self.config.engine)
 
     def _on_signal(self, signum: int) -> None:
         assert self.runner is not None

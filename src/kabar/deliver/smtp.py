@@ -16,6 +16,7 @@ import ssl
 import aiosmtplib
 
 from kabar.config import Config, Smtp, read_secret
+from kabar.deliver.ratelimit import Limiter, RateLimiter
 from kabar.deliver.transport import Envelope, Lane, Reply, Stage, Transport
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ def _stage_of(exc: aiosmtplib.SMTPResponseException, stage: Stage) -> Stage:
 class SmtpTransport(Transport):
     name = "smtp"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, limiter: Limiter | None = None) -> None:
+        """`limiter`: the rate limit shared with other workers; by default, this process's."""
         smtp = config.delivery.smtp
         password = (
             read_secret(smtp.password_env, "SMTP authentication")
@@ -153,7 +155,7 @@ class SmtpTransport(Transport):
             SmtpLane(smtp, number=n, password=password, context=context)
             for n in range(smtp.connections)
         ]
-        super().__init__(lanes, rate_per_second=smtp.rate_per_second)
+        super().__init__(lanes, limiter=limiter or RateLimiter(smtp.rate_per_second))
         self.smtp = smtp
 
     async def close(self) -> None:

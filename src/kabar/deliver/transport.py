@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from kabar.deliver.ratelimit import Limiter
+
 Kind = Literal["sent", "retry", "bounce", "sender", "failed"]
 Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
 
@@ -72,30 +74,15 @@ class Lane(ABC):
         return None
 
 
-class RateLimiter:
-    """Spaces sends evenly at `per_second`, across every lane of a transport."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        now = asyncio.get_running_loop().time()
-        slot = max(self._next, now)
-        self._next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 class Transport:
     """A pool of lanes with a shared rate limit. Borrow a lane with `async with lane()`."""
 
     name = "transport"
 
-    def __init__(self, lanes: list[Lane], *, rate_per_second: float | None = None) -> None:
+    def __init__(self, lanes: list[Lane], *, limiter: Limiter | None = None) -> None:
         self._lanes = lanes
         self._pool: asyncio.Queue[Lane] | None = None
-        self._limiter = RateLimiter(rate_per_second) if rate_per_second else None
+        self._limiter = limiter
 
     @property
     def connections(self) -> int:
@@ -126,6 +113,8 @@ class Transport:
     async def close(self) -> None:
         for lane in self._lanes:
             await lane.close()
+        if self._limiter is not None:
+            await self._limiter.close()
 
     def describe(self) -> str:
         return self.name

@@ -1,0 +1,240 @@
+"""Distributed delivery (engine.mode: dramatiq). `kabar run` or `kabar send` queue one
+message per chunk on a Dramatiq broker (Redis or RabbitMQ); `kabar worker` processes on any
+number of machines run them with the same `Sender.deliver_chunk` coroutine the embedded
+mode runs in-process, as an async Dramatiq actor.
+
+A message is only a hint ("chunk N of issue K may have work"); the ledger in PostgreSQL
+holds the truth. Workers claim deliveries with FOR UPDATE SKIP LOCKED, so two messages for
+one chunk split its work between them, and a lost message loses nothing: the coordinator
+queues a chunk again when it still has work engine.resubmit_after after its last message
+(the sweeper). That is also why Dramatiq never retries a message itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kabar.config import Config, Engine
+from kabar.deliver.issue import open_transport
+from kabar.deliver.ratelimit import SharedRateLimiter
+from kabar.deliver.send import Sender, Tally, in_thread
+from kabar.ledger import Ledger, Outcome
+from kabar.store import Store
+from kabar.subscribers import link_secret
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME = "kabar.deliver_chunk"
+# The sweeper, not Dramatiq, decides when a chunk runs again; and a chunk may take long at
+# a low shared rate limit, so Dramatiq's 10-minute default time limit would cut it short.
+_ACTOR_OPTIONS = {"max_retries": 0, "time_limit": int(timedelta(days=1).total_seconds() * 1000)}
+
+
+def shown(url: str) -> str:
+    """A URL fit for logs: any password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def open_broker(engine: Engine) -> Any:
+    url = engine.broker
+    if url.startswith("amqp"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url)  # type: ignore[no-untyped-call]
+
+
+# --- the coordinator's side ------------------------------------------------------------------
+
+
+class DramatiqDispatcher:
+    """Queues chunks for `kabar worker` processes; the ledger tells when they are done."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.broker = open_broker(engine)
+        self.clock = clock
+        self.resubmit_after = engine.resubmit_after.total_seconds()
+        self._queued: dict[tuple[str, int], float] = {}  # (issue, chunk) → when last queued
+
+    async def submit(self, issue_key: str, chunks: Sequence[int]) -> None:
+        """Queue each chunk with work unless a message for it went out lately. A chunk that
+        had no work since its last message (it was drained) gets a new one at once."""
+        now = self.clock()
+        for key, chunk in list(self._queued):
+            if key == issue_key and chunk not in chunks:
+                del self._queued[(key, chunk)]
+        due = [
+            c for c in chunks if now - self._queued.get((issue_key, c), -1e9) >= self.resubmit_after
+        ]
+        if not due:
+            return
+        again = [c for c in due if (issue_key, c) in self._queued]
+        if again:
+            log.warning(
+                "%s: chunks %s still have work %s after their messages: queued again",
+                issue_key, _ranges(again), self.engine.resubmit_after,
+            )  # fmt: skip
+        await in_thread(self._enqueue, issue_key, due)
+        for chunk in due:
+            self._queued[(issue_key, chunk)] = now
+        log.info("%s: %d chunks queued for workers on %s", issue_key, len(due), self.describe())
+
+    def _enqueue(self, issue_key: str, chunks: Sequence[int]) -> None:
+        from dramatiq import Message
+
+        for chunk in chunks:
+            message: Message[None] = Message(
+                self.engine.queue, ACTOR_NAME, (issue_key, chunk), kwargs={}, options={}
+            )
+            self.broker.enqueue(message)
+
+    async def join(self) -> bool:
+        return False  # workers elsewhere run the chunks
+
+    def describe(self) -> str:
+        return f"queue {self.engine.queue} at {shown(self.engine.broker)}"
+
+    async def close(self) -> None:
+        await in_thread(self.broker.close)
+
+
+def _ranges(chunks: Sequence[int]) -> str:
+    return ", ".join(str(c) for c in chunks[:10]) + (" …" if len(chunks) > 10 else "")
+
+
+# --- the worker's side -----------------------------------------------------------------------
+
+
+def shared_limiter(config: Config) -> SharedRateLimiter | None:
+    """The SMTP relay's rate limit, held in Redis for all workers together."""
+    smtp = config.delivery.smtp
+    if config.delivery.transport != "smtp" or config.engine.limiter is None:
+        return None
+    key = f"kabar:rate:{smtp.host}:{smtp.port}"
+    return SharedRateLimiter(config.engine.limiter, key, smtp.rate_per_second)
+
+
+class ChunkWorker:
+    """What a `kabar worker` process runs: one Sender on Dramatiq's event loop thread."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.sender: Sender | None = None
+        self.tallies: dict[str, Tally] = {}
+
+    def _make_sender(self) -> Sender:
+        transport = open_transport(self.config, limiter=shared_limiter(self.config))
+        return Sender(
+            self.config, Ledger(self.store.engine), transport,
+            secret=link_secret(self.config, self.store.engine), progress=self.progress,
+        )  # fmt: skip
+
+    def progress(self, issue_key: str, outcome: Outcome) -> None:
+        self.tallies.setdefault(issue_key, Tally()).add(outcome.state)
+
+    async def deliver_chunk(self, issue_key: str, chunk: int) -> None:
+        if self.sender is None:  # made on the event loop that sends
+            self.sender = self._make_sender()
+        before = dataclasses.replace(self.tallies.setdefault(issue_key, Tally()))
+        started = time.monotonic()
+        await self.sender.deliver_chunk(issue_key, chunk)
+        after = self.tallies[issue_key]
+        done = {
+            name: getattr(after, name) - getattr(before, name)
+            for name in ("sent", "deferred", "failed", "bounced", "skipped")
+        }
+        if any(done.values()):
+            log.info(
+                "issue=%s chunk=%d %s seconds=%.1f",
+                issue_key, chunk, " ".join(f"{k}={v}" for k, v in done.items()),
+                time.monotonic() - started,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.stop()
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.close()
+            await self.sender.transport.close()
+
+
+def _lifecycle(chunk_worker: ChunkWorker) -> Any:
+    """Middleware that closes the Sender on Dramatiq's event loop before the loop stops."""
+    from dramatiq.asyncio import get_event_loop_thread
+    from dramatiq.middleware import Middleware
+
+    class SenderLifecycle(Middleware):
+        def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+            chunk_worker.stop()  # finish the sends in flight, hand back the rest
+
+        def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
+            loop_thread = get_event_loop_thread()
+            if loop_thread is not None:
+                loop_thread.run_coroutine(chunk_worker.close())
+
+    return SenderLifecycle()
+
+
+def run_worker(config: Config, store: Store, *, stop: threading.Event | None = None) -> None:
+    """Serve the broker's chunk messages until SIGTERM or SIGINT (or `stop`), then let the
+    chunks in hand finish their sends in flight and hand the rest back to the ledger."""
+    import dramatiq
+    from dramatiq.middleware.asyncio import AsyncIO
+
+    engine = config.engine
+    broker = open_broker(engine)
+    broker.add_middleware(AsyncIO())
+    chunk_worker = ChunkWorker(config, store)
+    broker.add_middleware(_lifecycle(chunk_worker))  # after AsyncIO: shut down before it
+    deliver: Any = chunk_worker.deliver_chunk  # Actor's generics do not take a bound method
+    dramatiq.Actor(
+        deliver, broker=broker, actor_name=ACTOR_NAME,
+        queue_name=engine.queue, priority=0, options=dict(_ACTOR_OPTIONS),
+    )  # fmt: skip
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            log.warning(
+                "%s: finishing the sends in flight, then stopping", signal.Signals(signum).name
+            )
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # One chunk at a time: a chunk's lanes hold all of the transport's connections.
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    log.info("worker: serving queue %s at %s", engine.queue, shown(engine.broker))
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        broker.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("worker: stopped; %s", _summary(chunk_worker.tallies) or "nothing sent")
+
+
+def _summary(tallies: dict[str, Tally]) -> str:
+    return "; ".join(
+        f"{key}: {tally.sent} sent, {tally.deferred} deferred, {tally.failed} failed"
+        for key, tally in tallies.items()
+    )
