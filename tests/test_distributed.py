@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from kabar.config import Config
 from kabar.ingest import ingest_source
+from kabar.ledger import Ledger
 from kabar.store import Store
 from kabar.store.tables import deliveries
 from kabar.subscribers import Subscribers
@@ -82,12 +83,14 @@ def distributed_config(
     broker: str,
     queue: str,
     chunk_size: int = 250,
+    digest: dict[str, Any] | None = None,
     **smtp: Any,
 ) -> Config:
     return delivery_config(
         write_config, port=port, database_url=database_url, lease="3s", chunk_size=chunk_size,
         smtp={"connections": CONNECTIONS, "rate_per_second": 100000, "timeout": "10s", **smtp},
         engine={"mode": "dramatiq", "queue": queue, "resubmit_after": "4s", **BROKERS[broker]},
+        digest=digest,
     )  # fmt: skip
 
 
@@ -213,3 +216,49 @@ def test_the_smtp_rate_limit_holds_across_all_workers(
     assert span >= 0.9 * (audience - 1) / rate, f"{audience} sends in {span:.2f}s"
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
     assert busiest <= rate + 2, f"{busiest} sends in one second, limit {rate}"
+
+
+def test_the_scheduler_queues_chunks_and_closes_the_issue_workers_sent(
+    write_config: WriteConfig, postgres_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    """`kabar run --once` queues the due issue's chunks and returns; the daemon, `kabar
+    run`, waits for the workers and marks the issue sent."""
+    audience, chunk_size = 30, 4
+    sink = Sink(keep_data=False)
+    with running(sink) as server, Store.open(postgres_url) as store:
+        config = distributed_config(
+            write_config, server.port, postgres_url, "redis", queue_name, chunk_size=chunk_size,
+            digest={"schedule": {"cron": "* * * * *", "max_lateness": "1h"}},
+        )  # fmt: skip
+        emails = add_audience(config, store, audience, tmp_path)
+
+        once = subprocess.run(
+            [sys.executable, "-m", "kabar", "-c", str(config.path), "run", "--once"],
+            env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert once.returncode == 0, once.stderr
+        [issue] = Ledger(store.engine).issues()
+        assert issue.state == "sending" and issue.chunks == -(-audience // chunk_size)
+        assert queued_chunks(queue_name) == Counter(range(issue.chunks))
+        assert sink.received == []  # nobody sends until a worker starts
+
+        daemon = kabar(config, "run", log=tmp_path / "run.log")
+        worker = kabar(config, "worker", log=tmp_path / "worker.log")
+        try:
+            wait_for(lambda: Ledger(store.engine).issue(issue.key).state == "sent", 60, "sent")
+        finally:
+            for process in (daemon, worker):
+                process.send_signal(signal.SIGTERM)
+            assert [daemon.wait(30), worker.wait(30)] == [0, 0]
+    assert sorted(sink.by_recipient()) == emails
+    assert sink.duplicates() == 0
+
+
+def queued_chunks(queue: str) -> Counter[int]:
+    """How many messages wait on a Redis broker's queue for each chunk."""
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    messages = client.hvals(f"dramatiq:{queue}.msgs")
+    client.close()
+    return Counter(json.loads(message)["args"][1] for message in messages)

@@ -181,8 +181,10 @@ class IssueRunner:
         chunks = await in_thread(self.ledger.chunks_with_work, key, now=self.clock())
         if chunks:
             await self.dispatcher.submit(key, chunks)
-            if not await self.dispatcher.join():
-                await self._sleep(_POLL)  # workers elsewhere have it: look again later
+            if not await self.dispatcher.join():  # workers elsewhere have it
+                if not wait:
+                    return False
+                await self._sleep(_POLL)  # look at the ledger again later
             return not self.sender.stopping
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:
