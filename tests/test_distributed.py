@@ -125,12 +125,14 @@ def claims_by_owner(store: Store) -> Counter[str]:
     return Counter({owner: count for owner, count in rows})
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    """The condition's first true value, polled until the timeout."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+    return value
 
 
 def status_json(config: Config) -> dict[str, Any]:
@@ -158,8 +160,11 @@ def test_three_workers_one_killed_mid_send_everyone_gets_the_issue(
         try:
             owners = {f"{socket.gethostname()}:{w.pid}": w for w in workers}
             wait_for(lambda: len(sink.received) >= AUDIENCE // 3, 180, "a third of the sends")
-            wait_for(lambda: set(claims_by_owner(store)) & set(owners), 10, "a worker's claims")
-            victim = owners.pop(next(o for o in claims_by_owner(store) if o in owners))
+            claiming = wait_for(
+                lambda: next((o for o in claims_by_owner(store) if o in owners), None),
+                10, "a worker holding claims",
+            )  # fmt: skip
+            victim = owners.pop(claiming)
             victim.send_signal(signal.SIGKILL)
             assert victim.wait(10) == -signal.SIGKILL
             received_at_kill = len(sink.received)
