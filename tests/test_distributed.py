@@ -217,8 +217,10 @@ def test_the_smtp_rate_limit_holds_across_all_workers(
     assert len(times) == audience
     span = times[-1] - times[0]
     assert span >= 0.9 * (audience - 1) / rate, f"{audience} sends in {span:.2f}s"
+    # Slots are spaced exactly; arrivals also carry each send's latency, which jitters.
+    # Unshared, three workers would reach about three times the limit.
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
-    assert busiest <= rate + 2, f"{busiest} sends in one second, limit {rate}"
+    assert busiest <= rate * 1.25, f"{busiest} sends in one second, limit {rate}"
 
 
 def test_the_scheduler_queues_chunks_and_closes_the_issue_workers_sent(

@@ -5,9 +5,10 @@ mode runs in-process, as an async Dramatiq actor.
 
 A message is only a hint ("chunk N of issue K may have work"); the ledger in PostgreSQL
 holds the truth. Workers claim deliveries with FOR UPDATE SKIP LOCKED, so two messages for
-one chunk split its work between them, and a lost message loses nothing: the coordinator
-queues a chunk again when it still has work engine.resubmit_after after its last message
-(the sweeper). That is also why Dramatiq never retries a message itself.
+one chunk split its work between them, and a lost message loses nothing: when no
+delivery of an issue has been recorded for engine.resubmit_after, the coordinator queues
+its chunks that still have work again (the sweeper). That is also why Dramatiq never
+retries a message itself.
 """
 
 from __future__ import annotations
@@ -62,37 +63,63 @@ def open_broker(engine: Engine) -> Any:
 
 
 class DramatiqDispatcher:
-    """Queues chunks for `kabar worker` processes; the ledger tells when they are done."""
+    """Queues chunks for `kabar worker` processes; the ledger tells when they are done.
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+    `settled(issue_key)` counts the issue's deliveries that have a result: while it grows,
+    workers are getting through the queue, however long it is. Only once it has stood
+    still for engine.resubmit_after are the chunks that still have work queued again.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settled: Callable[[str], int],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.broker = open_broker(engine)
+        self.settled = settled
         self.clock = clock
         self.resubmit_after = engine.resubmit_after.total_seconds()
         self._queued: dict[tuple[str, int], float] = {}  # (issue, chunk) → when last queued
+        self._progress: dict[str, tuple[int, float]] = {}  # issue → (settled, since when)
 
     async def submit(self, issue_key: str, chunks: Sequence[int]) -> None:
-        """Queue each chunk with work unless a message for it went out lately. A chunk that
-        had no work since its last message (it was drained) gets a new one at once."""
+        """Queue each chunk with work that has no message out. A chunk that had no work
+        since its last message (it was drained, then a retry came due) gets one at once."""
         now = self.clock()
         for key, chunk in list(self._queued):
             if key == issue_key and chunk not in chunks:
                 del self._queued[(key, chunk)]
-        due = [
-            c for c in chunks if now - self._queued.get((issue_key, c), -1e9) >= self.resubmit_after
-        ]
+        due = [c for c in chunks if (issue_key, c) not in self._queued]
+        if await self._stalled(issue_key, now):
+            lost = [
+                c for c in chunks
+                if (issue_key, c) in self._queued
+                and now - self._queued[(issue_key, c)] >= self.resubmit_after
+            ]  # fmt: skip
+            if lost:
+                log.warning(
+                    "%s: no delivery recorded for %s while chunks %s have work: their "
+                    "messages were lost (is a kabar worker running? did one die?); queued again",
+                    issue_key, self.engine.resubmit_after, _ranges(lost),
+                )  # fmt: skip
+            due += lost
         if not due:
             return
-        again = [c for c in due if (issue_key, c) in self._queued]
-        if again:
-            log.warning(
-                "%s: chunks %s still have work %s after their messages: queued again",
-                issue_key, _ranges(again), self.engine.resubmit_after,
-            )  # fmt: skip
         await in_thread(self._enqueue, issue_key, due)
         for chunk in due:
             self._queued[(issue_key, chunk)] = now
         log.info("%s: %d chunks queued for workers on %s", issue_key, len(due), self.describe())
+
+    async def _stalled(self, issue_key: str, now: float) -> bool:
+        settled = await in_thread(self.settled, issue_key)
+        last = self._progress.get(issue_key)
+        if last is None or last[0] != settled:
+            self._progress[issue_key] = (settled, now)
+            return False
+        return now - last[1] >= self.resubmit_after
 
     def _enqueue(self, issue_key: str, chunks: Sequence[int]) -> None:
         from dramatiq import Message

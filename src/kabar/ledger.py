@@ -443,6 +443,11 @@ class Ledger:
                 by_key[key][state] = int(count)
         return {key: _counts(states) for key, states in by_key.items()}
 
+    def settled(self, key: str) -> int:
+        """How many of the issue's deliveries have a result (final, or waiting to retry)."""
+        counts = self.counts([key])[key]
+        return counts.audience - counts.pending
+
     def finish(self, key: str, *, now: datetime) -> IssueState | None:
         """Close a sending issue once nothing is left to do: sent, partial or failed."""
         counts = self.counts([key])[key]

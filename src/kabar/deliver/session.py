@@ -133,7 +133,7 @@ class Session:
             return None
         from kabar.distributed import DramatiqDispatcher
 
-        return DramatiqDispatcher(self.config.engine)
+        return DramatiqDispatcher(self.config.engine, Ledger(self.store.engine).settled)
 
     def _on_signal(self, signum: int) -> None:
         assert self.runner is not None
