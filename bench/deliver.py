@@ -1,10 +1,11 @@
 """Delivery throughput: kabar end to end against a raw aiosmtplib loop, in the same run.
 
-An aiosmtpd sink runs in another process on 127.0.0.1. kabar sends a real 12-item issue to
-N subscribers with `kabar send --now` in a subprocess (ledger, personalisation, signing
-when DKIM is configured, SMTP); the baseline sends that issue's prepared bytes for one
-subscriber N times over the same number of reused connections. Printed: both rates, their
-ratio (goal >= 0.8) and kabar's peak RSS (goal <= 400 MB at 100,000 subscribers).
+A counting SMTP sink (bench/smtp_sink.py) runs in another process on 127.0.0.1. kabar
+sends a real 12-item issue to N subscribers with `kabar send --now` in a subprocess
+(ledger, personalisation, signing when DKIM is configured, SMTP); the baseline sends that
+issue's prepared bytes for one subscriber N times over the same number of reused
+connections. Printed: both rates, their ratio (goal >= 0.8) and kabar's peak RSS (goal
+<= 400 MB at 100,000 subscribers).
 
 With --split, kabar runs once more with each message built only once and reused: what the
 sending loop and ledger cost by themselves, apart from the digest stage's per-subscriber
@@ -36,25 +37,6 @@ SECRET = "bench-link-secret"  # noqa: S105 - a throwaway key for a throwaway dat
 # --- the sink, in its own process ------------------------------------------------------------
 
 
-def serve_sink(port: int) -> None:
-    """Accept everything, count it; print the count for each line read on stdin."""
-    from aiosmtpd.controller import Controller
-
-    class Counter:
-        received = 0
-
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-            Counter.received += 1
-            return "250 OK"
-
-    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
-    controller.start()
-    print("ready", flush=True)
-    for _ in sys.stdin:
-        print(Counter.received, flush=True)
-    controller.stop()
-
-
 class Sink:
     def __init__(self) -> None:
         import socket
@@ -63,7 +45,7 @@ class Sink:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--sink", str(self.port)],
+            [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), str(self.port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -226,12 +208,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--split", action="store_true", help="also time kabar building once")
-    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.sink:
-        serve_sink(args.sink)
-        return
-
     sink = Sink()
     folder = Path(tempfile.mkdtemp(prefix="kabar-bench-"))
     try:
