@@ -1,0 +1,87 @@
+"""Shared by the command modules: the App they are passed, exit statuses, fail and helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, NoReturn
+
+import click
+
+from kabar import config as config_module
+from kabar.config import Config, ConfigError
+
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+class App:
+    """What every command shares: the config (loaded on first use) and the store."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._store: Any = None
+
+    @cached_property
+    def config(self) -> Config:
+        try:
+            return config_module.load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_USAGE)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from kabar.store import Store
+
+            self._store = Store.open(self.config.database_url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"kabar: {message}", err=True)
+    sys.exit(status)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time from the command line; without an offset it is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (2026-11-27T07:00+07:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def file_progress(label: str) -> Iterator[Any]:
+    """A rich progress bar on a terminal; nothing otherwise (logs say what happened)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -1,0 +1,232 @@
+"""Issues to subscribers: send, status, and the run and worker daemons."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from kabar.cli.app import EXIT_PARTIAL, App, fail, pass_app
+
+
+@click.command()
+@click.argument("digest_id", required=False, metavar="[DIGEST]")
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Make the issue of the current period even if its scheduled time has not come.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; write and send nothing.")
+@click.option(
+    "--resume",
+    "resume_key",
+    metavar="ISSUE_KEY",
+    help="Continue this issue: after a crash or a stop, a pause, or a missed run.",
+)
+@click.option(
+    "--resend-failed",
+    is_flag=True,
+    help="Queue the issue's failed deliveries again (same Message-IDs; bounces stay out).",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Leave deferred retries to `kabar run` instead of waiting."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+@pass_app
+def send(
+    app: App,
+    digest_id: str | None,
+    at_once: bool,
+    dry_run: bool,
+    resume_key: str | None,
+    resend_failed: bool,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Make the due issue of DIGEST and deliver it, or resume one.
+
+    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests). Running the
+    command again in the same period resumes that issue; it never makes a second one.
+    Exit status 0 when the issue is sent (or skipped: nothing new), 1 when deliveries
+    failed, are deferred, or the issue paused on a sender problem.
+    """
+    import asyncio
+
+    from kabar.deliver.issue import NothingDue, plan_issue
+    from kabar.deliver.issue import dry_run as preview
+    from kabar.deliver.send import utcnow
+    from kabar.deliver.session import Session, import_lists
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    plan = None
+    if resume_key is not None:
+        if ledger.issue(resume_key) is None:
+            fail(f"no issue {resume_key!r} (kabar status lists them)")
+        key = resume_key
+    else:
+        if digest_id is None:
+            raise click.UsageError("give a DIGEST, or --resume ISSUE_KEY")
+        known = [digest.id for digest in app.config.digests]
+        if digest_id not in known:
+            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        try:
+            plan = plan_issue(
+                app.config, ledger, app.config.digest(digest_id), now=utcnow(), at_once=at_once
+            )
+        except NothingDue as exc:
+            click.echo(str(exc))
+            return
+        key = plan.key
+    if dry_run:
+        if plan is None:
+            issue = ledger.issue(key)
+            assert issue is not None
+            click.echo(json.dumps(_issue_row(issue, ledger.counts([key])[key]), ensure_ascii=False))
+        else:
+            click.echo(json.dumps(preview(app.config, app.store, plan), ensure_ascii=False))
+        return
+    import_lists(app.config, app.store)
+
+    async def deliver() -> Any:
+        async with Session(app.config, app.store) as runner:
+            if plan is not None:
+                runner.create(plan)
+            runner.reopen(key, resend_failed=resend_failed, revive_missed=plan is None or at_once)
+            return await runner.run(key, wait=not no_wait)
+
+    issue = asyncio.run(deliver())
+    _print_issue_lines(app, [key], as_json=as_json)
+    if issue is None or issue.state not in ("sent", "skipped"):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _issue_row(issue: Any, counts: Any) -> dict[str, Any]:
+    return {
+        "issue": issue.key, "state": issue.state, "issue_time": issue.issue_time.isoformat(),
+        **counts.to_dict(), "detail": issue.detail,
+    }  # fmt: skip
+
+
+def _print_issue_lines(app: App, keys: list[str], *, as_json: bool = False) -> None:
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    counts = ledger.counts(keys)
+    for key in keys:
+        issue = ledger.issue(key)
+        assert issue is not None
+        row = _issue_row(issue, counts[key])
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        numbers = ", ".join(f"{n} {name}" for name, n in counts[key].to_dict().items() if n)
+        detail = f" ({issue.detail})" if issue.detail else ""
+        click.echo(f"{key}: {issue.state}{detail}: {numbers or 'no subscribers'}")
+
+
+def publish_digests(app: App) -> bool:
+    """`kabar publish`: make and deliver each digest's current issue; False if any did not
+    fully go out."""
+    import asyncio
+
+    from kabar.deliver.issue import plan_issue
+    from kabar.deliver.send import utcnow
+    from kabar.deliver.session import Session, import_lists
+    from kabar.ledger import Ledger
+
+    if not app.config.digests:
+        return True
+    import_lists(app.config, app.store)
+    ledger = Ledger(app.store.engine)
+    plans = [
+        plan_issue(app.config, ledger, digest, now=utcnow(), at_once=True)
+        for digest in app.config.digests
+    ]
+
+    async def deliver() -> list[Any]:
+        async with Session(app.config, app.store) as runner:
+            for plan in plans:
+                runner.create(plan)
+            return [await runner.run(plan.key, wait=False) for plan in plans]
+
+    issues = asyncio.run(deliver())
+    _print_issue_lines(app, [issue.key for issue in issues if issue is not None])
+    return all(issue is not None and issue.state in ("sent", "skipped") for issue in issues)
+
+
+@click.command()
+@click.option("--digest", "digest_id", help="Only issues of this digest.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per issue.")
+@pass_app
+def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
+    """Issues, newest first, with their delivery counts.
+
+    audience = sent + deferred (waiting to retry) + failed + bounced + skipped (left
+    before their turn) + pending (not yet sent, or being sent).
+    """
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    issues = ledger.issues(digest_id=digest_id, limit=limit)
+    counts = ledger.counts([issue.key for issue in issues])
+    rows = [_issue_row(issue, counts[issue.key]) for issue in issues]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no issues yet")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
+    table = Table("issue", "state", *columns, "detail", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row["issue"], row["state"], *(str(row[c]) for c in columns), row["detail"])
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Do what is due now, then exit.")
+@pass_app
+def run(app: App, once: bool) -> None:
+    """The scheduler daemon: ingest, feed and digest jobs on the schedules in the config.
+
+    Each job works out from the database what is due (catch_up and max_lateness apply
+    after downtime), so restarts neither lose nor repeat runs. Unfinished issues are
+    resumed. One scheduler runs per database: a second `kabar run` waits for the first
+    to stop; `kabar run --once` exits with status 1 instead. SIGTERM drains the sends in
+    flight and exits.
+    """
+    import asyncio
+
+    from kabar.deliver.session import run_scheduler
+
+    if not asyncio.run(run_scheduler(app.config, app.store, once=once)):
+        sys.exit(EXIT_PARTIAL)
+
+
+@click.command()
+@pass_app
+def worker(app: App) -> None:
+    """Send chunks of issues queued on the broker (engine.mode: dramatiq).
+
+    Start one or more on each sending machine, next to one `kabar run` (the scheduler,
+    which queues the chunks) against the same PostgreSQL and broker. A worker sends one
+    chunk at a time over delivery.smtp.connections connections; the SMTP rate limit is
+    shared by all workers through Redis. SIGTERM or SIGINT: the sends in flight finish
+    and the rest of the chunk goes back to the ledger. A worker that dies outright holds
+    its deliveries until their lease runs out; another worker then sends them, under the
+    same Message-IDs.
+    """
+    if app.config.engine.mode != "dramatiq":
+        fail("kabar worker needs engine.mode: dramatiq; in embedded mode kabar run sends itself")
+    from kabar.distributed import run_worker
+
+    run_worker(app.config, app.store)

@@ -1,0 +1,45 @@
+"""Setting up a project: scaffold one, validate its config."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from kabar import config as config_module
+from kabar.cli.app import App, fail, pass_app
+
+
+@click.command()
+@pass_app
+def check(app: App) -> None:
+    """Validate the config file; print FILE:LINE:COL: path: message per problem.
+
+    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise.
+    """
+    click.echo(config_module.summary(app.config))
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(directory: Path, force: bool) -> None:
+    """Scaffold a new kabar project in DIRECTORY: config, templates and a sample page."""
+    from kabar.resources import bundled
+
+    plan = [
+        (bundled(f"config/{name}"), directory / "config" / name)
+        for name in ("kabar.yaml", "pembaca.csv")
+    ]
+    for folder in ("templates", "seeds"):
+        files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
+        plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]
+    clashes = [str(target) for _, target in plan if target.exists()]
+    if clashes and not force:
+        fail(f"not overwriting existing files (use --force): {', '.join(clashes)}")
+    for origin, target in plan:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(origin, target)
+        click.echo(f"wrote {target}")
+    click.echo(f"next: cd {directory} && kabar check && kabar publish")

@@ -1,0 +1,160 @@
+"""The `kabar subscribers` group: the mailing lists' subscribers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import cast
+
+import click
+
+from kabar.cli.app import EXIT_PARTIAL, App, fail, pass_app
+
+
+def _list_id(app: App, list_id: str | None) -> str:
+    known = [mailing_list.id for mailing_list in app.config.lists]
+    if list_id is None and len(known) == 1:
+        return known[0]
+    if list_id is None or list_id not in known:
+        what = "--list is required" if list_id is None else f"unknown list id {list_id!r}"
+        fail(f"{what} (configured lists: {', '.join(known) or 'none'})")
+    return list_id
+
+
+_list_option = click.option(
+    "--list", "list_id", metavar="ID", help="Mailing list id [default: the only list]."
+)
+
+
+@click.group()
+def subscribers() -> None:
+    """Subscribers of the mailing lists, kept in the database.
+
+    Statuses: pending (double opt-in, unconfirmed), active, unsubscribed, bounced,
+    complained. Only active subscribers receive issues.
+    """
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_list_option
+@click.option(
+    "--status",
+    type=click.Choice(["active", "pending"]),
+    default="active",
+    show_default=True,
+    help="Status of the imported subscribers.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_app
+def subscribers_import(
+    app: App, file: Path, list_id: str | None, status: str, as_json: bool
+) -> None:
+    """Import subscribers from a CSV FILE.
+
+    The first row may name the columns (`email`, and optionally `name` and `locale`);
+    without it the columns are email, name, locale. Addresses are checked with
+    email-validator (syntax only, no DNS). Each rejected row is reported as
+    FILE:LINE: reason (an invalid address, or a duplicate in the file or on the list) and
+    the others are imported; subscribers already on the list are never changed. Exit
+    status 1 if any row was rejected.
+    """
+    from kabar.subscribers import Status, Subscribers
+
+    target = _list_id(app, list_id)
+    report = Subscribers(app.store.engine).import_csv(file, target, status=cast(Status, status))
+    if as_json:
+        click.echo(json.dumps({
+            "file": str(file), "list": target, "imported": report.imported,
+            "rejected": report.rejected,
+        }, ensure_ascii=False))  # fmt: skip
+    else:
+        for line in report.rejected:
+            click.echo(line, err=True)
+        click.echo(report.describe())
+    if report.rejected:
+        sys.exit(EXIT_PARTIAL)
+
+
+@subscribers.command("list")
+@_list_option
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
+              "complained"]), help="Only subscribers with this status.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def subscribers_list(app: App, list_id: str | None, status: str | None, as_json: bool) -> None:
+    """List subscribers (of every list unless --list is given), by address."""
+    from kabar.subscribers import Status, Subscribers
+
+    if list_id is not None:
+        _list_id(app, list_id)
+    found = Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
+    if as_json:
+        for subscriber in found:
+            click.echo(json.dumps(subscriber.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("list", "email", "name", "locale", "status", box=None, pad_edge=False)
+    for subscriber in found:
+        table.add_row(
+            subscriber.list_id, subscriber.email, subscriber.name, subscriber.locale,
+            subscriber.status,
+        )  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@_list_option
+@click.option("--name", default="", help="The subscriber's name, as greetings show it.")
+@click.option("--locale", default="", help="id or en [default: the list's or the site's].")
+@click.option(
+    "--status", type=click.Choice(["active", "pending"]), default="active", show_default=True
+)
+@pass_app
+def subscribers_add(
+    app: App, email: str, list_id: str | None, name: str, locale: str, status: str
+) -> None:
+    """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
+    from kabar.subscribers import InvalidAddress, Status, Subscribers
+
+    target = _list_id(app, list_id)
+    try:
+        subscriber, made = Subscribers(app.store.engine).add(
+            target, email, name=name, locale=locale, status=cast(Status, status)
+        )
+    except InvalidAddress as exc:
+        raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--locale") from None
+    if made:
+        click.echo(f"added {subscriber.email} to {target} ({subscriber.status})")
+    else:
+        click.echo(f"{subscriber.email} is already on {target} ({subscriber.status})")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@_list_option
+@click.option(
+    "--purge", is_flag=True, help="Erase the subscriber and their delivery history instead."
+)
+@pass_app
+def subscribers_remove(app: App, email: str, list_id: str | None, purge: bool) -> None:
+    """Unsubscribe EMAIL from a list (kept, so a re-import cannot add it back)."""
+    from kabar.subscribers import Subscribers
+
+    target = _list_id(app, list_id)
+    store = Subscribers(app.store.engine)
+    subscriber = store.find(target, email.strip())
+    if subscriber is None:
+        fail(f"{email} is not on list {target}", EXIT_PARTIAL)
+    if purge:
+        store.purge(subscriber.id)
+        click.echo(f"erased {subscriber.email} from {target}")
+    else:
+        store.set_status(subscriber.id, "unsubscribed")
+        click.echo(f"unsubscribed {subscriber.email} from {target}")
