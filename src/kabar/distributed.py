@@ -103,7 +103,7 @@ class DramatiqDispatcher:
                 log.warning(
                     "%s: no delivery recorded for %s while chunks %s have work: their "
                     "messages were lost (is a kabar worker running? did one die?); queued again",
-                    issue_key, self.engine.resubmit_after, _ranges(lost),
+                    issue_key, self.engine.resubmit_after, _listed(lost),
                 )  # fmt: skip
             due += lost
         if not due:
@@ -140,7 +140,7 @@ class DramatiqDispatcher:
         await in_thread(self.broker.close)
 
 
-def _ranges(chunks: Sequence[int]) -> str:
+def _listed(chunks: Sequence[int]) -> str:
     return ", ".join(str(c) for c in chunks[:10]) + (" …" if len(chunks) > 10 else "")
 
 
