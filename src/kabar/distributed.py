@@ -246,8 +246,11 @@ def run_worker(config: Config, store: Store, *, stop: threading.Event | None = N
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    # One chunk at a time: a chunk's lanes hold all of the transport's connections.
+    # One chunk at a time: a chunk's lanes hold all of the transport's connections. And
+    # one message in hand, not Dramatiq's default two: the next chunk goes to whichever
+    # worker is free first, and a worker that dies strands only the chunk it was sending.
     worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.queue_prefetch = 1
     worker.start()
     log.info("worker: serving queue %s at %s", engine.queue, shown(engine.broker))
     try:
