@@ -427,8 +427,8 @@ class Engine(Strict):
     limiter_url: str | None = None
     limiter_password_env: EnvName | None = None
     queue: str = Field(default="kabar", pattern=r"^[A-Za-z0-9_.-]+$")
-    # A chunk with work left and no message queued for it this long is queued again: its
-    # message went down with a worker, or the broker lost it.
+    # When no delivery of an issue has been recorded for this long, its chunks with work
+    # left are queued again: their messages went down with a worker, or the broker lost them.
     resubmit_after: Duration = Field(default=timedelta(minutes=2), gt=timedelta(0))
 
     @field_validator("broker_url", "limiter_url")
