@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
@@ -85,3 +86,19 @@ def file_progress(label: str) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def echo_json(value: Any) -> None:
+    """One JSON object on a line of its own (the --json output of every command)."""
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def echo_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A plain table; piped, rows are kept whole instead of wrapped at 80 columns."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)

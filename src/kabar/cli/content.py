@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,16 @@ from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, fail, file_progress, parse_time, pass_app
+from kabar.cli.app import (
+    EXIT_PARTIAL,
+    App,
+    echo_json,
+    echo_table,
+    fail,
+    file_progress,
+    parse_time,
+    pass_app,
+)
 from kabar.cli.delivery import publish_digests
 
 
@@ -87,12 +95,12 @@ def _ingest_sources(app: App, source_ids: tuple[str, ...], as_of: datetime | Non
 def _print_reports(reports: list[Any], as_json: bool) -> None:
     for report in reports:
         if as_json:
-            click.echo(json.dumps({
+            echo_json({
                 "source": report.source, "files": report.files,
                 "inserted": report.stored.inserted, "updated": report.stored.updated,
                 "unchanged": report.stored.unchanged, "not_modified": report.not_modified,
                 "failures": report.failures, "warnings": report.warnings,
-            }, ensure_ascii=False))  # fmt: skip
+            })  # fmt: skip
         else:
             for failure in report.failures:
                 click.echo(failure, err=True)
@@ -111,18 +119,15 @@ def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) 
     found = app.store.articles(sources=[source_id] if source_id else None, limit=limit)
     if as_json:
         for article in found:
-            click.echo(json.dumps(article.to_dict(), ensure_ascii=False))
+            echo_json(article.to_dict())
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("published", "id", "source", "section", "title", box=None, pad_edge=False)
-    for article in found:
-        table.add_row(
-            article.published.strftime("%Y-%m-%d %H:%M %z"), article.id, article.source,
-            article.section, article.title,
-        )  # fmt: skip
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    echo_table(
+        ("published", "id", "source", "section", "title"),
+        (
+            (a.published.strftime("%Y-%m-%d %H:%M %z"), a.id, a.source, a.section, a.title)
+            for a in found
+        ),
+    )
 
 
 @click.command()
@@ -174,7 +179,7 @@ def build_feeds(
     """
     report = _build_feeds(app, feed_ids, dry_run=dry_run, force=force, ping=not no_ping)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        echo_json(report.to_dict())
     else:
         for warning in report.warnings:
             click.echo(warning, err=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, fail, pass_app
+from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, pass_app
 
 
 @click.command()
@@ -85,9 +84,9 @@ def send(
         if plan is None:
             issue = ledger.issue(key)
             assert issue is not None
-            click.echo(json.dumps(_issue_row(issue, ledger.counts([key])[key]), ensure_ascii=False))
+            echo_json(_issue_row(issue, ledger.counts([key])[key]))
         else:
-            click.echo(json.dumps(preview(app.config, app.store, plan), ensure_ascii=False))
+            echo_json(preview(app.config, app.store, plan))
         return
     import_lists(app.config, app.store)
 
@@ -121,7 +120,7 @@ def _print_issue_lines(app: App, keys: list[str], *, as_json: bool = False) -> N
         assert issue is not None
         row = _issue_row(issue, counts[key])
         if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            echo_json(row)
             continue
         numbers = ", ".join(f"{n} {name}" for name, n in counts[key].to_dict().items() if n)
         detail = f" ({issue.detail})" if issue.detail else ""
@@ -177,19 +176,16 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     rows = [_issue_row(issue, counts[issue.key]) for issue in issues]
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            echo_json(row)
         return
     if not rows:
         click.echo("no issues yet")
         return
-    from rich.console import Console
-    from rich.table import Table
-
     columns = ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
-    table = Table("issue", "state", *columns, "detail", box=None, pad_edge=False)
-    for row in rows:
-        table.add_row(row["issue"], row["state"], *(str(row[c]) for c in columns), row["detail"])
-    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+    echo_table(
+        ("issue", "state", *columns, "detail"),
+        ((r["issue"], r["state"], *(str(r[c]) for c in columns), r["detail"]) for r in rows),
+    )
 
 
 @click.command()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from kabar.cli.app import App, fail, parse_time, pass_app
+from kabar.cli.app import App, echo_json, fail, parse_time, pass_app
 
 
 @click.command()
@@ -65,11 +64,11 @@ def preview(
     paths = [str(path) for path in files]
     html_bytes = files[0].stat().st_size
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "digest": digest_id, "issue_key": issue.issue_key, "subject": issue.subject,
             "articles": len(issue.article_ids), "html_bytes": html_bytes,
             "signed": issue.signer is not None, "files": paths,
-        }, ensure_ascii=False))  # fmt: skip
+        })  # fmt: skip
         return
     click.echo(
         f"{digest_id}: {len(issue.article_ids)} articles, HTML {html_bytes / 1000:.1f} KB, "
@@ -134,11 +133,11 @@ def related(
     for article in app.store.articles() if every else found:
         items = engine.related(article, before=moment, settings=settings)
         if as_json:
-            click.echo(json.dumps({"id": article.id, "related": [
+            echo_json({"id": article.id, "related": [
                 {"id": i.article_id, "score": i.score, "title": i.title, "url": i.url,
                  "reasons": list(i.reasons), "chosen_by_publisher": i.chosen_by_publisher}
                 for i in items
-            ]}, ensure_ascii=False))  # fmt: skip
+            ]})  # fmt: skip
             continue
         click.echo(f"{article.id}  {article.title}")
         if not items:

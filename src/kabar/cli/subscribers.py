@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import cast
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, fail, pass_app
+from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, pass_app
 
 
 def _list_id(app: App, list_id: str | None) -> str:
@@ -65,10 +64,10 @@ def subscribers_import(
     target = _list_id(app, list_id)
     report = Subscribers(app.store.engine).import_csv(file, target, status=cast(Status, status))
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "file": str(file), "list": target, "imported": report.imported,
             "rejected": report.rejected,
-        }, ensure_ascii=False))  # fmt: skip
+        })  # fmt: skip
     else:
         for line in report.rejected:
             click.echo(line, err=True)
@@ -92,18 +91,12 @@ def subscribers_list(app: App, list_id: str | None, status: str | None, as_json:
     found = Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
     if as_json:
         for subscriber in found:
-            click.echo(json.dumps(subscriber.to_dict(), ensure_ascii=False))
+            echo_json(subscriber.to_dict())
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("list", "email", "name", "locale", "status", box=None, pad_edge=False)
-    for subscriber in found:
-        table.add_row(
-            subscriber.list_id, subscriber.email, subscriber.name, subscriber.locale,
-            subscriber.status,
-        )  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+    echo_table(
+        ("list", "email", "name", "locale", "status"),
+        ((s.list_id, s.email, s.name, s.locale, s.status) for s in found),
+    )
 
 
 @subscribers.command("add")
