@@ -17,7 +17,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -226,7 +226,7 @@ class Subscribers:
                     subscribers.c.list_id == list_id, subscribers.c.email_key.in_(keys)
                 )
             )
-            stored = {key: status for key, status in rows}
+            stored = {key: state for key, state in rows}
             fresh = []
             for row in batch:
                 if _key(row.email) in stored:
@@ -334,33 +334,15 @@ class Subscribers:
             )
 
 
+_FIELDS = tuple(f.name for f in fields(Subscriber))
+
+
 def _to_row(subscriber: Subscriber) -> dict[str, Any]:
-    return {
-        "id": subscriber.id,
-        "list_id": subscriber.list_id,
-        "email": subscriber.email,
-        "email_key": _key(subscriber.email),
-        "name": subscriber.name,
-        "locale": subscriber.locale,
-        "status": subscriber.status,
-        "origin": subscriber.origin,
-        "created": subscriber.created,
-        "updated": subscriber.updated,
-    }
+    return {**vars(subscriber), "email_key": _key(subscriber.email)}
 
 
 def _from_row(row: Any) -> Subscriber:
-    return Subscriber(
-        id=row["id"],
-        list_id=row["list_id"],
-        email=row["email"],
-        name=row["name"],
-        locale=row["locale"],
-        status=row["status"],
-        origin=row["origin"],
-        created=row["created"],
-        updated=row["updated"],
-    )
+    return Subscriber(**{name: row[name] for name in _FIELDS})
 
 
 # --- signed links ----------------------------------------------------------------------------
