@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
-CRASH_ENV = "KABAR_CRASH_AT"
+# Read once: crash_point runs for every message, and the tests set it per process.
+_CRASH_AT = os.environ.get("KABAR_CRASH_AT", "")
 _crash_counts: dict[str, int] = {}
 
 
@@ -47,10 +48,9 @@ def utcnow() -> datetime:
 def crash_point(name: str) -> None:
     """For crash tests: KABAR_CRASH_AT=NAME[:N] kills this process with SIGKILL the N-th
     time (default: the first) it passes the named point."""
-    wanted = os.environ.get(CRASH_ENV)
-    if not wanted:
+    if not _CRASH_AT:
         return
-    point, _, nth = wanted.partition(":")
+    point, _, nth = _CRASH_AT.partition(":")
     if point != name:
         return
     _crash_counts[name] = _crash_counts.get(name, 0) + 1
