@@ -49,7 +49,6 @@ IssueState = Literal[
 ]  # fmt: skip
 OPEN_STATES: tuple[IssueState, ...] = ("planned", "rendered", "materialised", "sending")
 DeliveryState = Literal["pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped"]
-UNFINISHED: tuple[DeliveryState, ...] = ("pending", "claimed", "retry_wait")
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,9 @@ class Scheduler:
         else:
             due = fire_times(job.trigger, last, horizon)
         decision = decide(job.schedule, due, now)
-        report = TickReport(job.id, decision.run, [], decision.late, decision.superseded)
+        report = TickReport(
+            job.id, ran=decision.run, late=decision.late, superseded=decision.superseded
+        )
         for moment in decision.superseded:
             log.info(
                 "%s: run of %s skipped (catch_up: %s)", job.id, _local(moment, job), _policy(job)
