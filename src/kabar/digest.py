@@ -16,7 +16,6 @@ subscriber's name and URLs into the rendered pieces (kabar.mail).
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -168,16 +167,10 @@ class EngineThenPublisher:
 
 
 def open_related(config: Config, store: Store) -> RelatedProvider:
-    """The related-news engine backed by publishers' links, or those links alone when
-    kabar.related is not installed."""
-    try:
-        module = importlib.import_module("kabar.related")
-    except ModuleNotFoundError as exc:
-        if exc.name != "kabar.related":
-            raise
-        return PublisherLinks(store)
-    engine: RelatedProvider = module.RelatedEngine.open(config, store)
-    return EngineThenPublisher(engine, PublisherLinks(store))
+    """The related-news engine, with publishers' links where it finds too few."""
+    from kabar.related import RelatedEngine  # loaded only when an issue is rendered
+
+    return EngineThenPublisher(RelatedEngine.open(config, store), PublisherLinks(store))
 
 
 def related_settings(config: Config, digest: Digest) -> Related:

@@ -179,19 +179,12 @@ class _Jobs:
         log.info("%s", report.describe())
 
     async def build_feed(self, feed_id: str) -> None:
-        # The feed stage (kabar.feeds) is optional in this module's view: a build without
-        # it still schedules digests.
-        import importlib
+        from kabar.deliver.storage import FeedStorage
+        from kabar.feeds import build_feeds
 
-        try:
-            feeds = importlib.import_module("kabar.feeds")
-            storage = importlib.import_module("kabar.deliver.storage")
-        except ImportError:
-            log.warning("feed %s: this kabar has no feed builder; skipped", feed_id)
-            return
         report = await asyncio.to_thread(
-            feeds.build_feeds, self.config, self.store,
-            storage.FeedStorage.from_config(self.config), (feed_id,), dry_run=False, ping=True,
+            build_feeds, self.config, self.store, FeedStorage.from_config(self.config),
+            (feed_id,), dry_run=False, ping=True,
         )  # fmt: skip
         log.info("%s", report.describe())
 
