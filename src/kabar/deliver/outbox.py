@@ -8,6 +8,7 @@ delivery again (a resend after a crash) replaces the file instead of adding a co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -23,16 +24,20 @@ class _MaildirLane(Lane):
 
     async def send(self, envelope: Envelope, message: bytes) -> Reply:
         name = f"{hashlib.sha256(envelope.message_id.encode()).hexdigest()[:32]}.kabar.{self.host}"
-        temporary = self.folder / "tmp" / name
         try:
-            with temporary.open("wb") as handle:
-                handle.write(message)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.folder / "new" / name)
+            # Off the event loop: the fsync waits for the disk while other work goes on.
+            await asyncio.to_thread(self._write, name, message)
         except OSError as exc:
             return Reply(451, f"4.3.0 cannot write to the outbox: {exc.strerror or exc}")
         return Reply(250, f"2.0.0 written to {self.folder / 'new' / name}")
+
+    def _write(self, name: str, message: bytes) -> None:
+        temporary = self.folder / "tmp" / name
+        with temporary.open("wb") as handle:
+            handle.write(message)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.folder / "new" / name)
 
 
 class OutboxTransport(Transport):
