@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from kabar.ledger import Ledger
 from kabar.store import Store
 
 from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store
+from .delivery_setup import SECRET, delivery_config, prepare_store, send_now
 
 
 @pytest.fixture
@@ -179,3 +180,32 @@ def test_the_daemon_sends_what_is_due_and_a_second_one_waits(
     assert "scheduler: 1 jobs: digest:harian" in log
     with Store.open(config.database_url) as store:
         assert Ledger(store.engine).lease_holder("scheduler") is None  # released on exit
+
+
+def test_a_result_the_ledger_cannot_commit_stops_the_send_and_loses_nothing(
+    write_config: WriteConfig, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More claimed than one lane holds, and the first commit fails: the send stops with
+    the error instead of waiting on a dead lane, and the next run sends what is left."""
+    config = delivery_config(write_config, lease="1s")
+    with Store.open(config.database_url) as store:
+        prepare_store(config, store, 40)
+        record = Ledger.record
+
+        def disk_full(self: Ledger, *args: object, **kwargs: object) -> int:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(Ledger, "record", disk_full)
+        with pytest.raises(OSError, match="disk full"):
+            send_now(config, store)
+        assert len(outbox(project)) == 1  # one message out, its result never committed
+        monkeypatch.setattr(Ledger, "record", record)
+        time.sleep(1)  # the lease on the unrecorded one runs out
+        issue = send_now(config, store)
+        assert issue is not None and issue.state == "sent"
+        counts = Ledger(store.engine).counts([issue.key])[issue.key]
+    assert counts.sent == 40
+    # The unrecorded one went out again under its own Message-ID: the outbox, named by
+    # Message-ID, holds each subscriber's message once.
+    assert len(outbox(project)) == 40
+    assert not [t for t in threading.enumerate() if t.name == "kabar-ledger"]

@@ -4,9 +4,9 @@ ledger, sends them over the transport's lanes, and records each result.
 The order that makes a crash lose nothing: the claim is committed before the message goes
 out, the result after the server's reply. A lane sends its next message only once its last
 result is committed, so at most one message per connection is ever sent-but-unrecorded:
-that bounds the duplicates a crash can cause. Results from all lanes are committed together
-(group commit), so the database costs one transaction per round of sends, not one per
-message, and the next message is built while the last result commits.
+that bounds the duplicates a crash can cause. So each lane waits on the commit of its
+last result: a ledger thread commits whatever results have arrived since its last commit
+in one transaction (group commit), and the next message is built meanwhile.
 
 `deliver_chunk` is the unit of work: in-process a `LocalDispatcher` runs chunks one after
 another; a distributed dispatcher runs the same coroutine in worker processes.
@@ -15,13 +15,16 @@ another; a distributed dispatcher runs the same coroutine in worker processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import queue
 import random
 import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Protocol, TypeVar
@@ -133,47 +136,79 @@ class Tally:
 Progress = Callable[[str, Outcome], None]
 
 
-@dataclass
 class _Recorder:
-    """Group commit: results wait in `pending` while a write is in flight, and a write
-    waits a moment for `group` results, since each commit rewrites the same pages."""
+    """Group commit on a writer thread of its own. Each result is queued as its reply
+    arrives; the thread commits everything queued since its last commit in one
+    transaction, then wakes the lanes waiting on it. A lane's next send waits for this
+    commit, so its latency, not its cost, is what bounds throughput: there is no timed
+    window to fill a group, and no hop through the event loop before the write starts."""
 
-    ledger: Ledger
-    clock: Clock
-    group: int = 1
-    window: float = 0.002
-    pending: list[tuple[Outcome, asyncio.Future[None]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def submit(self, outcome: Outcome) -> asyncio.Future[None]:
         """Queue a result for the next commit; the future is done once it is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((outcome, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._flush())
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write, name="kabar-ledger", daemon=True)
+            self._thread.start()
+        self._queue.put(_Pending(outcome, future, loop))
         return future
 
-    async def _flush(self) -> None:
-        while self.pending:
-            if len(self.pending) < self.group:
-                await asyncio.sleep(self.window)
-            batch, self.pending = self.pending, []
-            try:
-                written = await in_thread(
-                    self.ledger.record, [outcome for outcome, _ in batch], now=self.clock()
-                )
-            except Exception as exc:
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
+    def _write(self) -> None:
+        """The ledger thread: commit whatever has queued up, until `close` queues None."""
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            results = [item for item in batch if item is not None]
+            if results:
+                self._commit(results)
+            if len(results) < len(batch):
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        error: Exception | None = None
+        try:
+            written = self.ledger.record([p.outcome for p in batch], now=self.clock())
+        except Exception as exc:
+            error = exc
+        else:
             if written < len(batch):
                 log.warning(
                     "%d results were not recorded: their leases ran out and another sender "
                     "took them over",
                     len(batch) - written,
                 )
-            for _, future in batch:
-                future.set_result(None)
+        for item in batch:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits
+                item.loop.call_soon_threadsafe(_settle_future, item.future, error)
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            await in_thread(thread.join)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    outcome: Outcome
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle_future(future: asyncio.Future[None], error: Exception | None) -> None:
+    if future.done():  # its lane was cancelled
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 class Sender:
@@ -203,7 +238,7 @@ class Sender:
         self.paused: set[str] = set()
         self._prepared: dict[str, PreparedIssue] = {}
         self._held: dict[str, int] = {}  # claim token → deliveries not yet resolved
-        self._recorder = _Recorder(ledger, clock, group=max(1, transport.connections // 2))
+        self._recorder = _Recorder(ledger, clock)
         self._heartbeat: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
@@ -229,6 +264,8 @@ class Sender:
         self._start_heartbeat()
         try:
             while not (self.stopping or issue_key in self.paused):
+                if any(worker.done() for worker in workers):
+                    break  # a lane failed (say, its result could not be committed)
                 if queue.qsize() > lanes:
                     await asyncio.sleep(0.005)
                     continue
@@ -250,7 +287,7 @@ class Sender:
         finally:
             for _ in workers:
                 queue.put_nowait(None)
-            await asyncio.gather(*workers)
+            ended = await asyncio.gather(*workers, return_exceptions=True)
             while not queue.empty():
                 item = queue.get_nowait()
                 if item is not None:
@@ -258,6 +295,9 @@ class Sender:
             if untried:
                 await in_thread(self.ledger.release, untried)
                 self._resolve(untried)
+            for error in ended:
+                if isinstance(error, BaseException):
+                    raise error
 
     async def _lane_worker(
         self,
@@ -411,3 +451,4 @@ class Sender:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await self._recorder.close()
