@@ -7,11 +7,17 @@ issue's prepared bytes for one subscriber N times over the same number of reused
 connections. Printed: both rates, their ratio (goal >= 0.8) and kabar's peak RSS (goal
 <= 400 MB at 100,000 subscribers).
 
+The sink is pinned to the last CPU and both senders to the first, so the sink never
+competes for a core with what is measured (on a 2-core machine it otherwise shares one with
+kabar's ledger thread but not with the baseline, which has none). kabar's threads share
+its one core, like the baseline's single thread. --no-pin leaves placement to the kernel.
+
 With --split, kabar runs once more with each message built only once and reused: what the
 sending loop and ledger cost by themselves, apart from the digest stage's per-subscriber
 build (PreparedIssue.message_for).
 
     .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8] [--split]
+                                      [--no-pin]
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ SECRET = "bench-link-secret"  # noqa: S105 - a throwaway key for a throwaway dat
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, cpus: set[int] | None) -> None:
         import socket
 
         with socket.socket() as probe:
@@ -49,6 +55,7 @@ class Sink:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         assert self.process.stdout is not None and self.process.stdin is not None
         assert self.process.stdout.readline().strip() == "ready"
@@ -208,8 +215,13 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--split", action="store_true", help="also time kabar building once")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin sink and senders")
     args = parser.parse_args()
-    sink = Sink()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cpus) >= 2
+    sink = Sink({cpus[-1]} if pin else None)
+    if pin:  # this process runs the baseline; kabar's subprocesses inherit the CPU
+        os.sched_setaffinity(0, {cpus[0]})
     folder = Path(tempfile.mkdtemp(prefix="kabar-bench-"))
     try:
         config_path = write_project(folder, sink.port, args.connections)
@@ -237,6 +249,8 @@ def main() -> None:
     kabar_rate = args.subscribers / kabar_seconds
     raw_rate = args.subscribers / raw_seconds
     print(f"message: {len(message):,} bytes, 12 items; {args.connections} connections")
+    placement = f"senders on CPU {cpus[0]}, sink on CPU {cpus[-1]}" if pin else "not pinned"
+    print(f"placement: {placement}")
     print(f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar_seconds:.1f} s)")
     print(f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s)")
     print(f"ratio: {kabar_rate / raw_rate:.2f} (goal >= 0.8)")
