@@ -2,7 +2,8 @@
 
 aiosmtplib has no pool and no pipelining, so concurrency is the number of connections.
 All connections share one TLS context (building one loads the CA store: ~17 ms). Its own
-timeout is per socket read; `asyncio.timeout` here bounds the whole send, connect included.
+timeout, per server reply, is off: `asyncio.timeout` here bounds the whole send, connect
+included, and the four replies of each message need no timer each.
 Any failure other than a per-recipient 5xx closes the connection, so the next message (or
 the retry) starts on a fresh one.
 """
@@ -94,7 +95,7 @@ class SmtpLane(Lane):
             tls_context=self.context,
             username=smtp.username if self.password is not None else None,
             password=self.password,
-            timeout=self.timeout,
+            timeout=None,  # the caller's asyncio.timeout bounds the whole send
         )
         await client.connect()  # closes itself if it fails or is cancelled
         self.client = client
