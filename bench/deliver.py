@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,29 @@ class Sink:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+class Steal:
+    """The share of CPU time the hypervisor gave to other guests (/proc/stat's steal)
+    while a run lasted: on a shared VM, what makes one run slower than the next."""
+
+    def __enter__(self) -> Steal:
+        self.start = _cpu_times()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        end = _cpu_times()
+        deltas = [b - a for a, b in zip(self.start, end, strict=True)]
+        self.percent = 100 * deltas[7] / max(sum(deltas), 1) if len(deltas) > 7 else 0.0
+
+
+def _cpu_seconds(after: resource.struct_rusage, before: resource.struct_rusage) -> float:
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat", encoding="ascii") as stat:
+        return [int(field) for field in stat.readline().split()[1:]]
 
 
 # --- the project ---------------------------------------------------------------------------
@@ -132,8 +156,8 @@ def fill_store(config_path: Path, subscribers: int) -> None:
 # --- the two runs ------------------------------------------------------------------------------
 
 
-def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, int]:
-    """Seconds and peak RSS (KiB) of `kabar send harian --now`."""
+def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, float, int]:
+    """Seconds, CPU seconds and peak RSS (KiB) of `kabar send harian --now`."""
     env = {**os.environ, "KABAR_SECRET": SECRET}
     kabar = [__file__, "--build-once"] if build_once else ["-m", "kabar"]
     command = [sys.executable, *kabar, "-q", "-c", str(config_path), "send", "harian", "--now"]
@@ -143,7 +167,7 @@ def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, in
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"kabar send failed with status {os.waitstatus_to_exitcode(status)}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
@@ -229,18 +253,24 @@ def main() -> None:
         fill_store(config_path, args.subscribers)
         print(f"setup: {args.subscribers:,} subscribers in {time.perf_counter() - started:.1f} s")
 
-        kabar_seconds, peak_kib = run_kabar(config_path)
+        with Steal() as kabar_steal:
+            kabar_seconds, kabar_cpu, peak_kib = run_kabar(config_path)
         delivered = sink.count()
         assert delivered == args.subscribers, f"the sink got {delivered} of {args.subscribers}"
         message, build_seconds = prepared_bytes(config_path)
-        raw_seconds = asyncio.run(raw_loop(sink.port, message, args.subscribers, args.connections))
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        with Steal() as raw_steal:
+            raw_seconds = asyncio.run(
+                raw_loop(sink.port, message, args.subscribers, args.connections)
+            )
+        raw_cpu = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF), cpu_before)
         assert sink.count() == 2 * args.subscribers
         if args.split:
             again = folder / "again"
             again.mkdir()
             config_again = write_project(again, sink.port, args.connections)
             fill_store(config_again, args.subscribers)
-            once_seconds, _ = run_kabar(config_again, build_once=True)
+            once_seconds, _, _ = run_kabar(config_again, build_once=True)
             assert sink.count() == 3 * args.subscribers
     finally:
         sink.close()
@@ -251,9 +281,19 @@ def main() -> None:
     print(f"message: {len(message):,} bytes, 12 items; {args.connections} connections")
     placement = f"senders on CPU {cpus[0]}, sink on CPU {cpus[-1]}" if pin else "not pinned"
     print(f"placement: {placement}")
-    print(f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar_seconds:.1f} s)")
-    print(f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s)")
+    print(
+        f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar_seconds:.1f} s; "
+        f"CPU steal {kabar_steal.percent:.1f}%)"
+    )
+    print(
+        f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s; "
+        f"CPU steal {raw_steal.percent:.1f}%)"
+    )
     print(f"ratio: {kabar_rate / raw_rate:.2f} (goal >= 0.8)")
+    print(
+        f"CPU per message: kabar {kabar_cpu / args.subscribers * 1000:.2f} ms, "
+        f"raw {raw_cpu / args.subscribers * 1000:.2f} ms (steal does not count here)"
+    )
     print(f"kabar peak RSS: {peak_kib / 1024:.0f} MB (goal <= 400 MB)")
     print(
         f"of kabar's time per message ({1000 / kabar_rate:.2f} ms), building the message "
