@@ -184,9 +184,10 @@ class _Recorder:
                     "took them over",
                     len(batch) - written,
                 )
-        for item in batch:
-            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits
-                item.loop.call_soon_threadsafe(_settle_future, item.future, error)
+        for loop in {item.loop for item in batch}:  # one wake-up per event loop
+            futures = [item.future for item in batch if item.loop is loop]
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, futures, error)
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
@@ -202,13 +203,14 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
 
 
-def _settle_future(future: asyncio.Future[None], error: Exception | None) -> None:
-    if future.done():  # its lane was cancelled
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for future in futures:
+        if future.done():  # its lane was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class Sender:
