@@ -45,7 +45,8 @@ SECRET = "bench-link-secret"  # noqa: S105 - a throwaway key for a throwaway dat
 
 
 class Sink:
-    def __init__(self, cpus: set[int] | None) -> None:
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        """`cpus`: the CPUs the sink may run on (default: any)."""
         import socket
 
         with socket.socket() as probe:

@@ -200,7 +200,7 @@ def run_mode(args: argparse.Namespace, sink: Sink, folder: Path, workers: int) -
         try:
             running = start_workers(config_path, workers) if workers else []
             before, load = sink.count(), os.getloadavg()[0]
-            seconds, _ = run_kabar(config_path)
+            seconds, _, _ = run_kabar(config_path)
             delivered = sink.count() - before
             run = Run(label, seconds, delivered, (load, os.getloadavg()[0]))
         finally:
