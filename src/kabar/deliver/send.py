@@ -136,6 +136,9 @@ class Tally:
 Progress = Callable[[str, Outcome], None]
 
 
+_Pending = tuple[Outcome, "asyncio.Future[None]"]  # a result, and who waits for its commit
+
+
 class _Recorder:
     """Group commit on a writer thread of its own. Each result is queued as its reply
     arrives; the thread commits everything queued since its last commit in one
@@ -151,12 +154,11 @@ class _Recorder:
 
     def submit(self, outcome: Outcome) -> asyncio.Future[None]:
         """Queue a result for the next commit; the future is done once it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._thread is None:
             self._thread = threading.Thread(target=self._write, name="kabar-ledger", daemon=True)
             self._thread.start()
-        self._queue.put(_Pending(outcome, future, loop))
+        self._queue.put((outcome, future))
         return future
 
     def _write(self) -> None:
@@ -174,7 +176,7 @@ class _Recorder:
     def _commit(self, batch: list[_Pending]) -> None:
         error: Exception | None = None
         try:
-            written = self.ledger.record([p.outcome for p in batch], now=self.clock())
+            written = self.ledger.record([outcome for outcome, _ in batch], now=self.clock())
         except Exception as exc:
             error = exc
         else:
@@ -184,8 +186,8 @@ class _Recorder:
                     "took them over",
                     len(batch) - written,
                 )
-        for loop in {item.loop for item in batch}:  # one wake-up per event loop
-            futures = [item.future for item in batch if item.loop is loop]
+        for loop in {future.get_loop() for _, future in batch}:  # one wake-up per loop
+            futures = [future for _, future in batch if future.get_loop() is loop]
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                 loop.call_soon_threadsafe(_settle, futures, error)
 
@@ -194,13 +196,6 @@ class _Recorder:
         if thread is not None:
             self._queue.put(None)
             await in_thread(thread.join)
-
-
-@dataclass(frozen=True)
-class _Pending:
-    outcome: Outcome
-    future: asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
