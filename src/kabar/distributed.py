@@ -183,8 +183,8 @@ class ChunkWorker:
         await self.sender.deliver_chunk(issue_key, chunk)
         after = self.tallies[issue_key]
         done = {
-            name: getattr(after, name) - getattr(before, name)
-            for name in ("sent", "deferred", "failed", "bounced", "skipped")
+            f.name: getattr(after, f.name) - getattr(before, f.name)
+            for f in dataclasses.fields(Tally)
         }
         if any(done.values()):
             log.info(
