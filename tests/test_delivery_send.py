@@ -209,3 +209,24 @@ def test_a_result_the_ledger_cannot_commit_stops_the_send_and_loses_nothing(
     # Message-ID, holds each subscriber's message once.
     assert len(outbox(project)) == 40
     assert not [t for t in threading.enumerate() if t.name == "kabar-ledger"]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_results_commit_on_a_thread_that_does_not_preempt_the_sending_loop(
+    write_config: WriteConfig, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = delivery_config(write_config)
+    with Store.open(config.database_url) as store:
+        prepare_store(config, store, 12)
+        record = Ledger.record
+        policies: list[int] = []
+
+        def noting_the_policy(self: Ledger, *args: object, **kwargs: object) -> int:
+            policies.append(os.sched_getscheduler(0))
+            return record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Ledger, "record", noting_the_policy)
+        issue = send_now(config, store)
+    assert issue is not None and issue.state == "sent"
+    assert policies and set(policies) == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the sending thread is left as it was

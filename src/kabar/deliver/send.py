@@ -144,7 +144,10 @@ class _Recorder:
     arrives; the thread commits everything queued since its last commit in one
     transaction, then wakes the lanes waiting on it. A lane's next send waits for this
     commit, so its latency, not its cost, is what bounds throughput: there is no timed
-    window to fill a group, and no hop through the event loop before the write starts."""
+    window to fill a group, and no hop through the event loop before the write starts.
+    The thread is scheduled so that a queued result does not preempt the event loop
+    (`_no_wakeup_preemption`): where they share a core, the commit runs once the loop
+    waits, and takes in every result that arrived meanwhile."""
 
     def __init__(self, ledger: Ledger, clock: Clock) -> None:
         self.ledger = ledger
@@ -163,6 +166,7 @@ class _Recorder:
 
     def _write(self) -> None:
         """The ledger thread: commit whatever has queued up, until `close` queues None."""
+        _no_wakeup_preemption()
         while True:
             batch = [self._queue.get()]
             while not self._queue.empty():
@@ -196,6 +200,17 @@ class _Recorder:
         if thread is not None:
             self._queue.put(None)
             await in_thread(thread.join)
+
+
+def _no_wakeup_preemption() -> None:
+    """Make the calling thread SCHED_BATCH (Linux): the same share of the CPU as before,
+    but waking up no longer preempts the thread that is running. Without it, each result
+    queued mid-send woke the ledger thread onto the event loop's core, only for it to
+    wait there for the GIL: two context switches and a commit of one or two rows, where
+    letting the loop run on gives commits of four to eight rows for less CPU."""
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):  # not allowed here: stay as we are
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
