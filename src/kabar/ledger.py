@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -40,6 +41,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from kabar.store.tables import UTCDateTime, deliveries, issues, leases, subscribers
 
@@ -187,11 +191,49 @@ _RECORD = (
 )
 
 
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A statement compiled once for one database, for `exec_driver_sql`. Results are
+    committed every few messages, on a thread beside the sending loop, and what
+    SQLAlchemy does per execution (finding the compiled form, processing each row's
+    parameters) was about a fifth of each commit: here it is done once."""
+
+    sql: str
+    order: tuple[str, ...] | None  # the parameters' order, where the driver's are positional
+    bound: dict[str, Any]  # the values the statement binds itself (claim=None, " ")
+    processors: dict[str, Callable[[Any], Any]]  # by parameter: the column type's conversion
+
+    @classmethod
+    def compile(cls, statement: ClauseElement, dialect: Dialect) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        processors: dict[str, Callable[[Any], Any]] = {
+            name: processor
+            for bind, name in compiled.bind_names.items()
+            if (processor := bind.type.bind_processor(dialect)) is not None
+        }
+        order = tuple(compiled.positiontup) if compiled.positiontup else None
+        return cls(compiled.string, order, dict(compiled.params), processors)
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        converted = []
+        for row in rows:
+            values = {**self.bound, **row}
+            for name, processor in self.processors.items():
+                values[name] = processor(values[name])
+            converted.append(values if self.order is None else tuple(map(values.get, self.order)))
+        return converted
+
+
 class Ledger:
     """Issues and deliveries in kabar's database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @cached_property
+    def _record(self) -> _DriverStatement:
+        return _DriverStatement.compile(_RECORD, self.engine.dialect)
 
     # --- issues --------------------------------------------------------------------------
 
@@ -375,7 +417,8 @@ class Ledger:
         rows = [_outcome_row(outcome, now) for outcome in outcomes]
         bounced = [o.subscriber_id for o in outcomes if o.state == "bounced" and o.subscriber_id]
         with self.engine.begin() as connection:
-            written = int(connection.execute(_RECORD, rows).rowcount)
+            result = connection.exec_driver_sql(self._record.sql, self._record.parameters(rows))
+            written = int(result.rowcount)
             if bounced:
                 connection.execute(
                     update(subscribers)
