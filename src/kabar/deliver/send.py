@@ -144,10 +144,8 @@ class _Recorder:
     arrives; the thread commits everything queued since its last commit in one
     transaction, then wakes the lanes waiting on it. A lane's next send waits for this
     commit, so its latency, not its cost, is what bounds throughput: there is no timed
-    window to fill a group, and no hop through the event loop before the write starts.
-    The thread is scheduled so that a queued result does not preempt the event loop
-    (`_no_wakeup_preemption`): where they share a core, the commit runs once the loop
-    waits, and takes in every result that arrived meanwhile."""
+    window to fill a group, and no hop through the event loop before the write starts
+    (see `_no_wakeup_preemption` for how the groups form where the two share a core)."""
 
     def __init__(self, ledger: Ledger, clock: Clock) -> None:
         self.ledger = ledger
@@ -206,8 +204,8 @@ def _no_wakeup_preemption() -> None:
     """Make the calling thread SCHED_BATCH (Linux): the same share of the CPU as before,
     but waking up no longer preempts the thread that is running. Without it, each result
     queued mid-send woke the ledger thread onto the event loop's core, only for it to
-    wait there for the GIL: two context switches and a commit of one or two rows, where
-    letting the loop run on gives commits of four to eight rows for less CPU."""
+    wait there for the GIL, and then commit one or two rows. Now it commits once the loop
+    waits, taking in every result that arrived meanwhile: fewer switches, fewer commits."""
     if hasattr(os, "SCHED_BATCH"):
         with contextlib.suppress(OSError):  # not allowed here: stay as we are
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
