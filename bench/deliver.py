@@ -7,6 +7,13 @@ issue's prepared bytes for one subscriber N times over the same number of reused
 connections. Printed: both rates, their ratio (goal >= 0.8) and kabar's peak RSS (goal
 <= 400 MB at 100,000 subscribers).
 
+The two take turns, so that both meet the same machine: on a shared VM, a neighbour
+that is busy for a minute slowed whichever side ran in that minute, and one side after
+the other gave ratios 0.2 apart. kabar runs for a slice (--slice seconds), is stopped with
+SIGSTOP, the baseline sends as many messages as kabar did in that slice, and kabar
+continues with SIGCONT. Each rate counts only its own side's slices; kabar's start-up
+(render, materialise) and its end are in its slices, as they are in a real send.
+
 The sink is pinned to the last CPU and both senders to the first, so the sink never
 competes for a core with what is measured (on a 2-core machine it otherwise shares one with
 kabar's ledger thread but not with the baseline, which has none). kabar's threads share
@@ -16,8 +23,8 @@ With --split, kabar runs once more with each message built only once and reused:
 sending loop and ledger cost by themselves, apart from the digest stage's per-subscriber
 build (PreparedIssue.message_for).
 
-    .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8] [--split]
-                                      [--no-pin]
+    .venv/bin/python bench/deliver.py [--subscribers 100000] [--connections 8] [--slice 4]
+                                      [--split] [--no-pin]
 """
 
 from __future__ import annotations
@@ -25,15 +32,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import resource
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = next((ROOT / "seeds").glob("*.txt"))
@@ -76,16 +88,26 @@ class Sink:
 
 class Steal:
     """The share of CPU time the hypervisor gave to other guests (/proc/stat's steal)
-    while a run lasted: on a shared VM, what makes one run slower than the next."""
+    while one side ran, over all its slices: on a shared VM, what slows a run down."""
+
+    def __init__(self) -> None:
+        self.deltas: list[int] = []
 
     def __enter__(self) -> Steal:
         self.start = _cpu_times()
         return self
 
     def __exit__(self, *_: object) -> None:
-        end = _cpu_times()
-        deltas = [b - a for a, b in zip(self.start, end, strict=True)]
-        self.percent = 100 * deltas[7] / max(sum(deltas), 1) if len(deltas) > 7 else 0.0
+        deltas = [b - a for a, b in zip(self.start, _cpu_times(), strict=True)]
+        if self.deltas:
+            deltas = [a + b for a, b in zip(self.deltas, deltas, strict=True)]
+        self.deltas = deltas
+
+    @property
+    def percent(self) -> float:
+        if len(self.deltas) <= 7:
+            return 0.0
+        return 100 * self.deltas[7] / max(sum(self.deltas), 1)
 
 
 def _cpu_seconds(after: resource.struct_rusage, before: resource.struct_rusage) -> float:
@@ -95,6 +117,12 @@ def _cpu_seconds(after: resource.struct_rusage, before: resource.struct_rusage) 
 def _cpu_times() -> list[int]:
     with open("/proc/stat", encoding="ascii") as stat:
         return [int(field) for field in stat.readline().split()[1:]]
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    return f"{model.group(1) if model else 'unknown CPU'}, {os.cpu_count()} cores"
 
 
 # --- the project ---------------------------------------------------------------------------
@@ -157,22 +185,43 @@ def fill_store(config_path: Path, subscribers: int) -> None:
 # --- the two runs ------------------------------------------------------------------------------
 
 
-def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, float, int]:
-    """Seconds, CPU seconds and peak RSS (KiB) of `kabar send harian --now`."""
-    env = {**os.environ, "KABAR_SECRET": SECRET}
+def kabar_command(config_path: Path, *, build_once: bool = False) -> list[str]:
     kabar = [__file__, "--build-once"] if build_once else ["-m", "kabar"]
-    command = [sys.executable, *kabar, "-q", "-c", str(config_path), "send", "harian", "--now"]
+    return [sys.executable, *kabar, "-q", "-c", str(config_path), "send", "harian", "--now"]
+
+
+def kabar_env() -> dict[str, str]:
+    return {**os.environ, "KABAR_SECRET": SECRET}
+
+
+def run_kabar(config_path: Path, *, build_once: bool = False) -> tuple[float, float, int]:
+    """Seconds, CPU seconds and peak RSS (KiB) of `kabar send harian --now`, on its own."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(kabar_command(config_path, build_once=build_once), env=kabar_env())
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"kabar send failed with status {os.waitstatus_to_exitcode(status)}")
+    _check_exit(status)
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
+def _check_exit(status: int) -> None:
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"kabar send failed with status {os.waitstatus_to_exitcode(status)}")
+
+
+def issue_prepared(config_path: Path) -> bool:
+    """Whether kabar has rendered the issue (and so the baseline's payload exists)."""
+    from kabar import config as config_module
+    from kabar.ledger import Ledger
+    from kabar.store import Store
+
+    config = config_module.load(config_path)
+    with Store.open(config.database_url, run_migrations=False) as store:
+        return any(issue.prepared is not None for issue in Ledger(store.engine).issues())
+
+
 def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
-    """One subscriber's message of the issue kabar just sent (the baseline's payload), and
+    """One subscriber's message of the issue kabar sent (the baseline's payload), and
     what building one message costs (the digest stage's share of kabar's time)."""
     from kabar import config as config_module
     from kabar.digest import load_prepared
@@ -181,7 +230,7 @@ def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
     from kabar.subscribers import Links
 
     config = config_module.load(config_path)
-    with Store.open(config.database_url) as store:
+    with Store.open(config.database_url, run_migrations=False) as store:
         [issue] = Ledger(store.engine).issues()
         assert issue.prepared is not None
         prepared = load_prepared(config, issue.prepared)
@@ -197,21 +246,116 @@ def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
         return prepared.message_for(recipients[0]), build_seconds
 
 
-async def raw_loop(port: int, message: bytes, count: int, connections: int) -> float:
-    import aiosmtplib
+class RawLoop:
+    """The baseline: one aiosmtplib client per connection, connected once, on an event
+    loop of its own; each `send(count)` sends the prepared bytes `count` more times."""
 
-    queue = iter(range(count))
+    def __init__(self, port: int, message: bytes, connections: int) -> None:
+        import aiosmtplib
 
-    async def lane() -> None:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-        await client.connect()
-        for n in queue:
-            await client.sendmail("redaksi@kabar.example.id", [f"pembaca{n}@example.com"], message)
-        await client.quit()
+        self.message = message
+        self.sent = 0
+        self.loop = asyncio.new_event_loop()
+        self.clients = [
+            aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+            for _ in range(connections)
+        ]
+        self._on_each(lambda client: client.connect())
 
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(connections)))
-    return time.perf_counter() - started
+    def send(self, count: int) -> float:
+        """Seconds taken to send `count` messages over all the connections."""
+        numbers = iter(range(self.sent, self.sent + count))
+
+        async def lane(client: Any) -> None:
+            for n in numbers:
+                await client.sendmail(
+                    "redaksi@kabar.example.id", [f"pembaca{n}@example.com"], self.message
+                )
+
+        started = time.perf_counter()
+        self._on_each(lane)
+        self.sent += count
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self._on_each(lambda client: client.quit())
+        self.loop.close()
+
+    def _on_each(self, work: Callable[[Any], Awaitable[object]]) -> None:
+        """Run `work(client)` for every client at once, on this loop."""
+
+        async def together() -> None:
+            await asyncio.gather(*(work(client) for client in self.clients))
+
+        self.loop.run_until_complete(together())
+
+
+@dataclass
+class Side:
+    """What one side of the interleaved run took, over all its slices."""
+
+    seconds: float = 0.0
+    cpu: float = 0.0
+    slices: int = 0
+    steal: Steal = field(default_factory=Steal)
+
+
+@dataclass
+class Interleaved:
+    kabar: Side
+    raw: Side
+    peak_kib: int
+    message: bytes
+    build_seconds: float
+
+
+def interleave(
+    config_path: Path, sink: Sink, subscribers: int, connections: int, slice_seconds: float
+) -> Interleaved:
+    """kabar's send and the baseline, taking turns (see the module's docstring)."""
+    kabar, raw = Side(), Side()
+    process = subprocess.Popen(kabar_command(config_path), env=kabar_env())
+    exit_fd = os.pidfd_open(process.pid)  # readable once kabar has exited
+    exited = False
+    baseline: RawLoop | None = None
+    build_seconds = 0.0
+    try:
+        while not exited:
+            received = sink.count()
+            started = time.perf_counter()
+            with kabar.steal:
+                os.kill(process.pid, signal.SIGCONT)
+                exited = bool(select.select([exit_fd], [], [], slice_seconds)[0])
+                if not exited:
+                    os.kill(process.pid, signal.SIGSTOP)
+            kabar.seconds += time.perf_counter() - started
+            kabar.slices += 1
+            if baseline is None and issue_prepared(config_path):
+                message, build_seconds = prepared_bytes(config_path)
+                baseline = RawLoop(sink.port, message, connections)
+            if baseline is not None:  # as many as kabar sent; the rest once it is done
+                count = sink.count() - received if not exited else subscribers - baseline.sent
+                _timed(raw, baseline, count)
+        _, status, usage = os.wait4(process.pid, 0)
+        _check_exit(status)
+    finally:
+        if not exited:
+            process.kill()  # a stopped process too
+        os.close(exit_fd)
+    assert baseline is not None, "kabar ended without preparing an issue"
+    baseline.close()
+    kabar.cpu = usage.ru_utime + usage.ru_stime
+    return Interleaved(kabar, raw, usage.ru_maxrss, baseline.message, build_seconds)
+
+
+def _timed(raw: Side, baseline: RawLoop, count: int) -> None:
+    if count <= 0:
+        return
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with raw.steal:
+        raw.seconds += baseline.send(count)
+    raw.cpu += _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF), before)
+    raw.slices += 1
 
 
 def kabar_building_once(arguments: list[str]) -> None:
@@ -239,6 +383,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--slice", type=float, default=4.0, help="seconds per kabar turn")
     parser.add_argument("--split", action="store_true", help="also time kabar building once")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sink and senders")
     args = parser.parse_args()
@@ -253,19 +398,8 @@ def main() -> None:
         started = time.perf_counter()
         fill_store(config_path, args.subscribers)
         print(f"setup: {args.subscribers:,} subscribers in {time.perf_counter() - started:.1f} s")
-
-        with Steal() as kabar_steal:
-            kabar_seconds, kabar_cpu, peak_kib = run_kabar(config_path)
-        delivered = sink.count()
-        assert delivered == args.subscribers, f"the sink got {delivered} of {args.subscribers}"
-        message, build_seconds = prepared_bytes(config_path)
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        with Steal() as raw_steal:
-            raw_seconds = asyncio.run(
-                raw_loop(sink.port, message, args.subscribers, args.connections)
-            )
-        raw_cpu = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF), cpu_before)
-        assert sink.count() == 2 * args.subscribers
+        run = interleave(config_path, sink, args.subscribers, args.connections, args.slice)
+        assert sink.count() == 2 * args.subscribers, "the sink did not get every message"
         if args.split:
             again = folder / "again"
             again.mkdir()
@@ -277,28 +411,30 @@ def main() -> None:
         sink.close()
         shutil.rmtree(folder, ignore_errors=True)
 
-    kabar_rate = args.subscribers / kabar_seconds
-    raw_rate = args.subscribers / raw_seconds
-    print(f"message: {len(message):,} bytes, 12 items; {args.connections} connections")
+    kabar, raw = run.kabar, run.raw
+    kabar_rate = args.subscribers / kabar.seconds
+    raw_rate = args.subscribers / raw.seconds
+    print(f"machine: {machine()}")
+    print(f"message: {len(run.message):,} bytes, 12 items; {args.connections} connections")
     placement = f"senders on CPU {cpus[0]}, sink on CPU {cpus[-1]}" if pin else "not pinned"
-    print(f"placement: {placement}")
+    print(f"placement: {placement}; taking turns: {kabar.slices} kabar, {raw.slices} raw")
     print(
-        f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar_seconds:.1f} s; "
-        f"CPU steal {kabar_steal.percent:.1f}%)"
+        f"kabar end to end: {kabar_rate:,.0f} msg/s ({kabar.seconds:.1f} s; "
+        f"CPU steal {kabar.steal.percent:.1f}%)"
     )
     print(
-        f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw_seconds:.1f} s; "
-        f"CPU steal {raw_steal.percent:.1f}%)"
+        f"raw aiosmtplib:   {raw_rate:,.0f} msg/s ({raw.seconds:.1f} s; "
+        f"CPU steal {raw.steal.percent:.1f}%)"
     )
     print(f"ratio: {kabar_rate / raw_rate:.2f} (goal >= 0.8)")
     print(
-        f"CPU per message: kabar {kabar_cpu / args.subscribers * 1000:.2f} ms, "
-        f"raw {raw_cpu / args.subscribers * 1000:.2f} ms (steal does not count here)"
+        f"CPU per message: kabar {kabar.cpu / args.subscribers * 1000:.2f} ms, "
+        f"raw {raw.cpu / args.subscribers * 1000:.2f} ms (steal does not count here)"
     )
-    print(f"kabar peak RSS: {peak_kib / 1024:.0f} MB (goal <= 400 MB)")
+    print(f"kabar peak RSS: {run.peak_kib / 1024:.0f} MB (goal <= 400 MB)")
     print(
         f"of kabar's time per message ({1000 / kabar_rate:.2f} ms), building the message "
-        f"(PreparedIssue.message_for) takes {build_seconds * 1000:.2f} ms"
+        f"(PreparedIssue.message_for) takes {run.build_seconds * 1000:.2f} ms"
     )
     if args.split:
         once_rate = args.subscribers / once_seconds

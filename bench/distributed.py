@@ -30,7 +30,6 @@ workers on machines of their own would give.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -47,7 +46,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deliver import SECRET, Sink, fill_store, prepared_bytes, raw_loop, run_kabar, write_project
+from deliver import (
+    SECRET,
+    RawLoop,
+    Sink,
+    fill_store,
+    machine,
+    prepared_bytes,
+    run_kabar,
+    write_project,
+)  # fmt: skip
 
 READY_TIMEOUT = 60.0  # seconds for a worker to start serving its queue
 STOP_TIMEOUT = 120.0  # seconds for a worker to finish after SIGTERM
@@ -68,12 +76,6 @@ class Run:
 
 
 # --- the machine, the database, the queue ---------------------------------------------------
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    return f"{model.group(1) if model else 'unknown CPU'}, {os.cpu_count()} cores"
 
 
 @contextmanager
@@ -218,7 +220,9 @@ def print_ceiling(config_path: Path, sink: Sink, connections: int, subscribers: 
     """What the sink takes of this issue's message from a raw aiosmtplib loop."""
     message, _ = prepared_bytes(config_path)
     count = min(subscribers, CEILING_MESSAGES)
-    seconds = asyncio.run(raw_loop(sink.port, message, count, connections))
+    baseline = RawLoop(sink.port, message, connections)
+    seconds = baseline.send(count)
+    baseline.close()
     print(
         f"sink ceiling: a raw aiosmtplib loop sends it {count / seconds:,.0f} msg/s "
         f"({len(message):,}-byte message, {connections} connections)",
