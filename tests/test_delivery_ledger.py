@@ -118,6 +118,27 @@ def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
     assert len(every) == 60 and len(set(every)) == 60
 
 
+def test_a_result_writer_holds_its_connection_and_replaces_one_that_died(store: Store) -> None:
+    """The sending loop's writer keeps one connection between commits; when that one has
+    died meanwhile (the database restarted), the next commit goes through on a new one."""
+    ledger = issue_with(store, 3)
+    a, b, c = ledger.claim(KEY, 0, owner="me", limit=10, lease=LEASE, now=NOW)
+    with ledger.result_writer() as writer:
+        assert writer.record([Outcome(a.delivery_id, a.claim, "sent", 250)], now=NOW) == 1
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        held = writer._connection
+        assert held is not None and held.dbapi_connection is not None
+        held.dbapi_connection.close()
+        later = [
+            Outcome(b.delivery_id, b.claim, "sent", 250),
+            Outcome(c.delivery_id, c.claim, "failed", 552),
+        ]
+        assert writer.record(later, now=NOW) == 2
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    counts = ledger.counts([KEY])[KEY]
+    assert (counts.sent, counts.failed, counts.claimed) == (2, 1, 0)
+
+
 def test_results_record_every_reply_code_and_bounces(store: Store) -> None:
     ledger = issue_with(store, 3)
     a, b, c = ledger.claim(KEY, 0, owner="me", limit=10, lease=LEASE, now=NOW)

@@ -19,7 +19,7 @@ from kabar.cli import cli
 from kabar.config import Config
 from kabar.deliver.send import Sender
 from kabar.deliver.transport import FunctionTransport
-from kabar.ledger import Ledger
+from kabar.ledger import Ledger, ResultWriter
 from kabar.store import Store
 
 from .conftest import WriteConfig
@@ -190,16 +190,16 @@ def test_a_result_the_ledger_cannot_commit_stops_the_send_and_loses_nothing(
     config = delivery_config(write_config, lease="1s")
     with Store.open(config.database_url) as store:
         prepare_store(config, store, 40)
-        record = Ledger.record
+        record = ResultWriter.record
 
-        def disk_full(self: Ledger, *args: object, **kwargs: object) -> int:
+        def disk_full(self: ResultWriter, *args: object, **kwargs: object) -> int:
             raise OSError("disk full")
 
-        monkeypatch.setattr(Ledger, "record", disk_full)
+        monkeypatch.setattr(ResultWriter, "record", disk_full)
         with pytest.raises(OSError, match="disk full"):
             send_now(config, store)
         assert len(outbox(project)) == 1  # one message out, its result never committed
-        monkeypatch.setattr(Ledger, "record", record)
+        monkeypatch.setattr(ResultWriter, "record", record)
         time.sleep(1)  # the lease on the unrecorded one runs out
         issue = send_now(config, store)
         assert issue is not None and issue.state == "sent"
@@ -218,14 +218,14 @@ def test_results_commit_on_a_thread_that_does_not_preempt_the_sending_loop(
     config = delivery_config(write_config)
     with Store.open(config.database_url) as store:
         prepare_store(config, store, 12)
-        record = Ledger.record
+        record = ResultWriter.record
         policies: list[int] = []
 
-        def noting_the_policy(self: Ledger, *args: object, **kwargs: object) -> int:
+        def noting_the_policy(self: ResultWriter, *args: object, **kwargs: object) -> int:
             policies.append(os.sched_getscheduler(0))
             return record(self, *args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Ledger, "record", noting_the_policy)
+        monkeypatch.setattr(ResultWriter, "record", noting_the_policy)
         issue = send_now(config, store)
     assert issue is not None and issue.state == "sent"
     assert policies and set(policies) == {os.SCHED_BATCH}

@@ -32,7 +32,7 @@ from typing import Protocol, TypeVar
 from kabar.config import Config
 from kabar.deliver.transport import Envelope, Reply, Transport
 from kabar.digest import PreparedIssue, load_prepared
-from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome
+from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome, ResultWriter
 from kabar.subscribers import Links
 
 log = logging.getLogger(__name__)
@@ -165,20 +165,21 @@ class _Recorder:
     def _write(self) -> None:
         """The ledger thread: commit whatever has queued up, until `close` queues None."""
         _no_wakeup_preemption()
-        while True:
-            batch = [self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            results = [item for item in batch if item is not None]
-            if results:
-                self._commit(results)
-            if len(results) < len(batch):
-                return
+        with self.ledger.result_writer() as writer:
+            while True:
+                batch = [self._queue.get()]
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                results = [item for item in batch if item is not None]
+                if results:
+                    self._commit(writer, results)
+                if len(results) < len(batch):
+                    return
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, writer: ResultWriter, batch: list[_Pending]) -> None:
         error: Exception | None = None
         try:
-            written = self.ledger.record([outcome for outcome, _ in batch], now=self.clock())
+            written = writer.record([outcome for outcome, _ in batch], now=self.clock())
         except Exception as exc:
             error = exc
         else:
