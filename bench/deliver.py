@@ -209,20 +209,10 @@ def _check_exit(status: int) -> None:
         raise SystemExit(f"kabar send failed with status {os.waitstatus_to_exitcode(status)}")
 
 
-def issue_prepared(config_path: Path) -> bool:
-    """Whether kabar has rendered the issue (and so the baseline's payload exists)."""
-    from kabar import config as config_module
-    from kabar.ledger import Ledger
-    from kabar.store import Store
-
-    config = config_module.load(config_path)
-    with Store.open(config.database_url, run_migrations=False) as store:
-        return any(issue.prepared is not None for issue in Ledger(store.engine).issues())
-
-
-def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
-    """One subscriber's message of the issue kabar sent (the baseline's payload), and
-    what building one message costs (the digest stage's share of kabar's time)."""
+def prepared_bytes(config_path: Path) -> tuple[bytes, float] | None:
+    """One subscriber's message of kabar's issue (the baseline's payload), and what
+    building one message costs (the digest stage's share of kabar's time); None until
+    kabar has rendered the issue."""
     from kabar import config as config_module
     from kabar.digest import load_prepared
     from kabar.ledger import Ledger
@@ -231,7 +221,10 @@ def prepared_bytes(config_path: Path) -> tuple[bytes, float]:
 
     config = config_module.load(config_path)
     with Store.open(config.database_url, run_migrations=False) as store:
-        [issue] = Ledger(store.engine).issues()
+        issues = Ledger(store.engine).issues()
+        if not issues or issues[0].prepared is None:
+            return None
+        [issue] = issues
         assert issue.prepared is not None
         prepared = load_prepared(config, issue.prepared)
         links = Links(config, SECRET.encode())
@@ -330,8 +323,8 @@ def interleave(
                     os.kill(process.pid, signal.SIGSTOP)
             kabar.seconds += time.perf_counter() - started
             kabar.slices += 1
-            if baseline is None and issue_prepared(config_path):
-                message, build_seconds = prepared_bytes(config_path)
+            if baseline is None and (payload := prepared_bytes(config_path)) is not None:
+                message, build_seconds = payload
                 baseline = RawLoop(sink.port, message, connections)
             if baseline is not None:  # as many as kabar sent; the rest once it is done
                 count = sink.count() - received if not exited else subscribers - baseline.sent

@@ -218,7 +218,9 @@ def run_mode(args: argparse.Namespace, sink: Sink, folder: Path, workers: int) -
 
 def print_ceiling(config_path: Path, sink: Sink, connections: int, subscribers: int) -> None:
     """What the sink takes of this issue's message from a raw aiosmtplib loop."""
-    message, _ = prepared_bytes(config_path)
+    payload = prepared_bytes(config_path)
+    assert payload is not None, "the embedded run left no rendered issue"
+    message = payload[0]
     count = min(subscribers, CEILING_MESSAGES)
     baseline = RawLoop(sink.port, message, connections)
     seconds = baseline.send(count)
