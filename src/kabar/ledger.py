@@ -199,10 +199,9 @@ _BOUNCE = (
 
 @dataclass(frozen=True)
 class _DriverStatement:
-    """A statement compiled once for one database, run on the driver's own cursor.
-    Results are committed every few messages, on a thread beside the sending loop, and
-    what SQLAlchemy does per execution (finding the compiled form, processing each row's
-    parameters) was about a fifth of each commit: here it is done once."""
+    """A statement compiled once for one database, for the driver's own cursor
+    (`ResultWriter`): what SQLAlchemy does per execution (finding the compiled form,
+    processing each row's parameters) was about a fifth of each commit."""
 
     sql: str
     order: tuple[str, ...] | None  # the parameters' order, where the driver's are positional
