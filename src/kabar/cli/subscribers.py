@@ -56,8 +56,9 @@ def subscribers_import(
     without it the columns are email, name, locale. Addresses are checked with
     email-validator (syntax only, no DNS). Each rejected row is reported as
     FILE:LINE: reason (an invalid address, or a duplicate in the file or on the list) and
-    the others are imported; subscribers already on the list are never changed. Exit
-    status 1 if any row was rejected.
+    the others are imported; subscribers already on the list are never changed. An address
+    that left (unsubscribed, bounced, complained) is never re-activated: it is reported,
+    listed under "left" with --json, and counted. Exit status 1 if any row was rejected.
     """
     from kabar.subscribers import Status, Subscribers
 
@@ -66,7 +67,7 @@ def subscribers_import(
     if as_json:
         echo_json({
             "file": str(file), "list": target, "imported": report.imported,
-            "rejected": report.rejected,
+            "rejected": report.rejected, "left": report.left,
         })  # fmt: skip
     else:
         for line in report.rejected:

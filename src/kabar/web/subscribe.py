@@ -51,6 +51,7 @@ from kabar.limits import DatabaseLimits, Limits, RedisLimits
 from kabar.mails import Mails
 from kabar.store import Store
 from kabar.subscribers import (
+    LEFT,
     InvalidAddress,
     Links,
     Subscriber,
@@ -119,7 +120,6 @@ TEXT = {
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 HONEYPOT = "website"  # a field the form hides from people; only bots fill it in
-LEFT = ("unsubscribed", "bounced", "complained")
 MAX_NAME = 60
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
