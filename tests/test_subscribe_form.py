@@ -369,3 +369,26 @@ def test_a_failed_send_is_recorded_and_listed(write_config: WriteConfig, project
     assert "failed" in one.stdout
     helped = runner.invoke(cli, ["subscribers", "mails", "--help"])
     assert "--json" in helped.stdout and "confirmation" in helped.stdout
+
+
+def test_bad_web_settings_are_config_errors(write_config: WriteConfig) -> None:
+    from kabar.config import ConfigError
+
+    path = write_config(
+        web={"allowed_origins": ["https://ok.example", "ftp://x"], "trusted_proxies": ["nope"],
+             "subscribe_limits": {"per_address": 0, "ip_window": "soon", "typo": 1}},
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    problems = [problem.split(": ", 1)[1] for problem in caught.value.problems]
+    assert problems == [
+        "web.allowed_origins: not an http(s) origin: 'ftp://x'",
+        "web.trusted_proxies: not an IP address or CIDR network: 'nope'",
+        "web.subscribe_limits.per_address: Input should be greater than or equal to 1",
+        "web.subscribe_limits.ip_window: expected a duration like 500ms, 90s, 10m, 24h, 30d or 2w, "
+        "got 'soon'",
+        "web.subscribe_limits.typo: unknown key 'typo'",
+    ]
+    config = make_config(write_config, allowed_origins=["HTTPS://Berita.example.org:443/"])
+    assert config.web.allowed_origins == ["https://berita.example.org"]
+    assert config.web.subscribe_limits.per_ip == 20
