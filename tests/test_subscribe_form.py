@@ -37,11 +37,18 @@ ORIGIN = {"Origin": BASE}
 PROXY = "127.0.0.1"  # httpx's ASGI transport and uvicorn's clients both come from here
 
 
-def make_config(write_config: WriteConfig, *, double_opt_in: bool = True, **web: Any) -> Config:
+def make_config(
+    write_config: WriteConfig,
+    *,
+    double_opt_in: bool = True,
+    database_url: str = "sqlite:///var/kabar.db",
+    **web: Any,
+) -> Config:
     path = write_config(
         lists=[{"id": "pembaca", "name": "Pembaca", "double_opt_in": double_opt_in,
                 "from": "Kabar Contoh <redaksi@kabar.example.id>"}],
         web={"base_url": BASE, **web},
+        storage={"database": database_url, "feeds": "public/"},
     )  # fmt: skip
     return config_module.load(path)
 
@@ -56,15 +63,17 @@ def post_all(
 ) -> list[httpx.Response]:
     """POST /subscribe for each form, in order, through one app (one kabar serve)."""
 
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=create_app(config), client=(PROXY, 40000))
+    async def run(store: Store) -> list[httpx.Response]:
+        app = create_app(config, store=store)
+        transport = httpx.ASGITransport(app=app, client=(PROXY, 40000))
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             return [
                 await client.post("/subscribe", data=form, headers=extra)
                 for form, extra in zip(forms, headers or [ORIGIN] * len(forms), strict=True)
             ]
 
-    return asyncio.run(run())
+    with Store.open(config.database_url) as store:
+        return asyncio.run(run(store))
 
 
 def post(
@@ -87,9 +96,10 @@ def recipients(project: Path) -> list[str]:
 
 
 def test_fifty_subscribers_get_fifty_confirmations(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = make_config(write_config, subscribe_limits={"per_ip": 100})
+    config = make_config(write_config, database_url=database_url,
+                         subscribe_limits={"per_ip": 100})  # fmt: skip
     addresses = [f"pembaca{n:02d}@example.com" for n in range(50)]
     answers = post_all(config, [{"email": address} for address in addresses])
     assert {answer.status_code for answer in answers} == {200}
@@ -206,9 +216,9 @@ def test_nothing_typed_reaches_a_header_and_names_are_letters(
 
 
 def test_per_address_limit_holds_across_clients_and_restarts(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = make_config(write_config, trusted_proxies=[PROXY])
+    config = make_config(write_config, database_url=database_url, trusted_proxies=[PROXY])
     form = {"email": "korban@example.com"}
     for run in range(2):  # a restart is a new app and a new connection pool
         answers = post_all(

@@ -3,6 +3,9 @@ only puts them together."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -20,9 +23,18 @@ def create_app(
     from kabar.web.headers import SecurityHeaders
 
     storage = storage or FeedStorage.from_config(config)
+    closers: list[Callable[[], None]] = []
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for close in closers:
+            close()
+
     app = Starlette(
-        routes=[*feeds.routes(config, storage), *subscribe.routes(config, store)],
+        routes=[*feeds.routes(config, storage), *subscribe.routes(config, store, closers=closers)],
         middleware=[Middleware(SecurityHeaders)],
+        lifespan=lifespan,
     )
     app.state.config = config
     app.state.storage = storage

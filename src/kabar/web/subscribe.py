@@ -139,11 +139,21 @@ class _Service:
     def __init__(self, config: Config, store: Store | None) -> None:
         self.config = config
         self._store = store
+        self._given_store = store is not None
         self._links: Links | None = None
         self._limits: Limits | None = None
         base = config.web.base_url or config.site.url
         self.origins = {web_origin(base), *config.web.allowed_origins}
         self.proxies = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
+
+    def close(self) -> None:
+        """Close the store if it was opened here, and the Redis connection."""
+        if self._store is not None and not self._given_store:
+            self._store.close()
+            self._store = None
+        if isinstance(self._limits, RedisLimits):
+            self._limits.close()
+        self._limits = None
 
     @property
     def limits(self) -> Limits:
@@ -467,9 +477,14 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
     return handle
 
 
-def routes(config: Config, store: Store | None = None) -> list[BaseRoute]:
-    """The subscribe and unsubscribe routes, for the app `kabar serve` runs."""
+def routes(
+    config: Config, store: Store | None = None, *, closers: list[Callable[[], None]] | None = None
+) -> list[BaseRoute]:
+    """The subscribe and unsubscribe routes, for the app `kabar serve` runs; what they
+    open themselves is closed by the function added to `closers`."""
     service = _Service(config, store)
+    if closers is not None:
+        closers.append(service.close)
     return [
         Route("/unsubscribe/{token}", _unsubscribe(service), methods=["GET", "POST"]),
         Route("/subscribe", _subscribe(service), methods=["POST"]),
