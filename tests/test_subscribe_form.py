@@ -402,3 +402,19 @@ def test_bad_web_settings_are_config_errors(write_config: WriteConfig) -> None:
     config = make_config(write_config, allowed_origins=["HTTPS://Berita.example.org:443/"])
     assert config.web.allowed_origins == ["https://berita.example.org"]
     assert config.web.subscribe_limits.per_ip == 20
+
+
+def test_over_the_limit_an_address_that_left_stays_as_it_was(
+    write_config: WriteConfig, project: Path
+) -> None:
+    config = make_config(write_config, subscribe_limits={"per_address": 1})
+    assert post(config, {"email": "pergi@example.com"}).status_code == 200
+    with Store.open(config.database_url) as store:
+        subscribers = Subscribers(store.engine)
+        gone = subscribers.find("pembaca", "pergi@example.com")
+        assert gone is not None
+        subscribers.set_status(gone.id, "complained")
+        assert post(config, {"email": "pergi@example.com"}).status_code == 200
+        after = subscribers.get(gone.id)
+    assert after is not None and after.status == "complained"
+    assert recipients(project) == ["pergi@example.com"]  # the first request's only

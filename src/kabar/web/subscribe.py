@@ -339,7 +339,7 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             log.info("POST /subscribe from %s: honeypot filled in, nothing sent", client)
             return answer  # the same answer, so the bot learns nothing
         subscriber = _join(service, mailing_list, email, str(form.get("name") or ""), locale)
-        if subscriber.status != "pending":
+        if subscriber.status not in ("pending", *LEFT):
             return answer  # already active (or active at once): nothing to confirm
         if not service.limits.allow(
             "address:" + hashlib.sha256(email.lower().encode()).hexdigest()[:40],
@@ -348,6 +348,8 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         ):
             log.warning("list %s: confirmation to %s held back (limit)", list_id, subscriber.id)
             return answer
+        if subscriber.status in LEFT:  # back to pending: only the confirmation activates it
+            service.subscribers.set_status(subscriber.id, "pending", expected=[subscriber.status])
         answer.background = BackgroundTask(
             _send_confirmation, service, *_queue_confirmation(service, mailing_list, subscriber,
                                                               language)
@@ -360,20 +362,16 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
 def _join(
     service: _Service, mailing_list: MailingList, email: str, name: str, locale: str
 ) -> Subscriber:
-    """The subscriber the form asks for: new (pending, or active without double opt-in),
-    or the stored one; an address that left goes back to pending, never to active."""
-    subscriber, made = service.subscribers.add(
+    """The subscriber the form asks for: new (pending, or active at once without double
+    opt-in), or the stored one unchanged (one who left is the caller's to handle)."""
+    return service.subscribers.add(
         mailing_list.id,
         email,
         name=clean_name(name),
         locale=locale if locale in TEXT else "",
         status="pending" if mailing_list.double_opt_in else "active",
         origin="web",
-    )
-    if not made and subscriber.status in LEFT:
-        service.subscribers.set_status(subscriber.id, "pending", expected=[subscriber.status])
-        subscriber = service.subscribers.get(subscriber.id) or subscriber
-    return subscriber
+    )[0]
 
 
 def clean_name(text: str) -> str:
