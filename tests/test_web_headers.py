@@ -3,6 +3,8 @@ hostile paths answered with 4xx, never a 500."""
 
 from __future__ import annotations
 
+import subprocess
+
 import httpx
 import pytest
 
@@ -72,3 +74,20 @@ def test_hostile_paths_get_4xx_not_500(server: httpx.Client, path: str) -> None:
     assert 400 <= response.status_code < 500, (path, response.status_code)
     assert "Traceback" not in response.text
     assert "set-cookie" not in response.headers
+
+
+@pytest.mark.chromium
+@pytest.mark.parametrize("path", ["/unsubscribe/forged.token", "/feeds/", "/feeds/nope"])
+def test_chromium_finds_nothing_the_policy_blocks(server: httpx.Client, path: str) -> None:  # noqa: F811
+    """The pages still look as meant under their policy: Chromium logs every inline style
+    or resource a Content-Security-Policy refuses to the console."""
+    from .test_digest_chromium import CHROMIUM_FLAGS, _chromium
+
+    result = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, "--enable-logging=stderr", "--v=0", "--dump-dom",
+         f"{server.base_url}{path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<h1" in result.stdout or "not found" in result.stdout
+    assert "Content Security Policy" not in result.stderr
