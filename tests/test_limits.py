@@ -37,6 +37,45 @@ def test_a_window_is_strict_at_its_edges(store: Store) -> None:
     assert limits.allow("b", 3, day) is True  # keys are separate
 
 
+def test_expired_keys_are_swept(store: Store) -> None:
+    from sqlalchemy import select
+
+    from kabar.store.tables import rate_limits
+
+    clock = Clock()
+    limits = DatabaseLimits(store.engine, clock=clock)
+    for n in range(5):
+        limits.allow(f"ip:192.0.2.{n}", 20, timedelta(minutes=10))
+    clock.now += 11 * 60  # all five windows are over; one more hit sweeps them
+    limits.allow("ip:198.51.100.1", 20, timedelta(minutes=10))
+    with store.engine.connect() as connection:
+        keys = connection.execute(select(rate_limits.c.key)).scalars().all()
+    assert keys == ["ip:198.51.100.1"]
+
+
+def test_the_limits_live_in_redis_only_with_dramatiq_and_a_redis() -> None:
+    from kabar.config import Config
+    from kabar.web.subscribe import _Service
+
+    def limits_for(engine: dict[str, str]) -> object:
+        config = Config.model_validate({
+            "version": 1, "site": {"title": "t", "url": "https://kabar.example.id"},
+            "storage": {"database": "sqlite://"}, "engine": engine,
+        })  # fmt: skip
+        with Store.open("sqlite://") as store:
+            service = _Service(config, store)
+            try:
+                return service.limits
+            finally:
+                service.close()
+
+    redis_mode = {"mode": "dramatiq", "broker_url": "redis://127.0.0.1:6379/0"}
+    assert isinstance(limits_for(redis_mode), RedisLimits)
+    rabbit = {"mode": "dramatiq", "broker_url": "amqp://kabar@127.0.0.1:5672/"}
+    assert isinstance(limits_for(rabbit), DatabaseLimits)
+    assert isinstance(limits_for({"mode": "embedded"}), DatabaseLimits)
+
+
 def test_concurrent_connections_never_exceed_the_limit(store: Store) -> None:
     allowed: list[bool] = []
     lock = threading.Lock()
