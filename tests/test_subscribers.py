@@ -50,9 +50,13 @@ def test_import_reports_every_rejected_row_and_keeps_the_rest(
         f"{csv_path}:6: invalid address 'siti@example': The part after the @-sign is not valid. "
         "It should have a period.",
         f"{csv_path}:7: ana@example.com: unknown locale 'fr' (expected id or en)",
-        f"{csv_path}:9: duplicate: lama@example.com is already on list pembaca (unsubscribed)",
+        f"{csv_path}:9: lama@example.com left list pembaca (unsubscribed): not re-activated "
+        "(only its owner can re-join, by confirming)",
     ]
-    assert out.strip() == f"{csv_path}: 3 imported to list pembaca, 5 rejected"
+    assert out.strip() == (
+        f"{csv_path}: 3 imported to list pembaca, 5 rejected "
+        "(1 of them left the list and stay off it)"
+    )
     assert status == 1
     _, listed, _ = invoke(path, "subscribers", "list", "--json")
     rows = [json.loads(line) for line in listed.splitlines()]
@@ -62,6 +66,39 @@ def test_import_reports_every_rejected_row_and_keeps_the_rest(
         ("koma@example.com", "Tanda, Koma", "", "active"),
         ("lama@example.com", "", "", "unsubscribed"),  # an import never re-subscribes
     ]
+
+
+def test_an_import_never_brings_back_who_left_and_says_so(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = write_config()
+    with Store.open(config_module.load(path).database_url) as store:
+        subscribers = Subscribers(store.engine)
+        for state in ("unsubscribed", "bounced", "complained", "pending", "active"):
+            found, _ = subscribers.add("pembaca", f"{state}@example.com")
+            subscribers.set_status(found.id, state)  # type: ignore[arg-type]
+    csv_path = project / "again.csv"
+    csv_path.write_text(
+        "email\n" + "".join(f"{s}@example.com\n" for s in ("unsubscribed", "bounced",
+        "complained", "pending", "active")) + "new@example.com\n", encoding="utf-8",
+    )  # fmt: skip
+    for status in ("active", "pending"):
+        code, out, _ = invoke(path, "subscribers", "import", str(csv_path), "--json",
+                              "--status", status)  # fmt: skip
+        report = json.loads(out)
+        assert code == 1
+        assert [line.split(": ", 2)[1] for line in report["left"]] == [
+            "unsubscribed@example.com left list pembaca (unsubscribed)",
+            "bounced@example.com left list pembaca (bounced)",
+            "complained@example.com left list pembaca (complained)",
+        ]
+        assert len(report["rejected"]) == (5 if status == "active" else 6)  # new is in now
+    _, listed, _ = invoke(path, "subscribers", "list", "--json")
+    assert {(r["email"], r["status"]) for r in map(json.loads, listed.splitlines())} == {
+        ("unsubscribed@example.com", "unsubscribed"), ("bounced@example.com", "bounced"),
+        ("complained@example.com", "complained"), ("pending@example.com", "pending"),
+        ("active@example.com", "active"), ("new@example.com", "active"),
+    }  # fmt: skip
 
 
 def test_import_without_a_header_and_as_pending(write_config: WriteConfig, project: Path) -> None:

@@ -395,12 +395,55 @@ class Delivery(Strict):
     retry_backoff_max: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
 
 
+class SubscribeLimits(Strict):
+    """How often the subscribe form may be used, so it cannot mail-bomb anyone."""
+
+    per_address: int = Field(default=3, ge=1, le=1000)  # confirmation mails to one address
+    address_window: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
+    per_ip: int = Field(default=20, ge=1, le=1_000_000)  # POST /subscribe from one client
+    ip_window: Duration = Field(default=timedelta(minutes=10), gt=timedelta(0))
+
+
+def web_origin(url: str) -> str:
+    """`scheme://host[:port]` of an http(s) URL, lower-case, default port left out."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) origin: {url!r}")
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port not in (None, default) else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
 class Web(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     base_url: str | None = None
     secret_env: EnvName = "KABAR_SECRET"  # noqa: S105 - the variable's name, not a secret
     websub_hub: str | None = None
+    # Pages besides web.base_url that may post to /subscribe (an embedded form's site).
+    allowed_origins: list[str] = []
+    # Proxies whose X-Forwarded-For names the client (IPs or CIDRs); others are not trusted.
+    trusted_proxies: list[str] = []
+    subscribe_limits: SubscribeLimits = SubscribeLimits()
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [web_origin(origin) for origin in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR network: {network!r}") from None
+        return value
 
 
 def _with_password(url: str, password_env: str | None, purpose: str) -> str:

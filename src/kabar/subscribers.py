@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
+LEFT: tuple[Status, ...] = ("unsubscribed", "bounced", "complained")  # only they can undo it
 _BATCH = 1000
 
 
@@ -96,11 +97,15 @@ class ImportReport:
     imported: int = 0
     rejected: list[str] = field(default_factory=list)
     existing: int = 0  # of the rejected rows, those already on the list
+    # Of those, the addresses that left (unsubscribed, bounced, complained): an import never
+    # brings them back, only their owner can, through the subscribe form's confirmation.
+    left: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        kept_out = f" ({len(self.left)} of them left the list and stay off it)" if self.left else ""
         return (
             f"{self.path}: {self.imported} imported to list {self.list_id}, "
-            f"{len(self.rejected)} rejected"
+            f"{len(self.rejected)} rejected{kept_out}"
         )
 
 
@@ -229,11 +234,21 @@ class Subscribers:
             stored = {key: state for key, state in rows}
             fresh = []
             for row in batch:
-                if _key(row.email) in stored:
+                state = stored.get(_key(row.email))
+                if state in LEFT:
+                    report.existing += 1
+                    line = (
+                        f"{report.path}:{row.line}: {row.email} left list {list_id} ({state}): "
+                        "not re-activated (only its owner can re-join, by confirming)"
+                    )
+                    report.left.append(line)
+                    report.rejected.append(line)
+                    continue
+                if state is not None:
                     report.existing += 1
                     report.rejected.append(
                         f"{report.path}:{row.line}: duplicate: {row.email} is already on list "
-                        f"{list_id} ({stored[_key(row.email)]})"
+                        f"{list_id} ({state})"
                     )
                     continue
                 subscriber = Subscriber(

@@ -56,8 +56,9 @@ def subscribers_import(
     without it the columns are email, name, locale. Addresses are checked with
     email-validator (syntax only, no DNS). Each rejected row is reported as
     FILE:LINE: reason (an invalid address, or a duplicate in the file or on the list) and
-    the others are imported; subscribers already on the list are never changed. Exit
-    status 1 if any row was rejected.
+    the others are imported; subscribers already on the list are never changed. An address
+    that left (unsubscribed, bounced, complained) is never re-activated: it is reported,
+    listed under "left" with --json, and counted. Exit status 1 if any row was rejected.
     """
     from kabar.subscribers import Status, Subscribers
 
@@ -66,7 +67,7 @@ def subscribers_import(
     if as_json:
         echo_json({
             "file": str(file), "list": target, "imported": report.imported,
-            "rejected": report.rejected,
+            "rejected": report.rejected, "left": report.left,
         })  # fmt: skip
     else:
         for line in report.rejected:
@@ -151,3 +152,37 @@ def subscribers_remove(app: App, email: str, list_id: str | None, purge: bool) -
     else:
         store.set_status(subscriber.id, "unsubscribed")
         click.echo(f"unsubscribed {subscriber.email} from {target}")
+
+
+@subscribers.command("mails")
+@click.argument("email", required=False)
+@_list_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def subscribers_mails(app: App, email: str | None, list_id: str | None, as_json: bool) -> None:
+    """Show the mails sent to subscribers one at a time (the subscribe form's confirmation
+    links), oldest first: when each was queued and sent, and what the mail server said.
+
+    Give EMAIL to see only that address's. A failed send shows state `failed`, the reply
+    (code 0: no answer) and the error.
+    """
+    from kabar.mails import Mails
+
+    if list_id is not None:
+        _list_id(app, list_id)
+    found = Mails(app.store.engine).iter(email=email, list_id=list_id)
+    if as_json:
+        for mail in found:
+            echo_json(mail.to_dict())
+        return
+    echo_table(
+        ("queued", "list", "email", "kind", "state", "sent", "reply"),
+        (
+            (
+                m.queued.isoformat(timespec="seconds"), m.list_id, m.email, m.kind, m.state,
+                m.sent.isoformat(timespec="seconds") if m.sent else "-",
+                (m.reply or m.error)[:60],
+            )
+            for m in found
+        ),
+    )  # fmt: skip

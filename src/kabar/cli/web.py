@@ -24,5 +24,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
         host=host or config.web.host,
         port=port or config.web.port,
         log_level="info",
-        proxy_headers=True,
+        # kabar reads X-Forwarded-For itself, and only from web.trusted_proxies: uvicorn's
+        # own handling would trust any local peer and let a client pick its address.
+        proxy_headers=False,
     )

@@ -216,3 +216,40 @@ settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Mails kabar sends one at a time, outside any issue (a subscribe confirmation): when each
+# was queued and sent, and what the transport answered, so an admin can look it up.
+mails = Table(
+    "mails",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # confirm
+    Column("list_id", String(64), nullable=False),
+    Column(
+        "subscriber_id",
+        String(32),
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("email", Text, nullable=False),  # the address it went to
+    Column("message_id", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # queued|sent|failed
+    Column("queued", UTCDateTime, nullable=False),
+    Column("sent", UTCDateTime),  # when the transport accepted it
+    Column("code", Integer),  # the transport's reply code (0: no reply)
+    Column("reply", Text, nullable=False, default=""),
+    Column("error", Text, nullable=False, default=""),
+    Index(None, "subscriber_id"),
+    Index(None, "queued"),
+)
+
+# Sliding-window limits (the subscribe form's per address and per client IP): the times of
+# the hits still inside the window, kept in the database so every process sees them.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("hits", Text, nullable=False),  # milliseconds since the epoch, space-separated
+    Column("expires", UTCDateTime, nullable=False),  # the newest hit leaves the window then
+    Index(None, "expires"),
+)

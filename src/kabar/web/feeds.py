@@ -36,6 +36,8 @@ GZIP_MIN_BYTES = 512
 FEED_CACHE_CONTROL = "public, max-age=300"
 ARCHIVE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 _CACHED_FILES = 256
+_MAX_PATH = 1024  # characters of a path under /feeds/
+_MAX_NAME = 255  # bytes of one name in it (the usual file system limit)
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,14 @@ class FeedFiles:
         if path == "" or path.endswith("/"):
             path += INDEX_PATH
         try:
-            if any(part.startswith(".") for part in path.split("/")):
+            if not _servable(path):
                 raise StoragePathError(path)
             check_path(path)
-        except StoragePathError:
-            return PlainTextResponse("not found\n", status_code=404)
-        found = self._load(path)
+            found = self._load(path)
+        except (StoragePathError, OSError, ValueError):
+            # A name the file system refuses (too long, a file used as a folder) is as
+            # missing as any other: never a 500.
+            found = None
         if found is None:
             return PlainTextResponse("not found\n", status_code=404)
         use_gzip = found.gzipped is not None and _accepts_gzip(request)
@@ -132,6 +136,15 @@ class FeedFiles:
             while len(self._cache) > _CACHED_FILES:
                 self._cache.popitem(last=False)
         return found
+
+
+def _servable(path: str) -> bool:
+    """No hidden files, no control characters (NUL above all), and names any file
+    system takes: kabar writes none longer."""
+    if len(path) > _MAX_PATH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return False
+    parts = path.split("/")
+    return not any(part.startswith(".") or len(part.encode()) > _MAX_NAME for part in parts)
 
 
 def _accepts_gzip(request: Request) -> bool:

@@ -5,18 +5,33 @@
 - `GET /unsubscribe/{token}` only shows a page with a button (which sends that POST), so
   link scanners that fetch every URL in a message unsubscribe nobody.
 - `POST /subscribe` (email, list, name, locale) adds a pending subscriber and mails a
-  confirmation link (double opt-in); lists without double opt-in take them at once.
+  confirmation link (double opt-in); lists without double opt-in take new addresses at
+  once, but an address that left (unsubscribed, bounced, complained) always gets a
+  confirmation mail: only its owner can bring it back.
 - `GET /subscribe/confirm/{token}` shows a button; its POST activates the subscriber.
 
 Tokens are HMAC-signed per subscriber and purpose (kabar.subscribers.sign): a forged or
-altered one gets a 404 and changes nothing. Pages do not say whether an address is on a
-list, so the form cannot be used to probe for subscribers.
+altered one gets a 404 and changes nothing. The answer to `POST /subscribe` is the same
+whatever the address's state, so the form cannot be used to probe for subscribers.
+
+The form cannot be used to mail-bomb anyone: it only takes posts from kabar's own origin
+and `web.allowed_origins` (Origin, else Referer), has a honeypot field (`website`, which a
+person leaves empty: a filled one is answered like success and mails nobody), and has
+sliding-window limits (web.subscribe_limits) per client IP on requests and per address on
+confirmation mails, shared by every process (kabar.limits). The confirmation goes out after
+the answer, and is recorded (kabar.mails) with the transport's reply; what the visitor typed
+reaches no header but the validated address, and the name is kept only if it is letters
+and spaces (at most 60).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import ipaddress
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -24,15 +39,27 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kabar.config import Config, MailingList
+from kabar.config import Config, MailingList, web_origin
 from kabar.deliver.send import utcnow
 from kabar.deliver.transport import Envelope
+from kabar.limits import DatabaseLimits, Limits, RedisLimits
+from kabar.mails import Mails
 from kabar.store import Store
-from kabar.subscribers import InvalidAddress, Links, Subscriber, Subscribers, link_secret, verify
+from kabar.subscribers import (
+    LEFT,
+    InvalidAddress,
+    Links,
+    Subscriber,
+    Subscribers,
+    link_secret,
+    normalise_address,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +77,8 @@ TEXT = {
         ),
         "bad_address": "Alamat email tidak valid: {reason}",
         "unknown_list": "Daftar tidak dikenal.",
-        "send_failed": "Email konfirmasi belum terkirim. Silakan coba lagi nanti.",
+        "forbidden": "Formulir ini hanya dapat dikirim dari halaman situs ini.",
+        "too_many": "Terlalu banyak permintaan. Silakan coba lagi nanti.",
         "confirm_title": "Konfirmasi langganan",
         "confirm_ask": "Konfirmasi langganan {list} untuk {email}?",
         "confirm_button": "Ya, saya mau berlangganan",
@@ -74,7 +102,8 @@ TEXT = {
         "check_inbox": "If {email} is not on the list yet, we sent it a confirmation link.",
         "bad_address": "That email address is not valid: {reason}",
         "unknown_list": "Unknown list.",
-        "send_failed": "The confirmation email could not be sent. Please try again later.",
+        "forbidden": "This form can only be sent from this site's pages.",
+        "too_many": "Too many requests. Please try again later.",
         "confirm_title": "Confirm your subscription",
         "confirm_ask": "Subscribe {email} to {list}?",
         "confirm_button": "Yes, subscribe me",
@@ -90,6 +119,18 @@ TEXT = {
 }
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+HONEYPOT = "website"  # a field the form hides from people; only bots fill it in
+MAX_NAME = 60
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
+    "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1rem}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+# The pages need their one inline style and nothing else; their forms post to themselves.
+PAGE_CSP = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 class _Service:
@@ -98,7 +139,32 @@ class _Service:
     def __init__(self, config: Config, store: Store | None) -> None:
         self.config = config
         self._store = store
+        self._given_store = store is not None
         self._links: Links | None = None
+        self._limits: Limits | None = None
+        base = config.web.base_url or config.site.url
+        self.origins = {web_origin(base), *config.web.allowed_origins}
+        self.proxies = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
+
+    def close(self) -> None:
+        """Close the store if it was opened here, and the Redis connection."""
+        if self._store is not None and not self._given_store:
+            self._store.close()
+            self._store = None
+        if isinstance(self._limits, RedisLimits):
+            self._limits.close()
+        self._limits = None
+
+    @property
+    def limits(self) -> Limits:
+        """In Redis when Dramatiq workers share one, else in the database."""
+        if self._limits is None:
+            engine = self.config.engine
+            if engine.mode == "dramatiq" and engine.limiter:
+                self._limits = RedisLimits(engine.limiter, f"kabar:{engine.queue}:limit:")
+            else:
+                self._limits = DatabaseLimits(self.store.engine)
+        return self._limits
 
     @property
     def store(self) -> Store:
@@ -125,6 +191,32 @@ class _Service:
                 return candidate
         return self.config.site.language
 
+    def origin_allowed(self, request: Request) -> bool:
+        """The post comes from one of our pages: its Origin (or, without one, its
+        Referer) is web.base_url's or in web.allowed_origins."""
+        sent = request.headers.get("origin") or request.headers.get("referer") or ""
+        try:
+            return web_origin(sent) in self.origins
+        except ValueError:  # none, "null", or not http(s)
+            return False
+
+    def client_ip(self, request: Request) -> str:
+        """The socket peer; behind web.trusted_proxies, the nearest X-Forwarded-For hop
+        that is not one of them (the proxy appends the client's address on the right)."""
+        current = request.client.host if request.client else ""
+        hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
+        hops = [hop for hop in hops if hop]
+        while hops and self._trusted(current):
+            current = hops.pop()
+        return current
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self.proxies)
+
     def mailing_list(self, list_id: str) -> MailingList | None:
         return next((m for m in self.config.lists if m.id == list_id), None)
 
@@ -149,11 +241,11 @@ def _page(service: _Service, language: str, title: str, body: str, status: int =
         f'<!doctype html>\n<html lang="{language}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · {site}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
-        "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1rem}</style>"
+        f"<style>{STYLE}</style>"
         f"</head><body><p>{site}</p><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
-    return HTMLResponse(document, status_code=status, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP}
+    return HTMLResponse(document, status_code=status, headers=headers)
 
 
 def _say(text: str, **values: str) -> str:
@@ -224,83 +316,141 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         lists = service.config.lists
         list_id = str(form.get("list") or (lists[0].id if len(lists) == 1 else ""))
         mailing_list = service.mailing_list(list_id)
-        language = service.language(mailing_list, None)
         locale = str(form.get("locale") or "")
-        if locale in TEXT:
-            language = locale
+        language = locale if locale in TEXT else service.language(mailing_list, None)
+        if not service.origin_allowed(request):
+            return _notice(service, language, "subscribe_title", "forbidden", status=403)
+        limits = service.config.web.subscribe_limits
+        client = client_key(service.client_ip(request))
+        if not service.limits.allow(f"ip:{client}", limits.per_ip, limits.ip_window):
+            log.debug("POST /subscribe: %s is over its limit", client)
+            page = _notice(service, language, "subscribe_title", "too_many", status=429)
+            page.headers["Retry-After"] = str(int(limits.ip_window.total_seconds()))
+            return page
         if mailing_list is None:
             return _notice(service, language, "subscribe_title", "unknown_list", status=400)
-        name = " ".join(str(form.get("name") or "").split())[:200]
-        email = str(form.get("email") or "")
         try:
-            subscriber, made = service.subscribers.add(
-                list_id,
-                email,
-                name=name,
-                locale=locale if locale in TEXT else "",
-                status="pending" if mailing_list.double_opt_in else "active",
-                origin="web",
-            )
+            email = normalise_address(str(form.get("email") or ""))
         except InvalidAddress as exc:
-            return _notice(
-                service,
-                language,
-                "subscribe_title",
-                "bad_address",
-                {"reason": str(exc)},
-                status=400,
-            )
-        if not made and subscriber.status == "unsubscribed" and mailing_list.double_opt_in:
-            service.subscribers.set_status(subscriber.id, "pending", expected=["unsubscribed"])
-            subscriber = service.subscribers.get(subscriber.id) or subscriber
-        elif not made and subscriber.status == "unsubscribed":
-            service.subscribers.set_status(subscriber.id, "active", expected=["unsubscribed"])
-        confirming = subscriber.status == "pending" and mailing_list.double_opt_in
-        if confirming and not await _send_confirmation(service, mailing_list, subscriber, language):
-            return _notice(service, language, "subscribe_title", "send_failed", status=503)
-        # The same answer whether or not the address was already there.
-        return _notice(
-            service, language, "subscribe_title", "check_inbox", {"email": subscriber.email}
-        )
+            values = {"reason": str(exc)}
+            return _notice(service, language, "subscribe_title", "bad_address", values, status=400)
+        answer = _notice(service, language, "subscribe_title", "check_inbox", {"email": email})
+        if form.get(HONEYPOT):
+            log.info("POST /subscribe from %s: honeypot filled in, nothing sent", client)
+            return answer  # the same answer, so the bot learns nothing
+        subscriber = _join(service, mailing_list, email, str(form.get("name") or ""), locale)
+        if subscriber.status not in ("pending", *LEFT):
+            return answer  # already active (or active at once): nothing to confirm
+        if not service.limits.allow(
+            "address:" + hashlib.sha256(email.lower().encode()).hexdigest()[:40],
+            limits.per_address,
+            limits.address_window,
+        ):
+            log.warning("list %s: confirmation to %s held back (limit)", list_id, subscriber.id)
+            return answer
+        if subscriber.status in LEFT:  # back to pending: only the confirmation activates it
+            service.subscribers.set_status(subscriber.id, "pending", expected=[subscriber.status])
+        answer.background = BackgroundTask(
+            _send_confirmation, service, *_queue_confirmation(service, mailing_list, subscriber,
+                                                              language)
+        )  # fmt: skip
+        return answer
 
     return handle
 
 
+def _join(
+    service: _Service, mailing_list: MailingList, email: str, name: str, locale: str
+) -> Subscriber:
+    """The subscriber the form asks for: new (pending, or active at once without double
+    opt-in), or the stored one unchanged (one who left is the caller's to handle)."""
+    return service.subscribers.add(
+        mailing_list.id,
+        email,
+        name=clean_name(name),
+        locale=locale if locale in TEXT else "",
+        status="pending" if mailing_list.double_opt_in else "active",
+        origin="web",
+    )[0]
+
+
+def clean_name(text: str) -> str:
+    """The name if it is only letters and spaces and at most MAX_NAME long, else ''.
+    Greetings show it, so it must not carry a link or a message of the sender's."""
+    name = " ".join(text.split())
+    if len(name) > MAX_NAME:
+        return ""
+    if all(c == " " or unicodedata.category(c)[0] in "LM" for c in name):
+        return name
+    return ""
+
+
+def client_key(address: str) -> str:
+    """What the per-IP limit counts: the address, or its /64 for IPv6 (one host's share)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 def confirmation_message(
     service: _Service, mailing_list: MailingList, subscriber: Subscriber, language: str
-) -> bytes:
+) -> tuple[str, bytes]:
+    """The Message-ID and bytes of a confirmation mail; nothing in its headers comes from
+    the form but the validated address."""
     text = TEXT[language]
     list_name = mailing_list.name or mailing_list.id
     domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
     message = EmailMessage(policy=SMTP)
     message["From"] = mailing_list.from_
-    message["To"] = Address(subscriber.name, addr_spec=subscriber.email)
+    message["To"] = Address(addr_spec=subscriber.email)
     message["Subject"] = text["mail_subject"].format(list=list_name)
     message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid(domain=domain)
+    message_id = make_msgid(domain=domain)
+    message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
     url = service.links.confirm_url(subscriber.id)
     message.set_content(text["mail_body"].format(email=subscriber.email, list=list_name, url=url))
-    return message.as_bytes()
+    return message_id, message.as_bytes()
+
+
+def _queue_confirmation(
+    service: _Service, mailing_list: MailingList, subscriber: Subscriber, language: str
+) -> tuple[int, Envelope, bytes]:
+    message_id, message = confirmation_message(service, mailing_list, subscriber, language)
+    mail_id = Mails(service.store.engine).queue(
+        "confirm", list_id=mailing_list.id, subscriber_id=subscriber.id,
+        email=subscriber.email, message_id=message_id,
+    )  # fmt: skip
+    envelope = Envelope(parseaddr(mailing_list.from_)[1], subscriber.email, message_id)
+    return mail_id, envelope, message
 
 
 async def _send_confirmation(
-    service: _Service, mailing_list: MailingList, subscriber: Subscriber, language: str
-) -> bool:
+    service: _Service, mail_id: int, envelope: Envelope, message: bytes
+) -> None:
+    """Send after the answer (so its timing says nothing) and record what happened."""
     from kabar.deliver.issue import open_transport
 
-    message = confirmation_message(service, mailing_list, subscriber, language)
-    envelope = Envelope(parseaddr(mailing_list.from_)[1], subscriber.email, "")
-    transport = open_transport(service.config)
+    mails = Mails(service.store.engine)
     try:
-        reply = await transport.send_one(envelope, message)
-    finally:
-        await transport.close()
-    if reply.kind != "sent":
-        log.warning(
-            "list %s: confirmation to %s not sent: %s", mailing_list.id, subscriber.id, reply
-        )
-    return reply.kind == "sent"
+        transport = open_transport(service.config)
+        try:
+            reply = await transport.send_one(envelope, message)
+        finally:
+            await transport.close()
+    except Exception as exc:  # whatever it was, it is recorded, not lost
+        log.warning("confirmation mail %d not sent: %s", mail_id, exc)
+        mails.finish(mail_id, sent=False, code=None, error=f"{type(exc).__name__}: {exc}")
+        return
+    sent = reply.kind == "sent"
+    mails.finish(mail_id, sent=sent, code=reply.code, reply=str(reply),
+                 error="" if sent else reply.kind)  # fmt: skip
+    if not sent:
+        log.warning("confirmation mail %d not sent: %s", mail_id, reply)
 
 
 def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
@@ -325,9 +475,14 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
     return handle
 
 
-def routes(config: Config, store: Store | None = None) -> list[BaseRoute]:
-    """The subscribe and unsubscribe routes, for the app `kabar serve` runs."""
+def routes(
+    config: Config, store: Store | None = None, *, closers: list[Callable[[], None]] | None = None
+) -> list[BaseRoute]:
+    """The subscribe and unsubscribe routes, for the app `kabar serve` runs; what they
+    open themselves is closed by the function added to `closers`."""
     service = _Service(config, store)
+    if closers is not None:
+        closers.append(service.close)
     return [
         Route("/unsubscribe/{token}", _unsubscribe(service), methods=["GET", "POST"]),
         Route("/subscribe", _subscribe(service), methods=["POST"]),
