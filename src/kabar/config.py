@@ -340,6 +340,8 @@ class Digest(Strict):
     max_items: int = Field(default=12, ge=1, le=50)
     related: Related = Related()
     skip_if_empty: bool = True
+    # False: an issue leaves out articles an earlier issue of this digest to the list carried
+    repeat_articles: bool = False
     locale: Language | None = None
     templates: DigestTemplates = DigestTemplates()
     schedule: Schedule | None = None

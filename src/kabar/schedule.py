@@ -8,7 +8,8 @@ changes nothing: the database says what was done, and an issue key exists once.
 
 Issue keys use the local period of the fire time: the local date for schedules that fire
 at most once a day (the fall-back double fire of 02:30 Europe/Berlin is one date, so one
-issue), the local minute for more frequent ones.
+issue), the local minute for more frequent ones. An issue sent by hand before the
+period's run is keyed `…:manual`, so it never takes the scheduled issue's key.
 
 Only one scheduler runs per database: it holds the lease "scheduler", renewed while it
 lives. A second one waits for it (`kabar run`) or exits saying who holds it (`--once`).
@@ -110,6 +111,22 @@ def period_of(schedule: Schedule | None, zone: ZoneInfo, moment: datetime) -> st
 
 def issue_key(digest: Digest, period: str) -> str:
     return f"{digest.id}:{digest.list_id}:{period}"
+
+
+def manual_issue_key(digest: Digest, period: str) -> str:
+    """The key of an issue sent by hand before its period's scheduled run, which then
+    still goes out under the plain key."""
+    return f"{issue_key(digest, period)}:manual"
+
+
+def slot_ahead(schedule: Schedule | None, zone: ZoneInfo, now: datetime) -> bool:
+    """Whether the period of `now` still has a scheduled run to come."""
+    if schedule is None:
+        return False
+    upcoming = trigger_for(schedule, zone).get_next_fire_time(None, now + timedelta(microseconds=1))
+    return upcoming is not None and (
+        period_of(schedule, zone, upcoming) == period_of(schedule, zone, now)
+    )
 
 
 @dataclass(frozen=True)

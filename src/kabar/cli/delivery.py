@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -127,7 +129,7 @@ def _print_issue_lines(app: App, keys: list[str], *, as_json: bool = False) -> N
         click.echo(f"{key}: {issue.state}{detail}: {numbers or 'no subscribers'}")
 
 
-def publish_digests(app: App) -> bool:
+def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) -> bool:
     """`kabar publish`: make and deliver each digest's current issue; False if any did not
     fully go out."""
     import asyncio
@@ -135,6 +137,8 @@ def publish_digests(app: App) -> bool:
     from kabar.deliver.issue import plan_issue
     from kabar.deliver.send import utcnow
     from kabar.deliver.session import Session, import_lists
+
+    clock = clock or utcnow
     from kabar.ledger import Ledger
 
     if not app.config.digests:
@@ -142,12 +146,12 @@ def publish_digests(app: App) -> bool:
     import_lists(app.config, app.store)
     ledger = Ledger(app.store.engine)
     plans = [
-        plan_issue(app.config, ledger, digest, now=utcnow(), at_once=True)
+        plan_issue(app.config, ledger, digest, now=clock(), at_once=True)
         for digest in app.config.digests
     ]
 
     async def deliver() -> list[Any]:
-        async with Session(app.config, app.store) as runner:
+        async with Session(app.config, app.store, clock=clock) as runner:
             for plan in plans:
                 runner.create(plan)
             return [await runner.run(plan.key, wait=False) for plan in plans]
