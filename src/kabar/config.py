@@ -747,6 +747,13 @@ def _format_problems(path: Path, raw: Any, problems: list[Problem]) -> list[str]
     return list(dict.fromkeys(text for _, _, text in lines))
 
 
+def located(config: Config, loc: Sequence[str | int], message: str) -> str:
+    """`FILE:LINE:COL: dotted.path: message` for a place in a loaded config's file."""
+    raw = _parse_yaml(config.path, config.path.read_text(encoding="utf-8"))
+    line, col, dotted = _position(raw, loc, False)
+    return f"{config.path}:{line}:{col}: {dotted}: {message}"
+
+
 def summary(config: Config) -> str:
     return (
         f"{config.path}: ok: {len(config.sources)} sources, {len(config.feeds)} feeds, "

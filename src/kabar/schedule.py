@@ -11,6 +11,9 @@ at most once a day (the fall-back double fire of 02:30 Europe/Berlin is one date
 issue), the local minute for more frequent ones. An issue sent by hand before the
 period's run is keyed `…:manual`, so it never takes the scheduled issue's key.
 
+Every feed is rebuilt after an ingest that changed any of its sources' articles, whether
+or not the feed has a schedule of its own.
+
 Only one scheduler runs per database: it holds the lease "scheduler", renewed while it
 lives. A second one waits for it (`kabar run`) or exits saying who holds it (`--once`).
 """
@@ -196,10 +199,37 @@ def jobs_from_config(config: Config) -> list[Job]:
     return jobs
 
 
+def feeds_fed_by(config: Config, source_id: str) -> list[str]:
+    """The feeds that show a source's articles: rebuilt whenever its ingest changed any."""
+    return [feed.id for feed in config.feeds if feed.sources is None or source_id in feed.sources]
+
+
+def idle_parts(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """Sources, feeds and digests that no job of `kabar run` will ever run, each with its
+    place in the config and why: only a manual command would touch them."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    ingested = {source.id for source in config.sources if source.every is not None}
+    for index, source in enumerate(config.sources):
+        if source.every is None:
+            found.append((("sources", index, "id"), f"no job ingests source {source.id!r}: "
+                          "give it `every:` for kabar run (only kabar ingest and publish read it)"))
+    for index, feed in enumerate(config.feeds):
+        fed = ingested if feed.sources is None else ingested & set(feed.sources)
+        if feed.schedule is None and not fed:
+            found.append((("feeds", index, "id"), f"no job builds feed {feed.id!r}: none of its "
+                          "sources has `every:` and it has no `schedule:`"))
+    for index, digest in enumerate(config.digests):
+        if digest.schedule is None:
+            found.append((("digests", index, "id"), f"no job sends digest {digest.id!r}: it has "
+                          "no `schedule:` (only kabar send --now and publish send it)"))
+    return found  # fmt: skip
+
+
 class Runners(Protocol):
     """What the jobs do; the CLI wires the real ones."""
 
-    async def ingest(self, source_id: str) -> None: ...
+    async def ingest(self, source_id: str) -> bool:
+        """Read the source; True if any article was added or changed."""
 
     async def build_feed(self, feed_id: str) -> None: ...
 
@@ -258,7 +288,9 @@ class Scheduler:
         if job.kind == "digest":
             self._plan_digest(job, decision, now, report)
         elif decision.run and job.kind == "ingest":
-            await self.runners.ingest(job.target)
+            if await self.runners.ingest(job.target):
+                for feed_id in feeds_fed_by(self.config, job.target):  # scheduled or not
+                    await self.runners.build_feed(feed_id)
         elif decision.run and job.kind == "feed":
             await self.runners.build_feed(job.target)
         for moment in decision.late:

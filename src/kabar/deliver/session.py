@@ -168,7 +168,7 @@ class _Jobs:
         self.store = store
         self.runner = runner
 
-    async def ingest(self, source_id: str) -> None:
+    async def ingest(self, source_id: str) -> bool:
         from kabar.ingest import ingest_source
 
         report = await asyncio.to_thread(
@@ -177,6 +177,7 @@ class _Jobs:
         for failure in report.failures:
             log.warning("%s", failure)
         log.info("%s", report.describe())
+        return bool(report.stored.inserted or report.stored.updated)
 
     async def build_feed(self, feed_id: str) -> None:
         from kabar.deliver.storage import FeedStorage
