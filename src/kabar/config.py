@@ -476,6 +476,8 @@ class Config(Strict):
     web: Web = Web()
     engine: Engine = Engine()
     related: Related = Related()
+    # Folders outside `root` that digest templates may also come from.
+    template_dirs: list[str] = []
 
     # Set by `load`, not by the file.
     path: Path = Field(default=Path("kabar.yaml"), exclude=True)
@@ -721,10 +723,36 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         problems.extend(_pydantic_problems(exc, raw))
     problems.extend(_reference_problems(raw))
     problems.extend(_engine_problems(raw))
+    if config is not None:
+        config = config.model_copy(update={"path": config_path.resolve()})
+        problems.extend(_template_problems(config))
     if problems:
         raise ConfigError(_format_problems(config_path, raw, problems))
     assert config is not None
-    return config.model_copy(update={"path": config_path.resolve()})
+    return config
+
+
+_TEMPLATE_KEYS = ("html", "text", "archive", "archive_index")
+
+
+def _template_problems(config: Config) -> Iterator[Problem]:
+    """Templates run with the renderer's rights and their output goes to every subscriber,
+    so they come only from the project root or a folder named in template_dirs; links are
+    followed before the check, so one cannot point elsewhere."""
+    allowed = [config.root_dir, *(config.resolve(d).resolve() for d in config.template_dirs)]
+    for index, digest in enumerate(config.digests):
+        for key in _TEMPLATE_KEYS:
+            value = getattr(digest.templates, key)
+            if value is None:
+                continue
+            target = config.resolve(value).resolve()
+            if not any(target.is_relative_to(folder) for folder in allowed):
+                places = ", ".join(str(folder) for folder in allowed)
+                yield Problem(
+                    ("digests", index, "templates", key),
+                    f"template {value!r} is outside the project root and template_dirs "
+                    f"({places})",
+                )
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
