@@ -182,6 +182,37 @@ def test_a_run_past_max_lateness_is_reported_and_not_sent(
         assert scheduler.resume_open_issues() == ["harian:pembaca:2026-11-26"]
 
 
+def test_after_downtime_each_job_logs_one_line_with_the_count_of_skipped_runs(
+    write_config: WriteConfig, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(
+        storage={"database": database_url, "feeds": "public/"},
+        sources=[{"id": "seeds", "kind": "pages", "path": "seeds/", "every": "1m"}],
+        digests=[{**DIGEST, "schedule": {"cron": "0 7 * * *", "catch_up": "all",
+                                         "max_lateness": "6h"}}],
+    )  # fmt: skip
+    config = config_module.load(path)
+    clock = Clock(at("2026-11-25T07:00:00+07:00"))
+    with Store.open(config.database_url) as store:
+        scheduler, jobs = scheduler_for(config, store, clock)
+        asyncio.run(scheduler.run_due())
+        clock.now = at("2026-11-28T08:00:00+07:00")  # down for three days and an hour
+        with caplog.at_level(logging.INFO, logger="kabar.schedule"):
+            asyncio.run(scheduler.run_due())
+    lines = [r.getMessage() for r in caplog.records if r.name == "kabar.schedule"]
+    ingest_lines = [line for line in lines if line.startswith("ingest:seeds:")]
+    assert ingest_lines == [
+        "ingest:seeds: 4379 runs from 2026-11-25 07:01 WIB to 2026-11-28 07:59 WIB skipped "
+        "(catch_up: latest)"
+    ]
+    late_lines = [line for line in lines if "max_lateness" in line]
+    assert late_lines == [
+        "digest:harian: 2 runs from 2026-11-26 07:00 WIB to 2026-11-27 07:00 WIB are past "
+        "max_lateness 6h00m: not sent"
+    ]
+    assert jobs.ingested == ["seeds", "seeds"]
+
+
 def test_interval_jobs_run_once_per_due_tick(write_config: WriteConfig, database_url: str) -> None:
     path = write_config(
         storage={"database": database_url, "feeds": "public/"},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,14 +71,21 @@ def trigger_for(schedule: Schedule, zone: ZoneInfo) -> BaseTrigger:
 
 def fire_times(trigger: BaseTrigger, after: datetime, until: datetime) -> list[datetime]:
     """Fire times in (after, until], the last _MAX_RUNS of them."""
-    times: list[datetime] = []
-    moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    return counted_fire_times(trigger, after, until)[0]
+
+
+def counted_fire_times(
+    trigger: BaseTrigger, after: datetime, until: datetime
+) -> tuple[list[datetime], int, datetime | None]:
+    """The last _MAX_RUNS fire times in (after, until], and the first and count of all."""
+    times: deque[datetime] = deque(maxlen=_MAX_RUNS)
+    count = 0
+    first = moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     while moment is not None and moment <= until:
         times.append(moment)
-        if len(times) > _MAX_RUNS:
-            times.pop(0)
+        count += 1
         moment = trigger.get_next_fire_time(moment, moment)
-    return times
+    return list(times), count, first
 
 
 def latest_fire(trigger: BaseTrigger, until: datetime) -> datetime | None:
@@ -275,16 +283,22 @@ class Scheduler:
         if last is None:  # first run: nothing before now was kabar's to do, but the latest
             latest = latest_fire(job.trigger, horizon)
             due = [latest] if latest else []
+            unlisted, first = 0, latest
         else:
-            due = fire_times(job.trigger, last, horizon)
+            due, total, first = counted_fire_times(job.trigger, last, horizon)
+            unlisted = total - len(due)  # an outage longer than _MAX_RUNS runs
         decision = decide(job.schedule, due, now)
         report = TickReport(
             job.id, ran=decision.run, late=decision.late, superseded=decision.superseded
         )
-        for moment in decision.superseded:
+        if decision.superseded:  # after downtime: one line per job, not one per run
             log.info(
-                "%s: run of %s skipped (catch_up: %s)", job.id, _local(moment, job), _policy(job)
-            )
+                "%s: %d runs from %s to %s skipped (catch_up: %s)",
+                job.id, len(decision.superseded) + unlisted,
+                _local(first if unlisted and first else decision.superseded[0], job),
+                _local(decision.superseded[-1], job),
+                _policy(job),
+            )  # fmt: skip
         if job.kind == "digest":
             self._plan_digest(job, decision, now, report)
         elif decision.run and job.kind == "ingest":
@@ -293,10 +307,17 @@ class Scheduler:
                     await self.runners.build_feed(feed_id)
         elif decision.run and job.kind == "feed":
             await self.runners.build_feed(job.target)
-        for moment in decision.late:
+        if len(decision.late) == 1:
+            [moment] = decision.late
             log.warning(
                 "%s: the run of %s is %s late, past max_lateness %s: not sent",
                 job.id, _local(moment, job), _rounded(now - moment), _max_lateness(job),
+            )  # fmt: skip
+        elif decision.late:
+            log.warning(
+                "%s: %d runs from %s to %s are past max_lateness %s: not sent",
+                job.id, len(decision.late), _local(decision.late[0], job),
+                _local(decision.late[-1], job), _max_lateness(job),
             )  # fmt: skip
         if due:
             self.set_last_fired(job.id, due[-1], now)

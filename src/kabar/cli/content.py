@@ -180,9 +180,7 @@ def build_feeds(
     report = _build_feeds(app, feed_ids, dry_run=dry_run, force=force, ping=not no_ping)
     if as_json:
         echo_json(report.to_dict())
-    else:
-        for warning in report.warnings:
-            click.echo(warning, err=True)
+    else:  # the warnings are in the log already
         click.echo(report.describe())
 
 

@@ -93,7 +93,7 @@ def send(
     import_lists(app.config, app.store)
 
     async def deliver() -> Any:
-        async with Session(app.config, app.store) as runner:
+        async with Session(app.config, app.store, prints_outcome=True) as runner:
             if plan is not None:
                 runner.create(plan)
             runner.reopen(key, resend_failed=resend_failed, revive_missed=plan is None or at_once)
@@ -151,7 +151,7 @@ def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) ->
     ]
 
     async def deliver() -> list[Any]:
-        async with Session(app.config, app.store, clock=clock) as runner:
+        async with Session(app.config, app.store, clock=clock, prints_outcome=True) as runner:
             for plan in plans:
                 runner.create(plan)
             return [await runner.run(plan.key, wait=False) for plan in plans]

@@ -134,8 +134,10 @@ class IssueRunner:
         clock: Clock = utcnow,
         progress: Progress | None = None,
         dispatcher: Dispatcher | None = None,
+        finish_level: int = logging.INFO,
     ) -> None:
         self.config = config
+        self.finish_level = finish_level  # DEBUG when the command prints the outcome itself
         self.store = store
         self.ledger = Ledger(store.engine)
         self.transport = transport
@@ -217,9 +219,10 @@ class IssueRunner:
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:
             counts = (await in_thread(self.ledger.counts, [key]))[key]
-            log.info(
-                "%s: %s: %s", key, final, ", ".join(f"{n} {k}" for k, n in counts.to_dict().items())
-            )
+            log.log(
+                self.finish_level, "%s: %s: %s",
+                key, final, ", ".join(f"{n} {k}" for k, n in counts.to_dict().items()),
+            )  # fmt: skip
             if final in ("sent", "partial"):
                 await in_thread(self._archive, key)
             return True
