@@ -750,8 +750,7 @@ def _template_problems(config: Config) -> Iterator[Problem]:
                 places = ", ".join(str(folder) for folder in allowed)
                 yield Problem(
                     ("digests", index, "templates", key),
-                    f"template {value!r} is outside the project root and template_dirs "
-                    f"({places})",
+                    f"template {value!r} is outside the project root and template_dirs ({places})",
                 )
 
 

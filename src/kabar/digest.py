@@ -323,9 +323,7 @@ def prepare_issue(
     `related` opens the related-news provider (default: kabar.related's engine);
     `exclude` holds ids of articles earlier issues carried.
     """
-    articles = select_articles(
-        store, digest, issue_time=issue_time, since=since, exclude=exclude
-    )
+    articles = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     if not articles and digest.skip_if_empty:
         return None
     mailing_list = config.mailing_list(digest.list_id)

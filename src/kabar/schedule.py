@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -212,25 +212,38 @@ def feeds_fed_by(config: Config, source_id: str) -> list[str]:
     return [feed.id for feed in config.feeds if feed.sources is None or source_id in feed.sources]
 
 
-def idle_parts(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+def idle_parts(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Sources, feeds and digests that no job of `kabar run` will ever run, each with its
     place in the config and why: only a manual command would touch them."""
-    found: list[tuple[tuple[str | int, ...], str]] = []
     ingested = {source.id for source in config.sources if source.every is not None}
     for index, source in enumerate(config.sources):
         if source.every is None:
-            found.append((("sources", index, "id"), f"no job ingests source {source.id!r}: "
-                          "give it `every:` for kabar run (only kabar ingest and publish read it)"))
+            yield (
+                ("sources", index, "id"),
+                (
+                    f"no job ingests source {source.id!r}: give it `every:` for kabar run "
+                    "(only kabar ingest and publish read it)"
+                ),
+            )
     for index, feed in enumerate(config.feeds):
         fed = ingested if feed.sources is None else ingested & set(feed.sources)
         if feed.schedule is None and not fed:
-            found.append((("feeds", index, "id"), f"no job builds feed {feed.id!r}: none of its "
-                          "sources has `every:` and it has no `schedule:`"))
+            yield (
+                ("feeds", index, "id"),
+                (
+                    f"no job builds feed {feed.id!r}: none of its sources has `every:` "
+                    "and it has no `schedule:`"
+                ),
+            )
     for index, digest in enumerate(config.digests):
         if digest.schedule is None:
-            found.append((("digests", index, "id"), f"no job sends digest {digest.id!r}: it has "
-                          "no `schedule:` (only kabar send --now and publish send it)"))
-    return found  # fmt: skip
+            yield (
+                ("digests", index, "id"),
+                (
+                    f"no job sends digest {digest.id!r}: it has no `schedule:` "
+                    "(only kabar send --now and publish send it)"
+                ),
+            )
 
 
 class Runners(Protocol):

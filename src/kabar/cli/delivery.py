@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, pass_app
+from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, known_digest, pass_app
 
 
 @click.command()
@@ -71,9 +71,7 @@ def send(
     else:
         if digest_id is None:
             raise click.UsageError("give a DIGEST, or --resume ISSUE_KEY")
-        known = [digest.id for digest in app.config.digests]
-        if digest_id not in known:
-            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        known_digest(app, digest_id)
         try:
             plan = plan_issue(
                 app.config, ledger, app.config.digest(digest_id), now=utcnow(), at_once=at_once
@@ -163,7 +161,10 @@ def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) ->
 
 @click.command()
 @click.option("--digest", "digest_id", help="Only issues of this digest.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+    help="Show at most this many issues, the newest.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per issue.")
 @pass_app
 def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
@@ -174,6 +175,8 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     """
     from kabar.ledger import Ledger
 
+    if digest_id is not None:
+        known_digest(app, digest_id, "--digest")
     ledger = Ledger(app.store.engine)
     issues = ledger.issues(digest_id=digest_id, limit=limit)
     counts = ledger.counts([issue.key for issue in issues])

@@ -354,9 +354,10 @@ def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
         since = None
         if plan.digest.window == "since_last":
             since = ledger.last_issue_time(plan.digest.id, plan.digest.list_id, plan.issue_time)
+        carried = carried_before(ledger, plan.digest, plan.key, plan.issue_time, since)
         prepared = prepare_issue(
             config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time,
-            since=since, exclude=carried_before(ledger, plan.digest, plan.key, plan.issue_time, since),
+            since=since, exclude=carried,
         )  # fmt: skip
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {
