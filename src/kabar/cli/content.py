@@ -138,7 +138,8 @@ def publish(app: App, as_of: datetime | None) -> None:
     """The main job, once: ingest every source, then build feeds and digests.
 
     Each digest's issue for the current period is made and delivered (like `kabar send
-    DIGEST --now`); deferred retries are left to `kabar run` or `kabar send --resume`.
+    DIGEST --now`: before the period's scheduled run, as its own manual issue);
+    deferred retries are left to `kabar run` or `kabar send --resume`.
     `kabar run` does the same on the schedules in the config.
     """
     reports = _ingest_sources(app, (), as_of)

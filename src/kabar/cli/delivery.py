@@ -49,7 +49,9 @@ def send(
 ) -> None:
     """Make the due issue of DIGEST and deliver it, or resume one.
 
-    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests). Running the
+    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests); --now before
+    the period's scheduled run makes DIGEST:LIST:PERIOD:manual instead, so the scheduled
+    issue still goes out, with only the articles this one did not carry. Running the
     command again in the same period resumes that issue; it never makes a second one.
     Exit status 0 when the issue is sent (or skipped: nothing new), 1 when deliveries
     failed, are deferred, or the issue paused on a sender problem.
