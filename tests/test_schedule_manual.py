@@ -40,9 +40,12 @@ def article(n: int, published: str) -> dict[str, Any]:
     }
 
 
-def wire_config(write_config: WriteConfig, project: Path, **digest: Any) -> Config:
+def wire_config(
+    write_config: WriteConfig, project: Path, database_url: str, **digest: Any
+) -> Config:
     (project / "wire").mkdir()
     path = write_config(
+        storage={"database": database_url, "feeds": "public/"},
         sources=[{"id": "wire", "kind": "json", "path": "wire/"}],
         digests=[{
             "id": "harian", "list": "pembaca", "sources": ["wire"], "subject": "Kabar {date}",
@@ -66,6 +69,12 @@ def carried(store: Store, key: str) -> list[str]:
     return sorted(issue.prepared["article_ids"])
 
 
+def run_once(config: Config, clock: Clock) -> bool:
+    """`kabar run --once` at the clock's time."""
+    with Store.open(config.database_url) as store:
+        return asyncio.run(run_scheduler(config, store, once=True, clock=clock))
+
+
 def outbox_count(project: Path) -> int:
     return len(list((project / "outbox" / "new").iterdir()))
 
@@ -77,9 +86,9 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("secret")
 def test_a_manual_issue_before_the_slot_leaves_the_scheduled_one_its_own_key(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = wire_config(write_config, project)
+    config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
     with Store.open(config.database_url) as store:
         Subscribers(store.engine).add("pembaca", "ani@example.com", name="Ani")
@@ -103,8 +112,7 @@ def test_a_manual_issue_before_the_slot_leaves_the_scheduled_one_its_own_key(
     assert outbox_count(project) == 2
 
     clock.now = at("2026-12-06T07:10:00+07:00")
-    assert asyncio.run(run_scheduler(config, Store.open(config.database_url), once=True,
-                                     clock=clock))  # fmt: skip
+    assert run_once(config, clock)
     with Store.open(config.database_url) as store:
         states = {i.key: i.state for i in Ledger(store.engine).issues()}
         assert states == {MANUAL: "sent", SCHEDULED: "sent"}
@@ -121,9 +129,9 @@ def test_a_manual_issue_before_the_slot_leaves_the_scheduled_one_its_own_key(
 
 @pytest.mark.usefixtures("secret")
 def test_the_scheduled_issue_is_skipped_when_the_manual_one_carried_everything(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = wire_config(write_config, project)
+    config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
     with Store.open(config.database_url) as store:
         Subscribers(store.engine).add("pembaca", "ani@example.com")
@@ -136,8 +144,7 @@ def test_the_scheduled_issue_is_skipped_when_the_manual_one_carried_everything(
     finally:
         app.close()
     clock.now = at("2026-12-06T07:10:00+07:00")
-    assert asyncio.run(run_scheduler(config, Store.open(config.database_url), once=True,
-                                     clock=clock))  # fmt: skip
+    assert run_once(config, clock)
     with Store.open(config.database_url) as store:
         states = {i.key: i.state for i in Ledger(store.engine).issues()}
     assert states == {MANUAL: "sent", SCHEDULED: "skipped"}
@@ -146,9 +153,9 @@ def test_the_scheduled_issue_is_skipped_when_the_manual_one_carried_everything(
 
 @pytest.mark.usefixtures("secret")
 def test_repeat_articles_lets_the_scheduled_issue_carry_everything_in_its_window(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = wire_config(write_config, project, repeat_articles=True)
+    config = wire_config(write_config, project, database_url, repeat_articles=True)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
     with Store.open(config.database_url) as store:
         Subscribers(store.engine).add("pembaca", "ani@example.com")
@@ -159,17 +166,16 @@ def test_repeat_articles_lets_the_scheduled_issue_carry_everything_in_its_window
     finally:
         app.close()
     clock.now = at("2026-12-06T07:10:00+07:00")
-    assert asyncio.run(run_scheduler(config, Store.open(config.database_url), once=True,
-                                     clock=clock))  # fmt: skip
+    assert run_once(config, clock)
     with Store.open(config.database_url) as store:
         assert carried(store, SCHEDULED) == carried(store, MANUAL)
 
 
 @pytest.mark.usefixtures("secret")
 def test_a_manual_issue_after_the_slot_is_the_scheduled_issue(
-    write_config: WriteConfig, project: Path
+    write_config: WriteConfig, project: Path, database_url: str
 ) -> None:
-    config = wire_config(write_config, project)
+    config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T08:00:00+07:00"))
     with Store.open(config.database_url) as store:
         Subscribers(store.engine).add("pembaca", "ani@example.com")
