@@ -147,6 +147,34 @@ def test_check_prints_a_summary_for_a_valid_file(
     monkeypatch.setenv("KABAR_CONFIG", str(path))
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         f"{path}: ok: 1 sources, 0 feeds, 1 lists, 0 digests, delivery by outbox\n"
     )
+
+
+def test_templates_come_only_from_the_root_or_template_dirs(
+    write_config: WriteConfig, project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "evil.mjml.j2").write_text("{{ 7*7 }}", encoding="utf-8")
+    (project / "templates").mkdir()
+    (project / "templates" / "sneaky.txt.j2").symlink_to(elsewhere / "evil.mjml.j2")
+    templates = {
+        "html": str(elsewhere / "evil.mjml.j2"),
+        "text": "templates/sneaky.txt.j2",  # a link inside the root, to a file outside
+        "archive": "/etc/passwd",
+        "archive_index": "templates/mine.html.j2",  # fine: inside the root
+    }
+    digest = {"id": "harian", "list": "pembaca", "subject": "s", "templates": templates}
+    path = write_config(digests=[digest])
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "digests.0.templates.html", "digests.0.templates.text", "digests.0.templates.archive",
+    ]  # fmt: skip
+    assert all(line.startswith(f"{path}:") for line in lines)
+    assert "is outside the project root and template_dirs" in lines[0]
+
+    path = write_config(digests=[digest], template_dirs=[str(elsewhere), "/etc"])
+    config_module.load(path)  # the admin named those folders: accepted

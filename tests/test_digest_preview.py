@@ -88,7 +88,7 @@ def test_preview_without_the_dkim_key_says_it_is_unsigned(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["preview", "weekly"], "unknown digest 'weekly' (configured: harian, broken)"),
+        (["preview", "weekly"], "DIGEST: unknown digest id 'weekly' (configured: harian, broken)"),
         (["preview", "harian", "--as-of", "2030-01-01T07:00+07:00"], "no new articles"),
         (["preview", "harian", "--subscriber", "not an address"], "not a usable email address"),
         (["preview", "broken"], "tpl/missing.mjml.j2' not found"),

@@ -37,13 +37,15 @@ class Clock:
 class Jobs:
     """Records what the scheduler asks for (the real jobs are tested elsewhere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, changes: bool = False) -> None:
         self.ingested: list[str] = []
         self.feeds: list[str] = []
         self.started: list[str] = []
+        self.changes = changes  # whether each ingest stores something new
 
-    async def ingest(self, source_id: str) -> None:
+    async def ingest(self, source_id: str) -> bool:
         self.ingested.append(source_id)
+        return self.changes
 
     async def build_feed(self, feed_id: str) -> None:
         self.feeds.append(feed_id)
@@ -180,6 +182,37 @@ def test_a_run_past_max_lateness_is_reported_and_not_sent(
         assert scheduler.resume_open_issues() == ["harian:pembaca:2026-11-26"]
 
 
+def test_after_downtime_each_job_logs_one_line_with_the_count_of_skipped_runs(
+    write_config: WriteConfig, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(
+        storage={"database": database_url, "feeds": "public/"},
+        sources=[{"id": "seeds", "kind": "pages", "path": "seeds/", "every": "1m"}],
+        digests=[{**DIGEST, "schedule": {"cron": "0 7 * * *", "catch_up": "all",
+                                         "max_lateness": "6h"}}],
+    )  # fmt: skip
+    config = config_module.load(path)
+    clock = Clock(at("2026-11-25T07:00:00+07:00"))
+    with Store.open(config.database_url) as store:
+        scheduler, jobs = scheduler_for(config, store, clock)
+        asyncio.run(scheduler.run_due())
+        clock.now = at("2026-11-28T08:00:00+07:00")  # down for three days and an hour
+        with caplog.at_level(logging.INFO, logger="kabar.schedule"):
+            asyncio.run(scheduler.run_due())
+    lines = [r.getMessage() for r in caplog.records if r.name == "kabar.schedule"]
+    ingest_lines = [line for line in lines if line.startswith("ingest:seeds:")]
+    assert ingest_lines == [
+        "ingest:seeds: 4379 runs from 2026-11-25 07:01 WIB to 2026-11-28 07:59 WIB skipped "
+        "(catch_up: latest)"
+    ]
+    late_lines = [line for line in lines if "max_lateness" in line]
+    assert late_lines == [
+        "digest:harian: 2 runs from 2026-11-26 07:00 WIB to 2026-11-27 07:00 WIB are past "
+        "max_lateness 6h00m: not sent"
+    ]
+    assert jobs.ingested == ["seeds", "seeds"]
+
+
 def test_interval_jobs_run_once_per_due_tick(write_config: WriteConfig, database_url: str) -> None:
     path = write_config(
         storage={"database": database_url, "feeds": "public/"},
@@ -197,6 +230,73 @@ def test_interval_jobs_run_once_per_due_tick(write_config: WriteConfig, database
                 asyncio.run(scheduler.tick(job))
     assert jobs.ingested == ["seeds", "seeds", "seeds"]  # 07:00, 07:10, 07:45 (once for 3 due)
     assert jobs.feeds == ["semua"]
+
+
+def test_an_ingest_that_changes_articles_rebuilds_every_feed_of_the_source(
+    write_config: WriteConfig, database_url: str
+) -> None:
+    path = write_config(
+        storage={"database": database_url, "feeds": "public/"},
+        sources=[
+            {"id": "seeds", "kind": "pages", "path": "seeds/", "every": "10m"},
+            {"id": "wire", "kind": "json", "path": "wire/", "every": "10m"},
+        ],
+        feeds=[
+            {"id": "semua", "title": "Semua", "schedule": {"every": "1h"}},
+            {"id": "rubrik", "title": "Rubrik", "sources": ["seeds"], "split_by": "section"},
+            {"id": "kawat", "title": "Kawat", "sources": ["wire"]},
+        ],
+    )
+    config = config_module.load(path)
+    clock = Clock(at("2026-11-27T07:00:00+07:00"))
+    with Store.open(config.database_url) as store:
+        jobs = Jobs(changes=True)
+        scheduler = Scheduler(config, store.engine, jobs, owner="test", clock=clock)
+        [ingest_seeds] = [job for job in scheduler.jobs if job.id == "ingest:seeds"]
+        asyncio.run(scheduler.tick(ingest_seeds))
+        assert jobs.feeds == ["semua", "rubrik"]  # not kawat, which shows only wire
+        jobs.changes, jobs.feeds = False, []
+        clock.now += timedelta(minutes=10)
+        asyncio.run(scheduler.tick(ingest_seeds))
+        assert jobs.ingested == ["seeds", "seeds"] and jobs.feeds == []  # nothing changed
+
+
+def test_run_once_rebuilds_a_feed_without_a_schedule(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = write_config(
+        sources=[{"id": "seeds", "kind": "pages", "path": "seeds/", "every": "10m"}],
+        feeds=[{"id": "rubrik", "title": "Rubrik", "formats": ["rss"]}],
+    )
+    result = CliRunner().invoke(cli, ["-q", "-c", str(path), "run", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "<item>" in (project / "public" / "rubrik.rss.xml").read_text(encoding="utf-8")
+
+
+def test_check_warns_about_what_no_job_runs(write_config: WriteConfig) -> None:
+    path = write_config(
+        sources=[
+            {"id": "seeds", "kind": "pages", "path": "seeds/", "every": "10m"},
+            {"id": "arsip", "kind": "pages", "path": "seeds/"},
+        ],
+        feeds=[
+            {"id": "semua", "title": "Semua"},
+            {"id": "lama", "title": "Lama", "sources": ["arsip"]},
+            {"id": "jam", "title": "Jam", "sources": ["arsip"], "schedule": {"every": "1h"}},
+        ],
+        digests=[DIGEST, {**DIGEST, "id": "pagi", "schedule": {"cron": "0 7 * * *"}}],
+    )
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.splitlines()
+    assert [line.split(": ", 2)[1] for line in warnings] == [
+        "sources.1.id", "feeds.1.id", "digests.0.id",
+    ]  # fmt: skip
+    assert "no job ingests source 'arsip'" in warnings[0]
+    assert "no job builds feed 'lama'" in warnings[1]
+    assert "no job sends digest 'harian'" in warnings[2]
+    assert warnings[0].startswith(f"{path}:") and ": warning: " in warnings[0]
+    assert result.stdout.startswith(f"{path}: ok:")
 
 
 def test_one_scheduler_per_database(write_config: WriteConfig, database_url: str) -> None:

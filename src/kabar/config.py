@@ -340,6 +340,8 @@ class Digest(Strict):
     max_items: int = Field(default=12, ge=1, le=50)
     related: Related = Related()
     skip_if_empty: bool = True
+    # False: an issue leaves out articles an earlier issue of this digest to the list carried
+    repeat_articles: bool = False
     locale: Language | None = None
     templates: DigestTemplates = DigestTemplates()
     schedule: Schedule | None = None
@@ -517,6 +519,8 @@ class Config(Strict):
     web: Web = Web()
     engine: Engine = Engine()
     related: Related = Related()
+    # Folders outside `root` that digest templates may also come from.
+    template_dirs: list[str] = []
 
     # Set by `load`, not by the file.
     path: Path = Field(default=Path("kabar.yaml"), exclude=True)
@@ -762,10 +766,35 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         problems.extend(_pydantic_problems(exc, raw))
     problems.extend(_reference_problems(raw))
     problems.extend(_engine_problems(raw))
+    if config is not None:
+        config = config.model_copy(update={"path": config_path.resolve()})
+        problems.extend(_template_problems(config))
     if problems:
         raise ConfigError(_format_problems(config_path, raw, problems))
     assert config is not None
-    return config.model_copy(update={"path": config_path.resolve()})
+    return config
+
+
+_TEMPLATE_KEYS = ("html", "text", "archive", "archive_index")
+
+
+def _template_problems(config: Config) -> Iterator[Problem]:
+    """Templates run with the renderer's rights and their output goes to every subscriber,
+    so they come only from the project root or a folder named in template_dirs; links are
+    followed before the check, so one cannot point elsewhere."""
+    allowed = [config.root_dir, *(config.resolve(d).resolve() for d in config.template_dirs)]
+    for index, digest in enumerate(config.digests):
+        for key in _TEMPLATE_KEYS:
+            value = getattr(digest.templates, key)
+            if value is None:
+                continue
+            target = config.resolve(value).resolve()
+            if not any(target.is_relative_to(folder) for folder in allowed):
+                places = ", ".join(str(folder) for folder in allowed)
+                yield Problem(
+                    ("digests", index, "templates", key),
+                    f"template {value!r} is outside the project root and template_dirs ({places})",
+                )
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -786,6 +815,13 @@ def _format_problems(path: Path, raw: Any, problems: list[Problem]) -> list[str]
         lines.append((line, col, f"{path}:{line}:{col}: {dotted}: {problem.message}"))
     lines.sort(key=lambda entry: (entry[0], entry[1]))
     return list(dict.fromkeys(text for _, _, text in lines))
+
+
+def located(config: Config, loc: Sequence[str | int], message: str) -> str:
+    """`FILE:LINE:COL: dotted.path: message` for a place in a loaded config's file."""
+    raw = _parse_yaml(config.path, config.path.read_text(encoding="utf-8"))
+    line, col, dotted = _position(raw, loc, False)
+    return f"{config.path}:{line}:{col}: {dotted}: {message}"
 
 
 def summary(config: Config) -> str:

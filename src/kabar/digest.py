@@ -314,14 +314,16 @@ def prepare_issue(
     issue_time: datetime,
     since: datetime | None = None,
     related: RelatedFactory | None = None,
+    exclude: Collection[str] = (),
 ) -> PreparedIssue | None:
     """Select the issue's articles and render it once; None if empty and skippable.
 
     `since` starts the window when the digest's window is `since_last` (the time of the
     last sent issue); otherwise the window is the configured duration before issue_time.
-    `related` opens the related-news provider (default: kabar.related's engine).
+    `related` opens the related-news provider (default: kabar.related's engine);
+    `exclude` holds ids of articles earlier issues carried.
     """
-    articles = select_articles(store, digest, issue_time=issue_time, since=since)
+    articles = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     if not articles and digest.skip_if_empty:
         return None
     mailing_list = config.mailing_list(digest.list_id)

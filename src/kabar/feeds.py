@@ -371,7 +371,8 @@ def build_feeds(
 
         report.pinged, failures = ping_hub(hub, [build.url(path) for path in changed_feeds])
         report.warnings += failures
-    log.info("%s", report.describe())
+    # The caller reports the summary once: the CLI prints it, `kabar run` logs it.
+    log.debug("%s", report.describe())
     for warning in report.warnings:
         log.warning("%s", warning)
     return report

@@ -223,7 +223,8 @@ def _files(path: Path) -> Iterator[Path]:
 
 
 def _log(report: IngestReport) -> None:
-    log.info("ingest %s", report.describe())
+    # The caller reports the summary once: the CLI prints it, `kabar run` logs it.
+    log.debug("ingest %s", report.describe())
     for warning in report.warnings:
         log.warning("%s", warning)
     for failure in report.failures:

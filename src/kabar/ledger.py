@@ -53,6 +53,10 @@ IssueState = Literal[
     "skipped", "missed", "cancelled",
 ]  # fmt: skip
 OPEN_STATES: tuple[IssueState, ...] = ("planned", "rendered", "materialised", "sending")
+# An issue in one of these states has gone (or is going) out with its rendered articles.
+CARRYING_STATES: tuple[IssueState, ...] = (
+    "rendered", "materialised", "sending", "sent", "partial", "paused",
+)  # fmt: skip
 DeliveryState = Literal["pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped"]
 
 
@@ -317,6 +321,26 @@ class Ledger:
         with self.engine.connect() as connection:
             value: datetime | None = connection.execute(query).scalar()
         return value
+
+    def carried_articles(
+        self, digest_id: str, list_id: str, *, since: datetime, before: datetime, other_than: str
+    ) -> frozenset[str]:
+        """Ids of the articles rendered into issues of this digest and list cut in
+        [since, before), apart from `other_than`; issues that never went out (skipped,
+        missed, failed) carried nothing."""
+        query = select(issues.c.prepared).where(
+            issues.c.digest_id == digest_id,
+            issues.c.list_id == list_id,
+            issues.c.issue_time >= since,
+            issues.c.issue_time < before,
+            issues.c.key != other_than,
+            issues.c.state.in_(CARRYING_STATES),
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).scalars().all()
+        return frozenset(
+            article for prepared in rows if prepared for article in prepared["article_ids"]
+        )
 
     def materialise(
         self,

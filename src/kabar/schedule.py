@@ -8,7 +8,11 @@ changes nothing: the database says what was done, and an issue key exists once.
 
 Issue keys use the local period of the fire time: the local date for schedules that fire
 at most once a day (the fall-back double fire of 02:30 Europe/Berlin is one date, so one
-issue), the local minute for more frequent ones.
+issue), the local minute for more frequent ones. An issue sent by hand before the
+period's run is keyed `…:manual`, so it never takes the scheduled issue's key.
+
+Every feed is rebuilt after an ingest that changed any of its sources' articles, whether
+or not the feed has a schedule of its own.
 
 Only one scheduler runs per database: it holds the lease "scheduler", renewed while it
 lives. A second one waits for it (`kabar run`) or exits saying who holds it (`--once`).
@@ -19,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -66,14 +71,21 @@ def trigger_for(schedule: Schedule, zone: ZoneInfo) -> BaseTrigger:
 
 def fire_times(trigger: BaseTrigger, after: datetime, until: datetime) -> list[datetime]:
     """Fire times in (after, until], the last _MAX_RUNS of them."""
-    times: list[datetime] = []
-    moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    return counted_fire_times(trigger, after, until)[0]
+
+
+def counted_fire_times(
+    trigger: BaseTrigger, after: datetime, until: datetime
+) -> tuple[list[datetime], int, datetime | None]:
+    """The last _MAX_RUNS fire times in (after, until], and the first and count of all."""
+    times: deque[datetime] = deque(maxlen=_MAX_RUNS)
+    count = 0
+    first = moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     while moment is not None and moment <= until:
         times.append(moment)
-        if len(times) > _MAX_RUNS:
-            times.pop(0)
+        count += 1
         moment = trigger.get_next_fire_time(moment, moment)
-    return times
+    return list(times), count, first
 
 
 def latest_fire(trigger: BaseTrigger, until: datetime) -> datetime | None:
@@ -110,6 +122,22 @@ def period_of(schedule: Schedule | None, zone: ZoneInfo, moment: datetime) -> st
 
 def issue_key(digest: Digest, period: str) -> str:
     return f"{digest.id}:{digest.list_id}:{period}"
+
+
+def manual_issue_key(digest: Digest, period: str) -> str:
+    """The key of an issue sent by hand before its period's scheduled run, which then
+    still goes out under the plain key."""
+    return f"{issue_key(digest, period)}:manual"
+
+
+def slot_ahead(schedule: Schedule | None, zone: ZoneInfo, now: datetime) -> bool:
+    """Whether the period of `now` still has a scheduled run to come."""
+    if schedule is None:
+        return False
+    upcoming = trigger_for(schedule, zone).get_next_fire_time(None, now + timedelta(microseconds=1))
+    return upcoming is not None and (
+        period_of(schedule, zone, upcoming) == period_of(schedule, zone, now)
+    )
 
 
 @dataclass(frozen=True)
@@ -179,10 +207,50 @@ def jobs_from_config(config: Config) -> list[Job]:
     return jobs
 
 
+def feeds_fed_by(config: Config, source_id: str) -> list[str]:
+    """The feeds that show a source's articles: rebuilt whenever its ingest changed any."""
+    return [feed.id for feed in config.feeds if feed.sources is None or source_id in feed.sources]
+
+
+def idle_parts(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Sources, feeds and digests that no job of `kabar run` will ever run, each with its
+    place in the config and why: only a manual command would touch them."""
+    ingested = {source.id for source in config.sources if source.every is not None}
+    for index, source in enumerate(config.sources):
+        if source.every is None:
+            yield (
+                ("sources", index, "id"),
+                (
+                    f"no job ingests source {source.id!r}: give it `every:` for kabar run "
+                    "(only kabar ingest and publish read it)"
+                ),
+            )
+    for index, feed in enumerate(config.feeds):
+        fed = ingested if feed.sources is None else ingested & set(feed.sources)
+        if feed.schedule is None and not fed:
+            yield (
+                ("feeds", index, "id"),
+                (
+                    f"no job builds feed {feed.id!r}: none of its sources has `every:` "
+                    "and it has no `schedule:`"
+                ),
+            )
+    for index, digest in enumerate(config.digests):
+        if digest.schedule is None:
+            yield (
+                ("digests", index, "id"),
+                (
+                    f"no job sends digest {digest.id!r}: it has no `schedule:` "
+                    "(only kabar send --now and publish send it)"
+                ),
+            )
+
+
 class Runners(Protocol):
     """What the jobs do; the CLI wires the real ones."""
 
-    async def ingest(self, source_id: str) -> None: ...
+    async def ingest(self, source_id: str) -> bool:
+        """Read the source; True if any article was added or changed."""
 
     async def build_feed(self, feed_id: str) -> None: ...
 
@@ -228,26 +296,41 @@ class Scheduler:
         if last is None:  # first run: nothing before now was kabar's to do, but the latest
             latest = latest_fire(job.trigger, horizon)
             due = [latest] if latest else []
+            unlisted, first = 0, latest
         else:
-            due = fire_times(job.trigger, last, horizon)
+            due, total, first = counted_fire_times(job.trigger, last, horizon)
+            unlisted = total - len(due)  # an outage longer than _MAX_RUNS runs
         decision = decide(job.schedule, due, now)
         report = TickReport(
             job.id, ran=decision.run, late=decision.late, superseded=decision.superseded
         )
-        for moment in decision.superseded:
+        if decision.superseded:  # after downtime: one line per job, not one per run
             log.info(
-                "%s: run of %s skipped (catch_up: %s)", job.id, _local(moment, job), _policy(job)
-            )
+                "%s: %d runs from %s to %s skipped (catch_up: %s)",
+                job.id, len(decision.superseded) + unlisted,
+                _local(first if unlisted and first else decision.superseded[0], job),
+                _local(decision.superseded[-1], job),
+                _policy(job),
+            )  # fmt: skip
         if job.kind == "digest":
             self._plan_digest(job, decision, now, report)
         elif decision.run and job.kind == "ingest":
-            await self.runners.ingest(job.target)
+            if await self.runners.ingest(job.target):
+                for feed_id in feeds_fed_by(self.config, job.target):  # scheduled or not
+                    await self.runners.build_feed(feed_id)
         elif decision.run and job.kind == "feed":
             await self.runners.build_feed(job.target)
-        for moment in decision.late:
+        if len(decision.late) == 1:
+            [moment] = decision.late
             log.warning(
                 "%s: the run of %s is %s late, past max_lateness %s: not sent",
                 job.id, _local(moment, job), _rounded(now - moment), _max_lateness(job),
+            )  # fmt: skip
+        elif decision.late:
+            log.warning(
+                "%s: %d runs from %s to %s are past max_lateness %s: not sent",
+                job.id, len(decision.late), _local(decision.late[0], job),
+                _local(decision.late[-1], job), _max_lateness(job),
             )  # fmt: skip
         if due:
             self.set_last_fired(job.id, due[-1], now)

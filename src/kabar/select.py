@@ -11,7 +11,7 @@ digest's lists, newest first within a rank. The same story reached through two s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from kabar.config import Digest
@@ -30,12 +30,20 @@ def window_start(digest: Digest, *, issue_time: datetime, since: datetime | None
 
 
 def select_articles(
-    store: Store, digest: Digest, *, issue_time: datetime, since: datetime | None = None
+    store: Store,
+    digest: Digest,
+    *,
+    issue_time: datetime,
+    since: datetime | None = None,
+    exclude: Collection[str] = (),
 ) -> list[Article]:
-    """The issue's articles in issue order, at most `max_items`."""
+    """The issue's articles in issue order, at most `max_items`, leaving out the ids in
+    `exclude` (what earlier issues carried)."""
     start = window_start(digest, issue_time=issue_time, since=since)
     newest = store.articles(sources=digest.sources, since=start, before=issue_time)
-    wanted = _unique(article for article in newest if _matches(digest, article))
+    wanted = _unique(
+        article for article in newest if article.id not in exclude and _matches(digest, article)
+    )
     if digest.order == "priority":
         return sorted(wanted, key=lambda article: _rank(digest, article))[: digest.max_items]
     chosen = []

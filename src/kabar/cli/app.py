@@ -56,6 +56,44 @@ def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
     sys.exit(status)
 
 
+class OptionError(click.BadParameter):
+    """A bad option value, said as `--as-of: cannot read 'x' as an ISO 8601 time`."""
+
+    def format_message(self) -> str:
+        name = self.param.opts[0] if self.param is not None and self.param.opts else None
+        return f"{name or self.param_hint or 'value'}: {self.message}"
+
+
+class IsoTime(click.ParamType):  # type: ignore[type-arg]
+    """An ISO 8601 time option; without an offset it is taken as UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise OptionError(
+                f"cannot read {value!r} as an ISO 8601 time (such as 2026-11-27T07:00+07:00)",
+                ctx=ctx, param=param,
+            ) from None  # fmt: skip
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+ISO_TIME = IsoTime()
+
+
+def known_digest(app: App, digest_id: str, option: str = "DIGEST") -> str:
+    """The digest id if the config has it; else exit 2 naming the option and the ids."""
+    known = [digest.id for digest in app.config.digests]
+    if digest_id not in known:
+        configured = ", ".join(known) or "none"
+        fail(f"{option}: unknown digest id {digest_id!r} (configured: {configured})")
+    return digest_id
+
+
 def parse_time(value: str | None) -> datetime | None:
     """An ISO 8601 time from the command line; without an offset it is taken as UTC."""
     if value is None:

@@ -13,6 +13,7 @@ import click
 
 from kabar.cli.app import (
     EXIT_PARTIAL,
+    ISO_TIME,
     App,
     echo_json,
     echo_table,
@@ -131,16 +132,17 @@ def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) 
 
 
 @click.command()
-@click.option("--as-of", help="Resolve relative times against this ISO 8601 time.")
+@click.option("--as-of", type=ISO_TIME, help="Resolve relative times against this ISO 8601 time.")
 @pass_app
-def publish(app: App, as_of: str | None) -> None:
+def publish(app: App, as_of: datetime | None) -> None:
     """The main job, once: ingest every source, then build feeds and digests.
 
     Each digest's issue for the current period is made and delivered (like `kabar send
-    DIGEST --now`); deferred retries are left to `kabar run` or `kabar send --resume`.
+    DIGEST --now`: before the period's scheduled run, as its own manual issue);
+    deferred retries are left to `kabar run` or `kabar send --resume`.
     `kabar run` does the same on the schedules in the config.
     """
-    reports = _ingest_sources(app, (), parse_time(as_of))
+    reports = _ingest_sources(app, (), as_of)
     _print_reports(reports, as_json=False)
     feeds_report = _build_feeds(app, (), dry_run=False, force=False, ping=True)
     click.echo(feeds_report.describe())
@@ -180,9 +182,7 @@ def build_feeds(
     report = _build_feeds(app, feed_ids, dry_run=dry_run, force=force, ping=not no_ping)
     if as_json:
         echo_json(report.to_dict())
-    else:
-        for warning in report.warnings:
-            click.echo(warning, err=True)
+    else:  # the warnings are in the log already
         click.echo(report.describe())
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, pass_app
+from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, known_digest, pass_app
 
 
 @click.command()
@@ -47,7 +49,9 @@ def send(
 ) -> None:
     """Make the due issue of DIGEST and deliver it, or resume one.
 
-    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests). Running the
+    The issue key is DIGEST:LIST:PERIOD (the local date for daily digests); --now before
+    the period's scheduled run makes DIGEST:LIST:PERIOD:manual instead, so the scheduled
+    issue still goes out, with only the articles this one did not carry. Running the
     command again in the same period resumes that issue; it never makes a second one.
     Exit status 0 when the issue is sent (or skipped: nothing new), 1 when deliveries
     failed, are deferred, or the issue paused on a sender problem.
@@ -69,9 +73,7 @@ def send(
     else:
         if digest_id is None:
             raise click.UsageError("give a DIGEST, or --resume ISSUE_KEY")
-        known = [digest.id for digest in app.config.digests]
-        if digest_id not in known:
-            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        known_digest(app, digest_id)
         try:
             plan = plan_issue(
                 app.config, ledger, app.config.digest(digest_id), now=utcnow(), at_once=at_once
@@ -91,7 +93,7 @@ def send(
     import_lists(app.config, app.store)
 
     async def deliver() -> Any:
-        async with Session(app.config, app.store) as runner:
+        async with Session(app.config, app.store, prints_outcome=True) as runner:
             if plan is not None:
                 runner.create(plan)
             runner.reopen(key, resend_failed=resend_failed, revive_missed=plan is None or at_once)
@@ -127,7 +129,7 @@ def _print_issue_lines(app: App, keys: list[str], *, as_json: bool = False) -> N
         click.echo(f"{key}: {issue.state}{detail}: {numbers or 'no subscribers'}")
 
 
-def publish_digests(app: App) -> bool:
+def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) -> bool:
     """`kabar publish`: make and deliver each digest's current issue; False if any did not
     fully go out."""
     import asyncio
@@ -135,6 +137,8 @@ def publish_digests(app: App) -> bool:
     from kabar.deliver.issue import plan_issue
     from kabar.deliver.send import utcnow
     from kabar.deliver.session import Session, import_lists
+
+    clock = clock or utcnow
     from kabar.ledger import Ledger
 
     if not app.config.digests:
@@ -142,12 +146,12 @@ def publish_digests(app: App) -> bool:
     import_lists(app.config, app.store)
     ledger = Ledger(app.store.engine)
     plans = [
-        plan_issue(app.config, ledger, digest, now=utcnow(), at_once=True)
+        plan_issue(app.config, ledger, digest, now=clock(), at_once=True)
         for digest in app.config.digests
     ]
 
     async def deliver() -> list[Any]:
-        async with Session(app.config, app.store) as runner:
+        async with Session(app.config, app.store, clock=clock, prints_outcome=True) as runner:
             for plan in plans:
                 runner.create(plan)
             return [await runner.run(plan.key, wait=False) for plan in plans]
@@ -159,7 +163,10 @@ def publish_digests(app: App) -> bool:
 
 @click.command()
 @click.option("--digest", "digest_id", help="Only issues of this digest.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+    help="Show at most this many issues, the newest.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per issue.")
 @pass_app
 def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
@@ -170,6 +177,8 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     """
     from kabar.ledger import Ledger
 
+    if digest_id is not None:
+        known_digest(app, digest_id, "--digest")
     ledger = Ledger(app.store.engine)
     issues = ledger.issues(digest_id=digest_id, limit=limit)
     counts = ledger.counts([issue.key for issue in issues])

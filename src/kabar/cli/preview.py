@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kabar.cli.app import App, echo_json, fail, parse_time, pass_app
+from kabar.cli.app import ISO_TIME, App, echo_json, fail, known_digest, pass_app
 
 
 @click.command()
@@ -17,8 +17,13 @@ from kabar.cli.app import App, echo_json, fail, parse_time, pass_app
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for issue.html, issue.txt and issue.eml [default: var/preview/DIGEST].",
 )
-@click.option("--as-of", help="Prepare the issue due at this ISO 8601 time [default: now].")
-@click.option("--since", help="For a since_last window: when the last issue was sent.")
+@click.option(
+    "--as-of", type=ISO_TIME, help="Prepare the issue due at this ISO 8601 time [default: now]."
+)
+@click.option(
+    "--since", type=ISO_TIME,
+    help="For a since_last window: when the last issue was sent (ISO 8601).",
+)  # fmt: skip
 @click.option("--subscriber", "email", help="Address the preview to this email address.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_app
@@ -26,8 +31,8 @@ def preview(
     app: App,
     digest_id: str,
     out: Path | None,
-    as_of: str | None,
-    since: str | None,
+    as_of: datetime | None,
+    since: datetime | None,
     email: str | None,
     as_json: bool,
 ) -> None:
@@ -42,17 +47,15 @@ def preview(
     from kabar.mail.message import BadRecipientError
     from kabar.render.email import RenderError
 
-    known = [digest.id for digest in app.config.digests]
-    if digest_id not in known:
-        fail(f"unknown digest {digest_id!r} (configured: {', '.join(known) or 'none'})")
+    known_digest(app, digest_id)
     try:
         written = write_preview(
             app.config,
             app.store,
             app.config.digest(digest_id),
             folder=out or app.config.resolve(f"var/preview/{digest_id}"),
-            issue_time=parse_time(as_of) or datetime.now(UTC),
-            since=parse_time(since),
+            issue_time=as_of or datetime.now(UTC),
+            since=since,
             email=email,
         )
     except (BadRecipientError, DkimKeyError, RenderError) as exc:
@@ -91,6 +94,7 @@ def preview(
 @click.option("--all", "every", is_flag=True, help="Every stored article, newest first.")
 @click.option(
     "--before",
+    type=ISO_TIME,
     help="Only candidates published before this ISO 8601 time, as for a digest issue "
     "(default: each article's own publication time).",
 )
@@ -104,7 +108,7 @@ def related(
     app: App,
     article_ids: tuple[str, ...],
     every: bool,
-    before: str | None,
+    before: datetime | None,
     digest_id: str | None,
     as_json: bool,
 ) -> None:
@@ -120,16 +124,13 @@ def related(
         raise click.UsageError("give ARTICLE_IDs or --all (not both)")
     settings = app.config.related
     if digest_id is not None:
-        known = {d.id: d for d in app.config.digests}
-        if digest_id not in known:
-            fail(f"unknown digest id {digest_id!r} (configured: {', '.join(known) or 'none'})")
-        settings = known[digest_id].related
+        settings = app.config.digest(known_digest(app, digest_id, "--digest")).related
     found = [app.store.get(i) for i in article_ids]
     missing = [i for i, article in zip(article_ids, found, strict=True) if article is None]
     if missing:
         fail(f"no stored article with id(s): {', '.join(missing)}")
     engine = RelatedEngine.open(app.config, app.store)
-    moment = parse_time(before)
+    moment = before
     for article in app.store.articles() if every else found:
         items = engine.related(article, before=moment, settings=settings)
         if as_json:

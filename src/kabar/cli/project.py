@@ -16,9 +16,16 @@ from kabar.cli.app import App, fail, pass_app
 def check(app: App) -> None:
     """Validate the config file; print FILE:LINE:COL: path: message per problem.
 
-    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise.
+    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise. A source,
+    feed or digest that no job of `kabar run` will ever run gets a warning line (on
+    stderr), which does not change the exit status.
     """
-    click.echo(config_module.summary(app.config))
+    from kabar.schedule import idle_parts
+
+    config = app.config
+    for loc, message in idle_parts(config):
+        click.echo(config_module.located(config, loc, f"warning: {message}"), err=True)
+    click.echo(config_module.summary(config))
 
 
 @click.command()

@@ -106,8 +106,9 @@ def subscribers_list(app: App, list_id: str | None, status: str | None, as_json:
 @click.option("--name", default="", help="The subscriber's name, as greetings show it.")
 @click.option("--locale", default="", help="id or en [default: the list's or the site's].")
 @click.option(
-    "--status", type=click.Choice(["active", "pending"]), default="active", show_default=True
-)
+    "--status", type=click.Choice(["active", "pending"]), default="active", show_default=True,
+    help="Status to add them with (pending: they still have to confirm).",
+)  # fmt: skip
 @pass_app
 def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str

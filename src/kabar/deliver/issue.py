@@ -33,7 +33,16 @@ from kabar.ledger import Issue, Ledger
 from kabar.model import Recipient
 from kabar.render.archive import publish_archive
 from kabar.render.email import RenderError
-from kabar.schedule import issue_key, latest_fire, period_of, trigger_for, zone_of
+from kabar.schedule import (
+    issue_key,
+    latest_fire,
+    manual_issue_key,
+    period_of,
+    slot_ahead,
+    trigger_for,
+    zone_of,
+)
+from kabar.select import window_start
 from kabar.store import Store
 from kabar.subscribers import Subscribers
 
@@ -69,7 +78,9 @@ def plan_issue(
     config: Config, ledger: Ledger, digest: Digest, *, now: datetime, at_once: bool
 ) -> Plan:
     """The issue `kabar send` works on: the current period's (--now), or the latest
-    scheduled run's, if it is within max_lateness or already exists."""
+    scheduled run's, if it is within max_lateness or already exists. An issue made by
+    hand before the period's scheduled run takes the period's manual key, so the
+    scheduled issue still goes out (with what the manual one did not carry)."""
     zone = zone_of(config, digest.schedule)
     moment = now
     if not at_once:
@@ -82,6 +93,9 @@ def plan_issue(
     period = period_of(digest.schedule, zone, moment)
     key = issue_key(digest, period)
     existing = ledger.issue(key)
+    if existing is None and at_once and slot_ahead(digest.schedule, zone, now):
+        key = manual_issue_key(digest, period)
+        existing = ledger.issue(key)
     if existing is not None:  # the period's issue: resume it as it was cut
         return Plan(digest, key, existing.period, existing.issue_time)
     schedule = digest.schedule
@@ -91,6 +105,20 @@ def plan_issue(
             "max_lateness, so none is due; --now sends the current issue"
         )
     return Plan(digest, key, period, moment)
+
+
+def carried_before(
+    ledger: Ledger, digest: Digest, key: str, issue_time: datetime, since: datetime | None
+) -> frozenset[str]:
+    """Articles that earlier issues of the digest to the same list carried inside this
+    issue's window: left out, so no subscriber gets an article twice (unless the digest
+    sets repeat_articles)."""
+    if digest.repeat_articles:
+        return frozenset()
+    start = window_start(digest, issue_time=issue_time, since=since)
+    return ledger.carried_articles(
+        digest.id, digest.list_id, since=start, before=issue_time, other_than=key
+    )
 
 
 class IssueRunner:
@@ -106,8 +134,10 @@ class IssueRunner:
         clock: Clock = utcnow,
         progress: Progress | None = None,
         dispatcher: Dispatcher | None = None,
+        finish_level: int = logging.INFO,
     ) -> None:
         self.config = config
+        self.finish_level = finish_level  # DEBUG when the command prints the outcome itself
         self.store = store
         self.ledger = Ledger(store.engine)
         self.transport = transport
@@ -189,9 +219,10 @@ class IssueRunner:
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:
             counts = (await in_thread(self.ledger.counts, [key]))[key]
-            log.info(
-                "%s: %s: %s", key, final, ", ".join(f"{n} {k}" for k, n in counts.to_dict().items())
-            )
+            log.log(
+                self.finish_level, "%s: %s: %s",
+                key, final, ", ".join(f"{n} {k}" for k, n in counts.to_dict().items()),
+            )  # fmt: skip
             if final in ("sent", "partial"):
                 await in_thread(self._archive, key)
             return True
@@ -235,9 +266,12 @@ class IssueRunner:
             since = await in_thread(
                 self.ledger.last_issue_time, digest.id, digest.list_id, issue.issue_time
             )
+        carried = await in_thread(
+            carried_before, self.ledger, digest, issue.key, issue.issue_time, since
+        )
         prepared = await in_thread(
             prepare_issue, self.config, self.store, digest,
-            issue_key=issue.key, issue_time=issue.issue_time, since=since,
+            issue_key=issue.key, issue_time=issue.issue_time, since=since, exclude=carried,
         )  # fmt: skip
         crash_point("mid_render")
         now = self.clock()
@@ -316,9 +350,15 @@ def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
     if existing is not None and existing.prepared is not None:
         prepared = load_prepared(config, existing.prepared)
     else:
+        ledger = Ledger(store.engine)
+        since = None
+        if plan.digest.window == "since_last":
+            since = ledger.last_issue_time(plan.digest.id, plan.digest.list_id, plan.issue_time)
+        carried = carried_before(ledger, plan.digest, plan.key, plan.issue_time, since)
         prepared = prepare_issue(
-            config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time
-        )
+            config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time,
+            since=since, exclude=carried,
+        )  # fmt: skip
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {
         "issue": plan.key,

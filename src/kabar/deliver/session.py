@@ -93,8 +93,10 @@ class Session:
         *,
         clock: Clock = utcnow,
         progress_bar: bool | None = None,
+        prints_outcome: bool = False,
     ) -> None:
         self.config = config
+        self.prints_outcome = prints_outcome  # the command prints each issue's outcome
         self.store = store
         self.clock = clock
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
@@ -121,6 +123,7 @@ class Session:
             clock=self.clock,
             progress=self.display,
             dispatcher=self._dispatcher(),
+            finish_level=logging.DEBUG if self.prints_outcome else logging.INFO,
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,9 +157,7 @@ class Session:
             loop.remove_signal_handler(signum)
         if self.display.bar is not None:
             self.display.bar.stop()
-        if self.runner is not None:
-            for key in self.display.tallies:
-                self.display.log_line(key)
+        if self.runner is not None:  # each issue's outcome is printed or logged as it ends
             await self.runner.close()
 
 
@@ -168,7 +169,7 @@ class _Jobs:
         self.store = store
         self.runner = runner
 
-    async def ingest(self, source_id: str) -> None:
+    async def ingest(self, source_id: str) -> bool:
         from kabar.ingest import ingest_source
 
         report = await asyncio.to_thread(
@@ -177,6 +178,7 @@ class _Jobs:
         for failure in report.failures:
             log.warning("%s", failure)
         log.info("%s", report.describe())
+        return bool(report.stored.inserted or report.stored.updated)
 
     async def build_feed(self, feed_id: str) -> None:
         from kabar.deliver.storage import FeedStorage
