@@ -59,7 +59,8 @@ def test_preview_writes_the_three_files_and_the_eml_verifies(
     assert message["Subject"] == "Kabar pagi, 1 Mei 2024"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert text.replace("\r\n", "\n") == (out / "issue.txt").read_text().rstrip("\n")
-    assert "https://kabar.example.id/unsubscribe/preview-token" in text
+    assert "https://kabar.example.id/unsubscribe/preview." in text
+    assert "/preferences/" not in text and "mailto:" not in message["List-Unsubscribe"]
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert html.replace("\r\n", "\n") == (out / "issue.html").read_text().rstrip("\n")
 

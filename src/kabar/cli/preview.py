@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from kabar.cli.app import App, echo_json, fail, parse_time, pass_app
+from kabar.cli.app import EXIT_USAGE, App, echo_json, fail, parse_time, pass_app
 
 
 @click.command()
@@ -34,47 +36,68 @@ def preview(
     """Render the next issue of DIGEST to files, without sending or recording anything.
 
     issue.html and issue.txt are what the subscriber sees; issue.eml is the complete
-    message (DKIM-signed when delivery.dkim is configured and its key is set), with
-    sample unsubscribe and preferences URLs.
+    message (DKIM-signed when delivery.dkim is configured and its key is set). With
+    --subscriber naming one of the list's subscribers, it is their message: their
+    language, name and links; otherwise a sample subscriber's. Older issue.* files in
+    the folder are removed first. With --json, the outcome (an error too) is one JSON
+    object on stdout.
     """
     from kabar.digest import write_preview
     from kabar.mail.dkim import DkimKeyError
     from kabar.mail.message import BadRecipientError
     from kabar.render.email import RenderError
 
+    def refuse(message: str) -> NoReturn:
+        if as_json:
+            echo_json({"digest": digest_id, "error": message})
+            sys.exit(EXIT_USAGE)
+        fail(message)
+
     known = [digest.id for digest in app.config.digests]
     if digest_id not in known:
-        fail(f"unknown digest {digest_id!r} (configured: {', '.join(known) or 'none'})")
+        refuse(f"unknown digest {digest_id!r} (configured: {', '.join(known) or 'none'})")
     try:
+        issue_time = parse_time(as_of) or datetime.now(UTC)
+        since_time = parse_time(since)
         written = write_preview(
             app.config,
             app.store,
             app.config.digest(digest_id),
             folder=out or app.config.resolve(f"var/preview/{digest_id}"),
-            issue_time=parse_time(as_of) or datetime.now(UTC),
-            since=parse_time(since),
+            issue_time=issue_time,
+            since=since_time,
             email=email,
         )
+    except click.BadParameter as exc:
+        refuse(exc.format_message())
     except (BadRecipientError, DkimKeyError, RenderError) as exc:
-        fail(str(exc))
+        refuse(str(exc))
     if written is None:
+        if as_json:
+            echo_json({"digest": digest_id, "issue_key": None, "articles": 0, "files": []})
+            return
         click.echo(f"{digest_id}: no new articles in the window; no issue would be sent")
         return
-    issue, files, note = written
-    paths = [str(path) for path in files]
-    html_bytes = files[0].stat().st_size
+    issue = written.issue
+    paths = [str(path) for path in written.files]
+    html_bytes = written.files[0].stat().st_size
     if as_json:
         echo_json({
             "digest": digest_id, "issue_key": issue.issue_key, "subject": issue.subject,
             "articles": len(issue.article_ids), "html_bytes": html_bytes,
-            "signed": issue.signer is not None, "files": paths,
+            "dropped": written.dropped, "signed": issue.signer is not None,
+            "notes": written.notes, "files": paths,
         })  # fmt: skip
         return
     click.echo(
         f"{digest_id}: {len(issue.article_ids)} articles, HTML {html_bytes / 1000:.1f} KB, "
         f"subject {issue.subject!r}"
     )
-    if note:
+    if written.dropped:
+        click.echo(f"left out so the HTML stays under Gmail's clip limit ({len(written.dropped)}):")
+        for title in written.dropped:
+            click.echo(f"  - {title}")
+    for note in written.notes:
         click.echo(note)
     if issue.signer is not None:
         signer = issue.signer

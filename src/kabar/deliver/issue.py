@@ -235,9 +235,10 @@ class IssueRunner:
             since = await in_thread(
                 self.ledger.last_issue_time, digest.id, digest.list_id, issue.issue_time
             )
+        locales = await in_thread(Subscribers(self.store.engine).locales, issue.list_id)
         prepared = await in_thread(
             prepare_issue, self.config, self.store, digest,
-            issue_key=issue.key, issue_time=issue.issue_time, since=since,
+            issue_key=issue.key, issue_time=issue.issue_time, since=since, locales=locales,
         )  # fmt: skip
         crash_point("mid_render")
         now = self.clock()
@@ -317,8 +318,9 @@ def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
         prepared = load_prepared(config, existing.prepared)
     else:
         prepared = prepare_issue(
-            config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time
-        )
+            config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time,
+            locales=Subscribers(store.engine).locales(plan.digest.list_id),
+        )  # fmt: skip
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {
         "issue": plan.key,
