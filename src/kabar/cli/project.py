@@ -16,9 +16,28 @@ from kabar.cli.app import App, fail, pass_app
 def check(app: App) -> None:
     """Validate the config file; print FILE:LINE:COL: path: message per problem.
 
-    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise.
+    Exits 0 and prints a one-line summary when the file is valid, 2 otherwise. With
+    delivery.dkim configured, the key its variable names must be set and usable, and
+    the DNS TXT record it needs is printed.
     """
     click.echo(config_module.summary(app.config))
+    _check_dkim(app.config)
+
+
+def _check_dkim(config: config_module.Config) -> None:
+    """Exit 2 on a DKIM key that would make every signed send fail, before anything is
+    written; else print the TXT record receivers verify it with."""
+    from kabar.mail.dkim import DkimKeyError, DkimSigner
+
+    try:
+        signer = DkimSigner.from_config(config)
+    except (config_module.MissingSecretError, DkimKeyError) as exc:
+        fail(f"delivery.dkim: {exc}")
+    if signer is not None:
+        click.echo(
+            f"DKIM: publish a TXT record at {signer.selector}._domainkey.{signer.domain}: "
+            f'"{signer.dns_record()}"'
+        )
 
 
 @click.command()
