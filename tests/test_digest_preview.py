@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from kabar.cli import cli
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .digest_support import DIGEST, dns_for, rsa_key_pem
+from .conftest import SEED_AS_OF, WriteConfig
+from .digest_support import DIGEST, dns_for, make_article, rsa_key_pem
 
 DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_KEY"}
 
@@ -105,3 +105,36 @@ def test_preview_problems_are_reported_plainly(
     result = CliRunner().invoke(cli, ["-c", str(path), *args])
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def _title(number: int) -> str:
+    return f"Judul panjang nomor {number}: " + "kata demi kata " * 18 + "selesai"
+
+
+def test_preview_of_an_issue_past_gmails_clip_limit_names_what_it_left_out(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project, max_items=50, window="3d")
+    # 50 long cards, one with a 100,000-character title: far past 100 KB.
+    with Store.open(f"sqlite:///{project / 'var' / 'kabar.db'}") as store:
+        store.upsert([
+            make_article(n, when=SEED_AS_OF, title="Banjir " * 15_000 if n == 2 else _title(n),
+                         summary="Kalimat ringkasan yang cukup panjang untuk sebuah berita. " * 30)
+            for n in range(1, 51)
+        ])  # fmt: skip
+    out = project / "out"
+    args = ["-c", str(path), "preview", "harian", "--as-of", "2024-05-01T12:00+07:00"]
+    result = _invoke(*args, "--out", str(out), "--json")
+    summary = json.loads(result.stdout)  # type: ignore[attr-defined]
+    html = (out / "issue.html").read_bytes()
+    assert summary["html_bytes"] == len(html) < 100_000
+    assert "Berhenti berlangganan" in html.decode()  # the footer is inside Gmail's clip
+    kept, dropped = summary["articles"], summary["dropped"]
+    assert 10 <= kept < 50 and len(dropped) == 50 - kept
+    # Dropped from the end: the issue lists the newest (hour 1) first, so the oldest went.
+    assert dropped == [_title(n) for n in range(kept + 1, 51)]
+    for title in dropped:
+        assert title.encode() not in html
+    text = _invoke(*args, "--out", str(out)).stdout  # type: ignore[attr-defined]
+    assert f"left out so the HTML stays under Gmail's clip limit ({len(dropped)}):" in text
+    assert f"  - {dropped[-1]}" in text

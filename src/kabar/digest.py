@@ -44,6 +44,10 @@ from kabar.text import one_line, summarize
 DUMP_FORMAT = 3
 READABLE_FORMATS = (2, 3)  # 2: one language, stored before per-locale variants
 RELATED_SUMMARY_LIMIT = 160
+# An article's text in a card; ingest caps titles too, this also covers older articles.
+TITLE_LIMIT = 300
+SUMMARY_LIMIT = 600
+PREHEADER_LIMIT = 200  # inbox previews show about 100 characters
 _SUBJECT_FIELD = re.compile(r"\{(date|headline|count|site)\}")
 _BODY_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"]+$", re.IGNORECASE)
 
@@ -451,7 +455,10 @@ def _render_variant(
         issue_key=issue_key,
         digest_id=digest.id,
         subject=_fill(digest.subject, fields),
-        preheader=_fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+        preheader=summarize(
+            _fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+            PREHEADER_LIMIT,
+        ),
         issue_time=issue_time.astimezone(ZoneInfo(config.site.timezone)),
         language=language,
         timezone=config.site.timezone,
@@ -504,10 +511,10 @@ def _cards(
 def _card(article: Article, related: Sequence[RelatedItemLike], limit: int) -> CardView:
     return CardView(
         article_id=article.id,
-        title=one_line(article.title),
+        title=summarize(one_line(article.title), TITLE_LIMIT),
         url=safe_url(article.url),
         section=one_line(article.section),
-        summary=one_line(article.summary),
+        summary=summarize(one_line(article.summary), SUMMARY_LIMIT),
         published=article.published,
         image_url=safe_url(article.image_url),
         image_alt=one_line(article.image_alt),
@@ -594,7 +601,8 @@ def write_preview(
     for name, data in contents.items():
         (folder / name).write_bytes(data)
     notes = [text for text in (note, link_note) if text]
-    return Preview(issue, [folder / name for name in contents], notes, dropped)
+    files = [folder / name for name in contents]
+    return Preview(issue.localised(recipient.locale), files, notes, dropped)
 
 
 def _dropped_titles(
