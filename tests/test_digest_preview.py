@@ -138,3 +138,34 @@ def test_preview_of_an_issue_past_gmails_clip_limit_names_what_it_left_out(
     text = _invoke(*args, "--out", str(out)).stdout  # type: ignore[attr-defined]
     assert f"left out so the HTML stays under Gmail's clip limit ({len(dropped)}):" in text
     assert f"  - {dropped[-1]}" in text
+
+
+def test_preview_json_is_json_on_errors_too_and_old_files_go(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project)
+    _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
+    out = project / "out"
+    base = ["-c", str(path), "preview", "harian", "--out", str(out), "--json"]
+    assert _invoke(*base, "--as-of", "2024-05-01T12:00+07:00").exit_code == 0  # type: ignore[attr-defined]
+    assert sorted(p.name for p in out.iterdir()) == ["issue.eml", "issue.html", "issue.txt"]
+
+    # A later time with nothing new: no issue, so yesterday's files must not look current.
+    result = CliRunner().invoke(cli, [*base, "--as-of", "2030-01-01T07:00+07:00"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "digest": "harian", "issue_key": None, "articles": 0, "files": []
+    }  # fmt: skip
+    assert list(out.iterdir()) == []
+
+    for args, message in [
+        (["--as-of", "garbage"], "'garbage' is not an ISO 8601 time"),
+        (["--as-of", "2024-05-01T12:00+07:00", "--subscriber", "nope"], "not a usable email"),
+    ]:
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 2
+        answer = json.loads(result.stdout)
+        assert answer["digest"] == "harian" and message in answer["error"]
+    result = CliRunner().invoke(cli, ["-c", str(path), "preview", "weekly", "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"].startswith("unknown digest 'weekly'")
