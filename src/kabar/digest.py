@@ -1,17 +1,20 @@
-"""Digest issues: choose the articles, render once, then make one message per subscriber.
+"""Digest issues: choose the articles, render once per language, then make one message
+per subscriber.
 
 The contract the delivery stage relies on:
 
-- `prepare_issue(...)` selects and renders an issue, or returns None when the digest
-  skips empty issues and there is nothing new;
+- `prepare_issue(..., locales=...)` selects and renders an issue (in its language and in
+  each of the audience's `locales`), or returns None when the digest skips empty issues
+  and there is nothing new;
 - `PreparedIssue.message_for(recipient)` gives the complete RFC 5322 bytes for one
-  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`,
-  DKIM-signed when `delivery.dkim` is configured;
+  subscriber, in the language of `recipient.locale`, with a Message-ID from
+  `model.message_id(issue_key, subscriber_id, …)`, DKIM-signed when `delivery.dkim` is configured;
 - `PreparedIssue.dump()` / `load_prepared(config, data)` store a rendered issue and bring it
   back without rendering again, so a resumed issue sends exactly what was rendered.
 
-Rendering happens once per issue (kabar.render.email); a message only joins the
-subscriber's name and URLs into the rendered pieces (kabar.mail).
+Rendering happens once per issue and language (kabar.render.email), never per
+subscriber; a message only joins the subscriber's name and URLs into the rendered pieces
+(kabar.mail).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from kabar.config import Config, Digest, Related
+from kabar.config import SUPPORTED_LANGUAGES, Config, Digest, Related
 from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
@@ -398,7 +401,7 @@ def prepare_issue(
     mailing_list = config.mailing_list(digest.list_id)
     language = digest.locale or mailing_list.locale or config.site.language
     cards = _cards(config, store, digest, articles, issue_time, related or open_related)
-    others = sorted({locale for locale in locales if locale and locale != language})
+    others = sorted(set(locales) & set(SUPPORTED_LANGUAGES) - {language})
     variants = [
         _render_variant(config, digest, issue_key, issue_time, cards, lang)
         for lang in (language, *others)
