@@ -202,6 +202,7 @@ def test_check_refuses_an_unusable_dkim_key(
     assert result.exit_code == 2, result.output
     assert "delivery.dkim: " in result.stderr and message in result.stderr
     assert "-----BEGIN" not in result.output  # the secret itself is never printed
+    assert ": ok:" not in result.stdout
 
 
 def test_check_prints_the_dkim_txt_record(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kabar import config as config_module
 from kabar.cli.app import App, fail, pass_app
+
+if TYPE_CHECKING:
+    from kabar.mail.dkim import DkimSigner
 
 
 @click.command()
@@ -20,24 +24,24 @@ def check(app: App) -> None:
     delivery.dkim configured, the key its variable names must be set and usable, and
     the DNS TXT record it needs is printed.
     """
+    signer = _dkim_signer(app.config)
     click.echo(config_module.summary(app.config))
-    _check_dkim(app.config)
-
-
-def _check_dkim(config: config_module.Config) -> None:
-    """Exit 2 on a DKIM key that would make every signed send fail, before anything is
-    written; else print the TXT record receivers verify it with."""
-    from kabar.mail.dkim import DkimKeyError, DkimSigner
-
-    try:
-        signer = DkimSigner.from_config(config)
-    except (config_module.MissingSecretError, DkimKeyError) as exc:
-        fail(f"delivery.dkim: {exc}")
     if signer is not None:
         click.echo(
             f"DKIM: publish a TXT record at {signer.selector}._domainkey.{signer.domain}: "
             f'"{signer.dns_record()}"'
         )
+
+
+def _dkim_signer(config: config_module.Config) -> DkimSigner | None:
+    """The configured signer; exit 2 on a key that would make every signed send fail,
+    before anything is written."""
+    from kabar.mail.dkim import DkimKeyError, DkimSigner
+
+    try:
+        return DkimSigner.from_config(config)
+    except (config_module.MissingSecretError, DkimKeyError) as exc:
+        fail(f"delivery.dkim: {exc}")
 
 
 @click.command()
