@@ -379,7 +379,12 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=4.0, help="seconds per kabar turn")
     parser.add_argument("--split", action="store_true", help="also time kabar building once")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sink and senders")
+    parser.add_argument(
+        "--quick", action="store_true", help="300 subscribers, 0.5 s turns: a smoke run"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.subscribers, args.slice = 300, 0.5
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
     sink = Sink({cpus[-1]} if pin else None)

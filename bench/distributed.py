@@ -256,7 +256,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections per sender")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 subscribers, 1 worker: a smoke run"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.subscribers, args.workers = 500, "1"
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
 
     print(f"machine: {machine()}", flush=True)

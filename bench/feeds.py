@@ -147,7 +147,10 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database", type=Path, help="SQLite file to fill once and reuse")
+    parser.add_argument("--quick", action="store_true", help="2,000 articles, 2 runs: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.articles, args.repeat = 2_000, 2
 
     with tempfile.TemporaryDirectory(prefix="kabar-bench-") as tmp:
         folder = Path(tmp)

@@ -1,6 +1,6 @@
 """Ingest throughput: N synthetic article pages in the seed's format into a fresh SQLite.
 
-    python bench/ingest.py [--pages 20000] [--related 3]
+    python bench/ingest.py [--pages 20000] [--related 3] [--quick]
 
 Prints articles/s (every article stored: main articles plus their "Berita terkait"
 items), the peak RSS of the process, and the CPU time of the ingesting process and of
@@ -61,7 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=20_000)
     parser.add_argument("--related", type=int, default=3, help="Berita terkait items per page")
+    parser.add_argument("--quick", action="store_true", help="200 pages: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.pages = 200
     rng = random.Random(20261127)
     with tempfile.TemporaryDirectory(prefix="kabar-bench-") as scratch:
         root = Path(scratch)

@@ -10,7 +10,7 @@
    show a copy of the article itself or two copies of one story; goal 0. The same
    corpus without the near-copy cut shows how often it would happen.
 
-Usage: python bench/related_quality.py [--sib200 DIR]
+Usage: python bench/related_quality.py [--sib200 DIR] [--quick]
 SIB-200 (CC BY-SA 4.0, Adelani et al. 2023) is read from ../shared/data/sib200 by default.
 """
 
@@ -242,12 +242,12 @@ class Corpus:
         )  # fmt: skip
 
 
-def near_copy_report() -> None:
+def near_copy_report(stories: int = 3000) -> None:
     corpus = Corpus()
     articles: list[Article] = []
     story_of: dict[str, str] = {}
     span = timedelta(days=60)
-    for _ in range(3000):
+    for _ in range(stories):
         moment = START + span * corpus.rng.random()
         article, _topic = corpus.article(moment)
         articles.append(article)
@@ -290,7 +290,13 @@ def main() -> None:
     parser.add_argument(
         "--sib200", type=Path, default=SIB200, help="folder with ind_Latn/, eng_Latn/"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="near-copies over 300 stories only: a smoke run"
+    )
     args = parser.parse_args()
+    if args.quick:
+        near_copy_report(stories=300)
+        return
     if not args.sib200.is_dir():
         sys.exit(f"related_quality: no SIB-200 data at {args.sib200}")
     sib200_report(args.sib200)

@@ -140,7 +140,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--digests", type=int, default=50)
     parser.add_argument("--no-store", action="store_true", help="skip the SQLite part")
+    parser.add_argument("--quick", action="store_true", help="2,000 articles: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.articles, args.days, args.digests = 2_000, 30, 5
 
     corpus = Corpus(args.articles, args.days)
     extra = [a for a in Corpus(ADDS, args.days, seed=SEED + 1, prefix="x")]

@@ -1,6 +1,6 @@
 """Prepare one digest issue for 100,000 subscribers and say what it cost.
 
-    .venv/bin/python bench/render.py [--subscribers N]
+    .venv/bin/python bench/render.py [--subscribers N] [--quick]
 
 The issue is the seed page's 11 articles plus one with an image (12 cards), each with
 3 related items, rendered once; every subscriber then gets a complete, DKIM-signed
@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,7 +59,9 @@ class NearestOthers:
     def __init__(self, articles: list[Article]) -> None:
         self.articles = articles
 
-    def related(self, article: Article, *, before: datetime, settings: Related) -> list[Any]:
+    def related(
+        self, article: Article, *, before: datetime, settings: Related, exclude: Collection[str]
+    ) -> list[Any]:
         others = [other for other in self.articles if other.id != article.id][:3]
         return [PublisherLink(o.title, o.url, o.summary, o.published, o.id) for o in others]
 
@@ -124,7 +127,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--baseline", type=int, default=200, help="messages signed by dkimpy")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 subscribers, 20 for dkimpy: a smoke run"
+    )
     args = parser.parse_args()
+    args.warm = 5
+    if args.quick:
+        args.subscribers, args.baseline, args.warm = 500, 20, 2
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -133,7 +142,7 @@ def main() -> None:
         issue = prepare(config, store)
         cold = time.perf_counter() - start
         warm_runs = []
-        for _ in range(5):
+        for _ in range(args.warm):
             start = time.perf_counter()
             prepare(config, store)
             warm_runs.append(time.perf_counter() - start)
@@ -169,7 +178,7 @@ def main() -> None:
     dkimpy = f"{baseline * 1e3:.2f} ms ({ratio:.0f}x the fast signer)"
     rows = [
         ("issue", shape),
-        ("one-time render, first / warm (median of 5)", render),
+        (f"one-time render, first / warm (median of {args.warm})", render),
         ("per subscriber: personalise (split-and-join)", f"{personalise * 1e6:.1f} us"),
         ("per subscriber: MIME message, unsigned", f"{build * 1e6:.1f} us"),
         ("per subscriber: DKIM signing (signed - unsigned)", f"{(signed - build) * 1e6:.1f} us"),

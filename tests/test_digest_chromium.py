@@ -159,3 +159,76 @@ def test_digest_fits_600_and_375_px_and_every_image_has_alt(
              "--virtual-time-budget=5000", f"{base}/issue.html")  # fmt: skip
         assert _png_size(target) == (width, 4000)
         assert target.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+# Measures, in the issue framed at 375 px, the boxes of text a reader reads (CSS pixels,
+# which are the screenshot's pixels at scale factor 1).
+MEASURE_PAGE = """<!doctype html><html><body style="margin:0">
+<iframe id="issue" src="issue.html" style="width:375px;height:3000px;border:0"></iframe>
+<script>
+window.addEventListener('load', () => {
+  const doc = document.getElementById('issue').contentDocument;
+  const pick = {
+    greeting: 'p', title: 'h2.kabar-title', summary: '.kabar-card p + p',
+    related: '.kabar-related a', footer: '.kabar-frame a',
+  };
+  const boxes = {};
+  for (const [name, selector] of Object.entries(pick)) {
+    const el = [...doc.querySelectorAll(selector)].find(e => e.textContent.trim());
+    const r = el.getBoundingClientRect();
+    boxes[name] = [r.left, r.top, r.right, r.bottom];
+  }
+  document.body.setAttribute('data-boxes', JSON.stringify(boxes));
+});
+</script></body></html>"""
+
+
+def _luminance(pixel: tuple[int, ...]) -> float:
+    red, green, blue = pixel[:3]
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+def _ground_and_ink(shot: Path, box: list[float]) -> tuple[float, float]:
+    """The box's background (its most common colour) and its text (the pixels that
+    differ most from that background), as luminance 0..1."""
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        left, top, right, bottom = (round(value) for value in box)
+        data = image.convert("RGB").crop((left, top, right, bottom)).tobytes()
+    pixels = [tuple(data[i : i + 3]) for i in range(0, len(data), 3)]
+    ground = _luminance(max(set(pixels), key=pixels.count))
+    levels = sorted(_luminance(pixel) for pixel in pixels)
+    far = levels[len(levels) // 50] if ground > 0.5 else levels[-len(levels) // 50 - 1]
+    return ground, far
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_dark_mode_shows_light_text_on_a_dark_ground(
+    write_config: WriteConfig, store: Store, served: tuple[Path, str], scheme: str
+) -> None:
+    chromium = _chromium()
+    folder, base = served
+    config = digest_config(write_config, window="since_last")
+    ingest_seed(config, store)
+    page = seed_issue(config, store).html_for(RECIPIENT)
+    assert "color-scheme: light dark" in page and "prefers-color-scheme: dark" in page
+    (folder / "issue.html").write_text(page, encoding="utf-8")
+    (folder / "measure.html").write_text(MEASURE_PAGE)
+    mode = ["--force-dark-mode"] if scheme == "dark" else []
+    flags = [*mode, "--window-size=375,3000", "--force-device-scale-factor=1",
+             "--virtual-time-budget=5000"]  # fmt: skip
+    dom = _run(chromium, *flags, "--dump-dom", f"{base}/measure.html")
+    boxes = json.loads(lxml_html.fromstring(dom).body.get("data-boxes"))
+    shots = Path(KEEP) if KEEP else folder
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / f"digest-375-{scheme}.png"
+    _run(chromium, *flags, f"--screenshot={shot}", f"{base}/issue.html")
+    assert _png_size(shot) == (375, 3000)
+    for name, box in boxes.items():
+        assert box[2] <= 375 and box[3] <= 3000, (name, box)
+        ground, ink = _ground_and_ink(shot, box)
+        if scheme == "dark":
+            assert ground < 0.2 and ink > 0.6, (name, ground, ink)
+        else:  # the control: the same sampling sees dark text on a light ground
+            assert ground > 0.8 and ink < 0.45, (name, ground, ink)

@@ -35,7 +35,9 @@ from .digest_support import RECIPIENT, FakeRelated, digest_config, make_article,
 TRICKY = ["{{ 7*7 }}", "{% raw %}", "<script>alert(1)</script>", "{date}", "a & b"]
 
 
-def _prepare(config: Config, store: Store, related: FakeRelated | None = None) -> Any:
+def _prepare(
+    config: Config, store: Store, related: FakeRelated | None = None, **options: Any
+) -> Any:
     """The issue at SEED_AS_OF, with `related` or else the publisher's own links, so the
     tests don't depend on the related-news engine's scoring."""
     issue = prepare_issue(
@@ -45,6 +47,7 @@ def _prepare(config: Config, store: Store, related: FakeRelated | None = None) -
         issue_key="harian:pembaca:2024-05-01",
         issue_time=SEED_AS_OF,
         related=(lambda _config, _store: related) if related else publisher_links,
+        **options,
     )
     assert issue is not None
     return issue
@@ -265,6 +268,25 @@ def test_dump_and_load_send_exactly_what_was_rendered(
         assert getattr(loaded, name) == getattr(issue, name)
     with pytest.raises(ValueError, match="format"):
         load_prepared(config, {**stored, "format": 1})
+
+
+def test_an_issue_in_two_languages_keeps_both_through_dump_and_load(
+    write_config: WriteConfig, store: Store
+) -> None:
+    store.upsert([make_article(n) for n in range(1, 4)])
+    config = digest_config(write_config)
+    issue = _prepare(config, store, _related_items(1), locales={"", "id", "en"})
+    assert issue.languages == ("id", "en")
+    english = replace(RECIPIENT, locale="en")
+    assert "Hello, Budi Santoso!" in issue.text_for(english)
+    assert "Halo, Budi Santoso!" in issue.text_for(RECIPIENT)
+    assert "Halo, Budi Santoso!" in issue.text_for(replace(RECIPIENT, locale="fr"))
+    loaded = load_prepared(config, json.loads(json.dumps(issue.dump())))
+    assert loaded.message_for(english) == issue.message_for(english)
+    assert loaded.message_for(RECIPIENT) == issue.message_for(RECIPIENT)
+    # An issue stored before variants existed (format 2) still sends, in its language.
+    older = {k: v for k, v in issue.dump().items() if k != "variants"} | {"format": 2}
+    assert load_prepared(config, older).message_for(english) == issue.message_for(RECIPIENT)
 
 
 def test_related_items_come_from_the_provider(write_config: WriteConfig, store: Store) -> None:

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from kabar.cli import cli
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .digest_support import DIGEST, dns_for, rsa_key_pem
+from .conftest import SEED_AS_OF, WriteConfig
+from .digest_support import DIGEST, dns_for, make_article, rsa_key_pem
 
 DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_KEY"}
 
@@ -59,7 +59,8 @@ def test_preview_writes_the_three_files_and_the_eml_verifies(
     assert message["Subject"] == "Kabar pagi, 1 Mei 2024"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert text.replace("\r\n", "\n") == (out / "issue.txt").read_text().rstrip("\n")
-    assert "https://kabar.example.id/unsubscribe/preview-token" in text
+    assert "https://kabar.example.id/unsubscribe/preview." in text
+    assert "/preferences/" not in text and "mailto:" not in message["List-Unsubscribe"]
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert html.replace("\r\n", "\n") == (out / "issue.html").read_text().rstrip("\n")
 
@@ -104,3 +105,67 @@ def test_preview_problems_are_reported_plainly(
     result = CliRunner().invoke(cli, ["-c", str(path), *args])
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def _title(number: int) -> str:
+    return f"Judul panjang nomor {number}: " + "kata demi kata " * 18 + "selesai"
+
+
+def test_preview_of_an_issue_past_gmails_clip_limit_names_what_it_left_out(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project, max_items=50, window="3d")
+    # 50 long cards, one with a 100,000-character title: far past 100 KB.
+    with Store.open(f"sqlite:///{project / 'var' / 'kabar.db'}") as store:
+        store.upsert([
+            make_article(n, when=SEED_AS_OF, title="Banjir " * 15_000 if n == 2 else _title(n),
+                         summary="Kalimat ringkasan yang cukup panjang untuk sebuah berita. " * 30)
+            for n in range(1, 51)
+        ])  # fmt: skip
+    out = project / "out"
+    args = ["-c", str(path), "preview", "harian", "--as-of", "2024-05-01T12:00+07:00"]
+    result = _invoke(*args, "--out", str(out), "--json")
+    summary = json.loads(result.stdout)  # type: ignore[attr-defined]
+    html = (out / "issue.html").read_bytes()
+    assert summary["html_bytes"] == len(html) < 100_000
+    assert "Berhenti berlangganan" in html.decode()  # the footer is inside Gmail's clip
+    kept, dropped = summary["articles"], summary["dropped"]
+    assert 10 <= kept < 50 and len(dropped) == 50 - kept
+    # Dropped from the end: the issue lists the newest (hour 1) first, so the oldest went.
+    assert dropped == [_title(n) for n in range(kept + 1, 51)]
+    for title in dropped:
+        assert title.encode() not in html
+    text = _invoke(*args, "--out", str(out)).stdout  # type: ignore[attr-defined]
+    assert f"left out so the HTML stays under Gmail's clip limit ({len(dropped)}):" in text
+    assert f"  - {dropped[-1]}" in text
+
+
+def test_preview_json_is_json_on_errors_too_and_old_files_go(
+    write_config: WriteConfig, project: Path
+) -> None:
+    path = _config(write_config, project)
+    _invoke("-c", str(path), "ingest", "--as-of", "2024-05-01T12:00+07:00")
+    out = project / "out"
+    base = ["-c", str(path), "preview", "harian", "--out", str(out), "--json"]
+    assert _invoke(*base, "--as-of", "2024-05-01T12:00+07:00").exit_code == 0  # type: ignore[attr-defined]
+    assert sorted(p.name for p in out.iterdir()) == ["issue.eml", "issue.html", "issue.txt"]
+
+    # A later time with nothing new: no issue, so yesterday's files must not look current.
+    result = CliRunner().invoke(cli, [*base, "--as-of", "2030-01-01T07:00+07:00"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "digest": "harian", "issue_key": None, "articles": 0, "files": []
+    }  # fmt: skip
+    assert list(out.iterdir()) == []
+
+    for args, message in [
+        (["--as-of", "garbage"], "--as-of: cannot read 'garbage' as an ISO 8601 time"),
+        (["--as-of", "2024-05-01T12:00+07:00", "--subscriber", "nope"], "not a usable email"),
+    ]:
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 2
+        answer = json.loads(result.stdout)
+        assert answer["digest"] == "harian" and message in answer["error"]
+    result = CliRunner().invoke(cli, ["-c", str(path), "preview", "weekly", "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"].startswith("DIGEST: unknown digest id 'weekly'")

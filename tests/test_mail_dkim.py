@@ -8,10 +8,12 @@ from pathlib import Path
 
 import dkim
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kabar import config as config_module
+from kabar.cli import cli
 from kabar.config import MissingSecretError
 from kabar.mail.dkim import DkimKeyError, DkimSigner
 from kabar.mail.message import MessageSkeleton
@@ -31,7 +33,7 @@ def pem() -> bytes:
     return rsa_key_pem()
 
 
-def _skeleton(signer: DkimSigner) -> MessageSkeleton:
+def _skeleton(signer: DkimSigner, **options: str | None) -> MessageSkeleton:
     markers = new_markers()
     text = (
         f"Halo, {markers['name']}!\n\nRingkas  \t berita \nBerhenti: {markers['unsubscribe_url']}\n"
@@ -45,8 +47,8 @@ def _skeleton(signer: DkimSigner) -> MessageSkeleton:
         text=SlotTemplate.split(text, markers),
         html_part=SlotTemplate.split(html * 200, markers),
         boundary_seed="harian:pembaca:2024-05-01",
-        feedback_id="harian:pembaca:kabar",
         signer=signer,
+        **{"feedback_id": "harian:pembaca:kabar", **options},  # type: ignore[arg-type]
     )
 
 
@@ -95,6 +97,51 @@ def test_any_change_breaks_the_signature(pem: bytes, tamper: object) -> None:
     assert not dkim.verify(changed, dnsfunc=dns_for(pem))
 
 
+def _header_names(message: bytes) -> list[str]:
+    head = message.split(b"\r\n\r\n", 1)[0].decode()
+    return [line.split(":", 1)[0].lower() for line in head.split("\r\n") if line[:1] not in " \t"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"reply_to": "redaksi@kabar.example.id"}, {"feedback_id": None}],
+    ids=["plain", "reply-to", "no-fid"],
+)
+def test_each_protected_header_is_signed_once_more_than_it_appears(
+    pem: bytes, options: dict[str, str | None]
+) -> None:
+    signer = DkimSigner.from_pem("kabar.example.id", "k1", pem)
+    message = _message(_skeleton(signer, **options))
+    assert dkim.verify(message, dnsfunc=dns_for(pem))
+    signature = message.split(b"\r\n\r\n", 1)[0].decode().split("DKIM-Signature:", 1)[1]
+    h = re.sub(r"\s+", "", re.search(r"h=([^;]+);", signature).group(1)).split(":")  # type: ignore[union-attr]
+    present = _header_names(message)
+    for name in (
+        "from", "to", "cc", "reply-to", "subject", "date", "message-id", "list-unsubscribe",
+        "list-unsubscribe-post", "feedback-id", "mime-version", "content-type",
+    ):  # fmt: skip
+        assert h.count(name) == present.count(name) + 1, name
+
+
+@pytest.mark.parametrize(
+    "added",
+    [b"Reply-To: Evil <e@evil.example>", b"Cc: list@evil.example", b"Feedback-ID: x:y:evil"],
+    ids=["reply-to", "cc", "feedback-id"],
+)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"reply_to": "redaksi@kabar.example.id"}, {"feedback_id": None}],
+    ids=["plain", "reply-to", "no-fid"],
+)
+def test_a_header_prepended_after_signing_breaks_it(
+    pem: bytes, added: bytes, options: dict[str, str | None]
+) -> None:
+    signer = DkimSigner.from_pem("kabar.example.id", "k1", pem)
+    message = _message(_skeleton(signer, **options))
+    assert dkim.verify(message, dnsfunc=dns_for(pem))
+    assert not dkim.verify(added + b"\r\n" + message, dnsfunc=dns_for(pem))
+
+
 def test_without_one_click_the_absent_post_header_still_verifies(pem: bytes) -> None:
     signer = DkimSigner.from_pem("kabar.example.id", "k1", pem)
     message = _message(_skeleton(signer), url="http://localhost:8080/u/T")
@@ -133,3 +180,39 @@ def test_unusable_keys_are_refused() -> None:
     )  # fmt: skip
     with pytest.raises(DkimKeyError, match="must be an RSA key"):
         DkimSigner.from_pem("d", "s", ed25519_pem)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "needs the environment variable KABAR_DKIM_KEY, which is not set"),
+        ("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----", "not an unencrypted PEM"),
+        ("keys/missing.pem", "names a DKIM key file that can't be read"),
+    ],
+    ids=["unset", "garbage", "missing-file"],
+)
+def test_check_refuses_an_unusable_dkim_key(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, value: str | None, message: str
+) -> None:
+    path = write_config(delivery={"dkim": {"domain": "kabar.example.id", "selector": "k1",
+                                           "key_env": "KABAR_DKIM_KEY"}})  # fmt: skip
+    if value is not None:
+        monkeypatch.setenv("KABAR_DKIM_KEY", value)
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2, result.output
+    assert "delivery.dkim: " in result.stderr and message in result.stderr
+    assert "-----BEGIN" not in result.output  # the secret itself is never printed
+    assert ": ok:" not in result.stdout
+
+
+def test_check_prints_the_dkim_txt_record(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, pem: bytes
+) -> None:
+    path = write_config(delivery={"dkim": {"domain": "kabar.example.id", "selector": "k1",
+                                           "key_env": "KABAR_DKIM_KEY"}})  # fmt: skip
+    monkeypatch.setenv("KABAR_DKIM_KEY", pem.decode())
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 0, result.output
+    record = DkimSigner.from_pem("kabar.example.id", "k1", pem).dns_record()
+    assert f'k1._domainkey.kabar.example.id: "{record}"' in result.stdout
+    assert dns_for(pem)(b"k1._domainkey.kabar.example.id.").decode() == record

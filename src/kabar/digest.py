@@ -1,17 +1,20 @@
-"""Digest issues: choose the articles, render once, then make one message per subscriber.
+"""Digest issues: choose the articles, render once per language, then make one message
+per subscriber.
 
 The contract the delivery stage relies on:
 
-- `prepare_issue(...)` selects and renders an issue, or returns None when the digest
-  skips empty issues and there is nothing new;
+- `prepare_issue(..., locales=...)` selects and renders an issue (in its language and in
+  each of the audience's `locales`), or returns None when the digest skips empty issues
+  and there is nothing new;
 - `PreparedIssue.message_for(recipient)` gives the complete RFC 5322 bytes for one
-  subscriber, with a Message-ID from `model.message_id(issue_key, subscriber_id, …)`,
-  DKIM-signed when `delivery.dkim` is configured;
+  subscriber, in the language of `recipient.locale`, with a Message-ID from
+  `model.message_id(issue_key, subscriber_id, …)`, DKIM-signed when `delivery.dkim` is configured;
 - `PreparedIssue.dump()` / `load_prepared(config, data)` store a rendered issue and bring it
   back without rendering again, so a resumed issue sends exactly what was rendered.
 
-Rendering happens once per issue (kabar.render.email); a message only joins the
-subscriber's name and URLs into the rendered pieces (kabar.mail).
+Rendering happens once per issue and language (kabar.render.email), never per
+subscriber; a message only joins the subscriber's name and URLs into the rendered pieces
+(kabar.mail).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parseaddr
 from functools import cached_property
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from kabar.config import Config, Digest, Related
+from kabar.config import SUPPORTED_LANGUAGES, Config, Digest, Related
 from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
@@ -38,10 +41,16 @@ from kabar.render.email import CardView, IssueView, RelatedView, render_email, s
 from kabar.render.locale import Formatter
 from kabar.select import select_articles
 from kabar.store import Store
+from kabar.subscribers import Links, Subscribers, known_link_secret
 from kabar.text import one_line, summarize
 
-DUMP_FORMAT = 2
+DUMP_FORMAT = 3
+READABLE_FORMATS = (2, 3)  # 2: one language, stored before per-locale variants
 RELATED_SUMMARY_LIMIT = 160
+# An article's text in a card; ingest caps titles too, this also covers older articles.
+TITLE_LIMIT = 300
+SUMMARY_LIMIT = 600
+PREHEADER_LIMIT = 200  # inbox previews show about 100 characters
 _SUBJECT_FIELD = re.compile(r"\{(date|headline|count|site)\}")
 _BODY_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"]+$", re.IGNORECASE)
 
@@ -182,8 +191,38 @@ def related_settings(config: Config, digest: Digest) -> Related:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """The issue in one more language, for the subscribers who chose it."""
+
+    language: str
+    subject: str
+    reader: str
+    html: SlotTemplate
+    text: SlotTemplate
+    view: IssueView
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "language": self.language, "subject": self.subject, "reader": self.reader,
+            "html": self.html.to_dict(), "text": self.text.to_dict(), "view": self.view.to_dict(),
+        }  # fmt: skip
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Variant:
+        return cls(
+            language=data["language"], subject=data["subject"], reader=data["reader"],
+            html=SlotTemplate.from_dict(data["html"]), text=SlotTemplate.from_dict(data["text"]),
+            view=IssueView.from_dict(data["view"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PreparedIssue:
-    """A rendered issue: everything needed to make each subscriber's message."""
+    """A rendered issue: everything needed to make each subscriber's message.
+
+    Its own subject, html, text and view are in the issue's language (`view.language`);
+    `variants` holds the same issue in each other language its audience chose, and
+    each message is made from the subscriber's own (see `localised`)."""
 
     issue_key: str
     digest_id: str
@@ -201,6 +240,32 @@ class PreparedIssue:
     reply_to: str | None = None
     feedback_id: str | None = None
     signer: DkimSigner | None = field(default=None, compare=False, repr=False)
+    variants: tuple[Variant, ...] = ()
+    _localised: dict[str, PreparedIssue] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return (self.view.language, *(variant.language for variant in self.variants))
+
+    def localised(self, locale: str) -> PreparedIssue:
+        """The issue as a subscriber with this locale gets it: their language's variant,
+        or the issue's own language when they chose none (or one it was not rendered in,
+        say a subscriber who joined after rendering)."""
+        if not self.variants:
+            return self
+        variant = next((v for v in self.variants if v.language == locale), None)
+        if variant is None:
+            return self
+        found = self._localised.get(locale)
+        if found is None:  # kept, so each variant's MIME skeleton is built once
+            found = replace(
+                self, subject=variant.subject, reader=variant.reader, html=variant.html,
+                text=variant.text, view=variant.view, variants=(),
+            )  # fmt: skip
+            self._localised[locale] = found
+        return found
 
     @cached_property
     def skeleton(self) -> MessageSkeleton:
@@ -237,21 +302,24 @@ class PreparedIssue:
         return values
 
     def message_for(self, recipient: Recipient) -> bytes:
-        return self.skeleton.build(
+        issue = self.localised(recipient.locale)
+        return issue.skeleton.build(
             email=recipient.email,
             name=recipient.name,
-            message_id=self.message_id_for(recipient),
+            message_id=issue.message_id_for(recipient),
             unsubscribe_url=recipient.unsubscribe_url,
             unsubscribe_mailto=recipient.unsubscribe_mailto,
-            values=self.values_for(recipient),
+            values=issue.values_for(recipient),
         )
 
     def html_for(self, recipient: Recipient) -> str:
-        values = self.values_for(recipient)
-        return self.html.fill({key: escape(value) for key, value in values.items()})
+        issue = self.localised(recipient.locale)
+        values = issue.values_for(recipient)
+        return issue.html.fill({key: escape(value) for key, value in values.items()})
 
     def text_for(self, recipient: Recipient) -> str:
-        return self.text.fill(self.values_for(recipient))
+        issue = self.localised(recipient.locale)
+        return issue.text.fill(issue.values_for(recipient))
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -271,13 +339,14 @@ class PreparedIssue:
             "view": self.view.to_dict(),
             "reply_to": self.reply_to,
             "feedback_id": self.feedback_id,
+            "variants": [variant.dump() for variant in self.variants],
         }
 
 
 def load_prepared(config: Config, data: dict[str, Any]) -> PreparedIssue:
     """A dumped issue, ready to send again exactly as rendered (signed with the key the
     config names now)."""
-    if data.get("format") != DUMP_FORMAT:
+    if data.get("format") not in READABLE_FORMATS:
         raise ValueError(
             f"prepared issue {data.get('issue_key')!r} was stored in format "
             f"{data.get('format')!r}; this kabar reads format {DUMP_FORMAT}"
@@ -299,6 +368,7 @@ def load_prepared(config: Config, data: dict[str, Any]) -> PreparedIssue:
         reply_to=data["reply_to"],
         feedback_id=data["feedback_id"],
         signer=DkimSigner.from_config(config),
+        variants=tuple(Variant.load(variant) for variant in data.get("variants", ())),
     )
 
 
@@ -315,21 +385,71 @@ def prepare_issue(
     since: datetime | None = None,
     related: RelatedFactory | None = None,
     exclude: Collection[str] = (),
+    locales: Collection[str] = (),
 ) -> PreparedIssue | None:
-    """Select the issue's articles and render it once; None if empty and skippable.
+    """Select the issue's articles and render it once per language; None if empty and
+    skippable.
 
     `since` starts the window when the digest's window is `since_last` (the time of the
     last sent issue); otherwise the window is the configured duration before issue_time.
     `related` opens the related-news provider (default: kabar.related's engine);
-    `exclude` holds ids of articles earlier issues carried.
+    `exclude` holds ids of articles earlier issues carried. `locales` are those the
+    audience chose (kabar.subscribers' `locales`): the issue is rendered in its own
+    language and in each of these, never once per subscriber.
     """
     articles = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     if not articles and digest.skip_if_empty:
         return None
     mailing_list = config.mailing_list(digest.list_id)
     language = digest.locale or mailing_list.locale or config.site.language
-    formatter = Formatter(language, ZoneInfo(config.site.timezone))
     cards = _cards(config, store, digest, articles, issue_time, related or open_related)
+    others = sorted(set(locales) & set(SUPPORTED_LANGUAGES) - {language})
+    variants = [
+        _render_variant(config, digest, issue_key, issue_time, cards, lang)
+        for lang in (language, *others)
+    ]
+    kept = min(len(variant.view.cards) for variant in variants)
+    variants = [  # every language carries the same articles: the ledger records one list
+        _render_variant(config, digest, issue_key, issue_time, cards[:kept], v.language)
+        if len(v.view.cards) > kept
+        else v
+        for v in variants
+    ]
+    main, *extra = variants
+    domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
+    return PreparedIssue(
+        issue_key=issue_key,
+        digest_id=digest.id,
+        list_id=mailing_list.id,
+        subject=main.subject,
+        article_ids=tuple(card.article_id for card in main.view.cards),
+        issue_time=main.view.issue_time,
+        sender=mailing_list.from_,
+        list_header=f"{one_line(mailing_list.name or mailing_list.id)} "
+        f"<{mailing_list.id}.{domain}>",
+        domain=domain,
+        reader=main.reader,
+        html=main.html,
+        text=main.text,
+        view=main.view,
+        reply_to=mailing_list.reply_to,
+        feedback_id=_feedback_id(config, digest),
+        signer=DkimSigner.from_config(config),
+        variants=tuple(extra),
+    )
+
+
+def _render_variant(
+    config: Config,
+    digest: Digest,
+    issue_key: str,
+    issue_time: datetime,
+    cards: Sequence[CardView],
+    language: str,
+) -> Variant:
+    """The issue rendered in one language (cards trimmed to fit, see render_email)."""
+    mailing_list = config.mailing_list(digest.list_id)
+    formatter = Formatter(language, ZoneInfo(config.site.timezone))
     fields = {
         "date": formatter.long_date(issue_time, weekday=False),
         "headline": cards[0].title if cards else "",
@@ -340,7 +460,10 @@ def prepare_issue(
         issue_key=issue_key,
         digest_id=digest.id,
         subject=_fill(digest.subject, fields),
-        preheader=_fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+        preheader=summarize(
+            _fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+            PREHEADER_LIMIT,
+        ),
         issue_time=issue_time.astimezone(ZoneInfo(config.site.timezone)),
         language=language,
         timezone=config.site.timezone,
@@ -353,25 +476,13 @@ def prepare_issue(
         cards=tuple(cards),
     )
     rendered = render_email(config, digest, view)
-    domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
-    return PreparedIssue(
-        issue_key=issue_key,
-        digest_id=digest.id,
-        list_id=mailing_list.id,
+    return Variant(
+        language=language,
         subject=view.subject,
-        article_ids=tuple(card.article_id for card in rendered.view.cards),
-        issue_time=view.issue_time,
-        sender=mailing_list.from_,
-        list_header=f"{one_line(mailing_list.name or mailing_list.id)} "
-        f"<{mailing_list.id}.{domain}>",
-        domain=domain,
         reader=formatter.gettext("reader"),
         html=rendered.html,
         text=rendered.text,
         view=rendered.view,
-        reply_to=mailing_list.reply_to,
-        feedback_id=_feedback_id(config, digest),
-        signer=DkimSigner.from_config(config),
     )
 
 
@@ -405,10 +516,10 @@ def _cards(
 def _card(article: Article, related: Sequence[RelatedItemLike], limit: int) -> CardView:
     return CardView(
         article_id=article.id,
-        title=one_line(article.title),
+        title=summarize(one_line(article.title), TITLE_LIMIT),
         url=safe_url(article.url),
         section=one_line(article.section),
-        summary=one_line(article.summary),
+        summary=summarize(one_line(article.summary), SUMMARY_LIMIT),
         published=article.published,
         image_url=safe_url(article.image_url),
         image_alt=one_line(article.image_alt),
@@ -442,6 +553,19 @@ def _feedback_id(config: Config, digest: Digest) -> str | None:
 # --- preview ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What `kabar preview` wrote, and what it should tell."""
+
+    issue: PreparedIssue
+    files: list[Path]
+    notes: list[str]
+    dropped: list[str]  # titles left out so the HTML stays under Gmail's clip limit
+
+
+PREVIEW_FILES = ("issue.html", "issue.txt", "issue.eml")
+
+
 def write_preview(
     config: Config,
     store: Store,
@@ -451,11 +575,16 @@ def write_preview(
     issue_time: datetime,
     since: datetime | None = None,
     email: str | None = None,
-) -> tuple[PreparedIssue, list[Path], str] | None:
+    exclude: Collection[str] = (),
+) -> Preview | None:
     """Prepare the issue due at issue_time and write issue.html, issue.txt and issue.eml
-    for a sample subscriber; nothing is sent or recorded. Returns (issue, files, note),
-    or None when no issue would be made."""
+    for a subscriber (the list's own, when `email` is one, else a sample one); nothing is
+    sent or recorded. `exclude` holds the articles earlier issues carried, as for the
+    real issue. Returns None, with the old files removed, when no issue would be made."""
+    for name in PREVIEW_FILES:  # never leave an older preview's files looking current
+        (folder / name).unlink(missing_ok=True)
     config, note = preview_config(config)
+    recipient, link_note = preview_recipient(config, store, digest, email)
     local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
     issue = prepare_issue(
         config,
@@ -464,10 +593,14 @@ def write_preview(
         issue_key=f"{digest.id}:{digest.list_id}:{local_day}",
         issue_time=issue_time,
         since=since,
+        exclude=exclude,
+        locales=[recipient.locale],
     )
     if issue is None:
         return None
-    recipient = preview_recipient(config, digest, email)
+    selected = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
+    kept = set(issue.article_ids)
+    dropped = [one_line(a.title) for a in selected if a.id not in kept]
     contents = {
         "issue.html": issue.html_for(recipient).encode(),
         "issue.txt": issue.text_for(recipient).encode(),
@@ -476,7 +609,9 @@ def write_preview(
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in contents.items():
         (folder / name).write_bytes(data)
-    return issue, [folder / name for name in contents], note
+    notes = [text for text in (note, link_note) if text]
+    files = [folder / name for name in contents]
+    return Preview(issue.localised(recipient.locale), files, notes, dropped)
 
 
 def preview_config(config: Config) -> tuple[Config, str]:
@@ -489,14 +624,25 @@ def preview_config(config: Config) -> tuple[Config, str]:
     return config.model_copy(update={"delivery": delivery}), note
 
 
-def preview_recipient(config: Config, digest: Digest, email: str | None) -> Recipient:
-    """A sample subscriber with plausible (not working) unsubscribe and preferences URLs."""
-    base = (config.web.base_url or config.site.url).rstrip("/")
+def preview_recipient(
+    config: Config, store: Store, digest: Digest, email: str | None
+) -> tuple[Recipient, str]:
+    """The preview's subscriber, made by the same Links as real mail's, so its footer
+    and List-Unsubscribe are what real mail carries: the list's own subscriber (name,
+    locale and working links) when `email` is one, otherwise a sample one. Returns a
+    note when the links can't work (no link secret exists yet)."""
+    secret = known_link_secret(config, store.engine)
+    note = ""
+    if secret is None:
+        secret = b"preview"
+        note = (
+            f"the preview's unsubscribe links are samples: {config.web.secret_env} is not set "
+            "and no secret is stored yet"
+        )
+    links = Links(config, secret)
+    found = Subscribers(store.engine).find(digest.list_id, email) if email else None
+    if found is not None:
+        return links.recipient(found.id, found.email, found.name, found.locale), note
     sender_domain = parseaddr(config.mailing_list(digest.list_id).from_)[1].rpartition("@")[2]
-    return Recipient(
-        subscriber_id="preview",
-        email=email or f"pembaca@{sender_domain or 'example.com'}",
-        unsubscribe_url=f"{base}/unsubscribe/preview-token",
-        unsubscribe_mailto=f"mailto:unsubscribe+preview-token@{sender_domain or 'localhost'}",
-        preferences_url=f"{base}/preferences/preview-token",
-    )
+    sample = email or f"pembaca@{sender_domain or 'example.com'}"
+    return links.recipient("preview", sample), note

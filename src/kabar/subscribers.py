@@ -305,6 +305,17 @@ class Subscribers:
             for row in connection.execute(query).yield_per(_BATCH):
                 yield _from_row(row._mapping)
 
+    def locales(self, list_id: str) -> set[str]:
+        """The locales the list's active subscribers chose ("" for none chosen): an issue
+        is rendered once for each."""
+        query = (
+            select(subscribers.c.locale)
+            .where(subscribers.c.list_id == list_id, subscribers.c.status == "active")
+            .distinct()
+        )
+        with self.engine.connect() as connection:
+            return {str(locale or "") for locale in connection.execute(query).scalars()}
+
     def counts(self, list_id: str) -> dict[str, int]:
         query = (
             select(subscribers.c.status, func.count())
@@ -392,6 +403,20 @@ def link_secret(config: Config, engine: Engine) -> bytes:
         config.web.secret_env,
     )
     return str(stored).encode()
+
+
+def known_link_secret(config: Config, engine: Engine) -> bytes | None:
+    """The key real mail's links are signed with, if one exists yet; unlike link_secret,
+    never generates one (a preview records nothing)."""
+    try:
+        return read_secret(config.web.secret_env, "signing unsubscribe links").encode()
+    except MissingSecretError:
+        pass
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(settings.c.value).where(settings.c.key == _GENERATED_SECRET)
+        ).scalar()
+    return None if stored is None else str(stored).encode()
 
 
 Purpose = Literal["unsubscribe", "confirm"]

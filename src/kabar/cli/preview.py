@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from kabar.cli.app import ISO_TIME, App, echo_json, fail, known_digest, pass_app
+from kabar.cli.app import EXIT_USAGE, ISO_TIME, App, echo_json, fail, known_digest, pass_app
+from kabar.config import Digest
 
 
 @click.command()
@@ -17,13 +20,8 @@ from kabar.cli.app import ISO_TIME, App, echo_json, fail, known_digest, pass_app
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for issue.html, issue.txt and issue.eml [default: var/preview/DIGEST].",
 )
-@click.option(
-    "--as-of", type=ISO_TIME, help="Prepare the issue due at this ISO 8601 time [default: now]."
-)
-@click.option(
-    "--since", type=ISO_TIME,
-    help="For a since_last window: when the last issue was sent (ISO 8601).",
-)  # fmt: skip
+@click.option("--as-of", help="Prepare the issue due at this ISO 8601 time [default: now].")
+@click.option("--since", help="For a since_last window: when the last issue was sent.")
 @click.option("--subscriber", "email", help="Address the preview to this email address.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_app
@@ -31,53 +29,79 @@ def preview(
     app: App,
     digest_id: str,
     out: Path | None,
-    as_of: datetime | None,
-    since: datetime | None,
+    as_of: str | None,
+    since: str | None,
     email: str | None,
     as_json: bool,
 ) -> None:
     """Render the next issue of DIGEST to files, without sending or recording anything.
 
     issue.html and issue.txt are what the subscriber sees; issue.eml is the complete
-    message (DKIM-signed when delivery.dkim is configured and its key is set), with
-    sample unsubscribe and preferences URLs.
+    message (DKIM-signed when delivery.dkim is configured and its key is set). With
+    --subscriber naming one of the list's subscribers, it is their message: their
+    language, name and links; otherwise a sample subscriber's. Older issue.* files in
+    the folder are removed first. With --json, the outcome (an error too) is one JSON
+    object on stdout.
     """
     from kabar.digest import write_preview
     from kabar.mail.dkim import DkimKeyError
     from kabar.mail.message import BadRecipientError
     from kabar.render.email import RenderError
 
-    known_digest(app, digest_id)
+    def refuse(message: str) -> NoReturn:
+        if as_json:
+            echo_json({"digest": digest_id, "error": message})
+            sys.exit(EXIT_USAGE)
+        fail(message)
+
+    known = [digest.id for digest in app.config.digests]
+    if digest_id not in known:
+        configured = ", ".join(known) or "none"
+        refuse(f"DIGEST: unknown digest id {digest_id!r} (configured: {configured})")
     try:
+        issue_time = _option_time("--as-of", as_of) or datetime.now(UTC)
+        since_time = _option_time("--since", since)
+        digest = app.config.digest(digest_id)
         written = write_preview(
             app.config,
             app.store,
-            app.config.digest(digest_id),
+            digest,
             folder=out or app.config.resolve(f"var/preview/{digest_id}"),
-            issue_time=as_of or datetime.now(UTC),
-            since=since,
+            issue_time=issue_time,
+            since=since_time,
             email=email,
+            exclude=_carried(app, digest, issue_time, since_time),
         )
+    except click.BadParameter as exc:
+        refuse(exc.message)
     except (BadRecipientError, DkimKeyError, RenderError) as exc:
-        fail(str(exc))
+        refuse(str(exc))
     if written is None:
+        if as_json:
+            echo_json({"digest": digest_id, "issue_key": None, "articles": 0, "files": []})
+            return
         click.echo(f"{digest_id}: no new articles in the window; no issue would be sent")
         return
-    issue, files, note = written
-    paths = [str(path) for path in files]
-    html_bytes = files[0].stat().st_size
+    issue = written.issue
+    paths = [str(path) for path in written.files]
+    html_bytes = written.files[0].stat().st_size
     if as_json:
         echo_json({
             "digest": digest_id, "issue_key": issue.issue_key, "subject": issue.subject,
             "articles": len(issue.article_ids), "html_bytes": html_bytes,
-            "signed": issue.signer is not None, "files": paths,
+            "dropped": written.dropped, "signed": issue.signer is not None,
+            "notes": written.notes, "files": paths,
         })  # fmt: skip
         return
     click.echo(
         f"{digest_id}: {len(issue.article_ids)} articles, HTML {html_bytes / 1000:.1f} KB, "
         f"subject {issue.subject!r}"
     )
-    if note:
+    if written.dropped:
+        click.echo(f"left out so the HTML stays under Gmail's clip limit ({len(written.dropped)}):")
+        for title in written.dropped:
+            click.echo(f"  - {title}")
+    for note in written.notes:
         click.echo(note)
     if issue.signer is not None:
         signer = issue.signer
@@ -146,3 +170,27 @@ def related(
         for item in items:
             click.echo(f"    {item.score:.3f}  {item.article_id or '-':16s}  {item.title}")
             click.echo(f"           {', '.join(item.reasons)}")
+
+
+def _carried(
+    app: App, digest: Digest, issue_time: datetime, since: datetime | None
+) -> frozenset[str]:
+    """What earlier issues carried, left out of the preview as of the real issue."""
+    from kabar.deliver.issue import carried_before
+    from kabar.ledger import Ledger
+
+    ledger = Ledger(app.store.engine)
+    if digest.window == "since_last" and since is None:
+        since = ledger.last_issue_time(digest.id, digest.list_id, issue_time)
+    return carried_before(ledger, digest, "", issue_time, since)
+
+
+def _option_time(option: str, value: str | None) -> datetime | None:
+    """Parsed here rather than by click, so that --json can report a bad time as JSON."""
+    if value is None:
+        return None
+    try:
+        moment: datetime = ISO_TIME.convert(value, None, None)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{option}: {exc.message}") from None
+    return moment

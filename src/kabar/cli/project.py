@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kabar import config as config_module
 from kabar.cli.app import App, fail, pass_app
+
+if TYPE_CHECKING:
+    from kabar.mail.dkim import DkimSigner
 
 
 @click.command()
@@ -18,14 +22,33 @@ def check(app: App) -> None:
 
     Exits 0 and prints a one-line summary when the file is valid, 2 otherwise. A source,
     feed or digest that no job of `kabar run` will ever run gets a warning line (on
-    stderr), which does not change the exit status.
+    stderr), which does not change the exit status. With delivery.dkim configured, the
+    key its variable names must be set and usable, and the DNS TXT record it needs is
+    printed.
     """
     from kabar.schedule import idle_parts
 
     config = app.config
+    signer = _dkim_signer(config)
     for loc, message in idle_parts(config):
         click.echo(config_module.located(config, loc, f"warning: {message}"), err=True)
     click.echo(config_module.summary(config))
+    if signer is not None:
+        click.echo(
+            f"DKIM: publish a TXT record at {signer.selector}._domainkey.{signer.domain}: "
+            f'"{signer.dns_record()}"'
+        )
+
+
+def _dkim_signer(config: config_module.Config) -> DkimSigner | None:
+    """The configured signer; exit 2 on a key that would make every signed send fail,
+    before anything is written."""
+    from kabar.mail.dkim import DkimKeyError, DkimSigner
+
+    try:
+        return DkimSigner.from_config(config)
+    except (config_module.MissingSecretError, DkimKeyError) as exc:
+        fail(f"delivery.dkim: {exc}")
 
 
 @click.command()

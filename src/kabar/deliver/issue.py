@@ -269,9 +269,11 @@ class IssueRunner:
         carried = await in_thread(
             carried_before, self.ledger, digest, issue.key, issue.issue_time, since
         )
+        locales = await in_thread(Subscribers(self.store.engine).locales, issue.list_id)
         prepared = await in_thread(
             prepare_issue, self.config, self.store, digest,
             issue_key=issue.key, issue_time=issue.issue_time, since=since, exclude=carried,
+            locales=locales,
         )  # fmt: skip
         crash_point("mid_render")
         now = self.clock()
@@ -358,6 +360,7 @@ def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
         prepared = prepare_issue(
             config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time,
             since=since, exclude=carried,
+            locales=Subscribers(store.engine).locales(plan.digest.list_id),
         )  # fmt: skip
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {

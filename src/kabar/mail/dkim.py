@@ -25,6 +25,14 @@ from kabar.config import Config, read_secret
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 _WSP = re.compile(rb"[ \t]+")
 MIN_KEY_BITS = 1024  # receivers ignore shorter keys; 2048 is what to generate
+# Listed in h= once more than they appear (RFC 6376 §8.15), so one added after signing,
+# present or absent before (a Reply-To or Cc sending replies elsewhere), breaks the
+# signature. Every other header a message has is oversigned as well.
+OVERSIGNED = (
+    b"from", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id",
+    b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id", b"mime-version",
+    b"content-type",
+)  # fmt: skip
 
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
@@ -99,12 +107,16 @@ class DkimSigner:
 
     def prepare(self, fixed: Sequence[bytes], varying: Sequence[bytes]) -> Canonical:
         """Canonicalise the headers that never change; `varying` names those that will
-        be given per message. Names listed in both are signed one extra time (over-
-        signing), so a header of that name added later breaks the signature."""
+        be given per message. Each of them and each of OVERSIGNED is listed once more
+        (over-signing), so a header of that name added later breaks the signature."""
         fixed_lines = [split_header(line) for line in fixed]
         names = [name.strip().lower() for name, _ in fixed_lines]
         varying_names = [name.lower() for name in varying]
-        oversigned = [name for name in (*names, *varying_names) if name != b"dkim-signature"]
+        oversigned = [
+            name
+            for name in dict.fromkeys((*OVERSIGNED, *names, *varying_names))
+            if name != b"dkim-signature"
+        ]
         h = b":".join([*names, *varying_names, *oversigned])
         tags_head = (
             (
