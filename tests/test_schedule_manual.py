@@ -187,3 +187,28 @@ def test_a_manual_issue_after_the_slot_is_the_scheduled_issue(
         app.close()
     with Store.open(config.database_url) as store:
         assert [i.key for i in Ledger(store.engine).issues()] == [SCHEDULED]
+
+
+@pytest.mark.usefixtures("secret")
+def test_the_preview_leaves_out_what_earlier_issues_carried(
+    write_config: WriteConfig, project: Path, database_url: str
+) -> None:
+    config = wire_config(write_config, project, database_url)
+    clock = Clock(at("2026-12-06T00:42:00+07:00"))
+    with Store.open(config.database_url) as store:
+        Subscribers(store.engine).add("pembaca", "ani@example.com")
+        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
+    app = App(str(config.path))
+    try:
+        assert publish_digests(app, clock=clock)
+    finally:
+        app.close()
+    with Store.open(config.database_url) as store:
+        add_articles(config, store, "subuh.json", article(3, "2026-12-06T04:00:00+07:00"))
+
+    base = ["-c", str(config.path), "preview", "harian", "--json", "--out", str(project / "p")]
+    result = CliRunner().invoke(cli, [*base, "--as-of", "2026-12-06T07:00:00+07:00"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["articles"] == 1  # the 04:00 article only
+    html = (project / "p" / "issue.html").read_text(encoding="utf-8")
+    assert "nomor 3" in html and "nomor 1" not in html
