@@ -304,6 +304,9 @@ class Related(Strict):
     min_score: float = Field(default=0.03, ge=0, le=1)
     window: Duration = timedelta(days=30)
     half_life: Duration = timedelta(days=7)
+    # A block the engine can't fill: with the newest articles of the article's section
+    # within the window ("section"), or none at all, "3 or nothing" ("none").
+    fill: Literal["section", "none"] = "section"
 
     @model_validator(mode="after")
     def _min_items_fits(self) -> Related:
