@@ -176,7 +176,12 @@ def main() -> None:
         f"({len(extra):,} adds{MERGE_NOTE if len(extra) >= COMPACT_EVERY else ''})"
     )
 
+    started = time.perf_counter()
     engine.related(corpus.article(len(corpus) - 1))  # warm the caches once
+    print(
+        f"first block (fits the topics)       {time.perf_counter() - started:7.2f} s    "
+        f"peak RSS {peak_rss_mb():,.0f} MB"
+    )
     times = block_times(engine, corpus, args.digests)
     p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
     print(

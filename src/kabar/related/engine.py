@@ -21,6 +21,7 @@ section`, score 0, reasons `section:…`, `newest`), never with older ones; fewe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ from kabar.related import persist, snapshot
 from kabar.related.analysis import analyser_for, analyser_key, article_language
 from kabar.related.index import Doc, RelatedIndex, canonical_url
 from kabar.related.terms import analyse, vocabulary
+from kabar.related.topics import REFIT_DRIFT, SAMPLE, Topics
 from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
 from kabar.store import Store
 
@@ -44,6 +46,9 @@ TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
+RERANK = 20  # best cosines whose text score mixes in topic similarity (kabar.related.topics)
+TOPIC_SHARE = 0.5
+TOPIC_WORDS = 48  # distinct words a query needs for topics to count (a sentence has ~15)
 REASON_TERMS = 3
 _CHUNK = 2000  # articles analysed at a time
 SNAPSHOT_AFTER = 1000  # changes caught up on opening that make the snapshot be rewritten
@@ -95,6 +100,8 @@ class RelatedEngine:
         self.index = RelatedIndex()
         self._loaded = store is None
         self._lock = threading.Lock()
+        self._topics: Topics | None = None
+        self._topics_at = -1  # index size when the topics were last fitted
 
     @classmethod
     def open(cls, config: Config, store: Store) -> RelatedEngine:
@@ -415,12 +422,16 @@ class RelatedEngine:
         tags = frozenset(t.casefold() for t in article.tags)
         section = article.section.casefold()
         half_life = settings.half_life.total_seconds()
+        topic_similarity = self._topic_similarities(query, all_cosines, all_numbers)
         scored = []
         for cosine, number in zip(all_cosines.tolist(), all_numbers.tolist(), strict=True):
             doc = self.index.docs[number]
             if not self._candidate(query, number, doc):
                 continue
-            relevance = TEXT_SHARE * min(cosine, 1.0) + TAG_SHARE * _overlap(tags, doc.tags)
+            text = min(cosine, 1.0)
+            if number in topic_similarity:
+                text = (1 - TOPIC_SHARE) * text + TOPIC_SHARE * topic_similarity[number]
+            relevance = TEXT_SHARE * text + TAG_SHARE * _overlap(tags, doc.tags)
             if section and doc.section == section:
                 relevance += SECTION_SHARE
             age = max((before - doc.published).total_seconds(), 0.0)
@@ -428,6 +439,37 @@ class RelatedEngine:
             scored.append((relevance * recency, cosine, number))
         scored.sort(key=lambda entry: (-entry[0], self.index.docs[entry[2]].id))
         return scored
+
+    def _topic_similarities(
+        self, query: _Query, cosines: np.ndarray, numbers: np.ndarray
+    ) -> dict[int, float]:
+        """Topic similarity of the query to its `RERANK` best cosines; none for a short
+        text, whose few words give no reliable topic (SIB-200's sentences lose with it)."""
+        if int((query.row.indices < WORD_FEATURES).sum()) < TOPIC_WORDS:
+            return {}
+        topics = self._current_topics()
+        if topics is None:
+            return {}
+        indptr = np.array([0, len(query.row.indices)], dtype=np.int64)
+        wanted = topics.vectors(indptr, query.row.indices, query.weights)[0]
+        if not wanted.any():
+            return {}
+        best = numbers[np.argsort(-cosines, kind="stable")[:RERANK]].tolist()
+        similarities = topics.vectors(*self.index.weighted_rows(best)) @ wanted
+        return dict(zip(best, np.maximum(similarities, 0).tolist(), strict=True))
+
+    def _current_topics(self) -> Topics | None:
+        """The topics, fitted again on the newest `SAMPLE` rows once the index has moved
+        by `REFIT_DRIFT` since the last fit."""
+        size = len(self.index)
+        if self._topics_at < 0 or abs(size - self._topics_at) >= REFIT_DRIFT * max(
+            self._topics_at, 1
+        ):
+            live = (n for n in range(len(self.index.docs) - 1, -1, -1) if n not in self.index.dead)
+            newest = list(itertools.islice(live, SAMPLE))
+            self._topics = Topics.fit(*self.index.weighted_rows(newest), size)
+            self._topics_at = size
+        return self._topics
 
     def _item(
         self,
