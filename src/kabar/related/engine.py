@@ -3,12 +3,14 @@
 Scoring, for each candidate published in [before − window, before) in the article's
 language:
 
-    score = (0.8 · cosine + 0.15 · tag overlap + 0.05 · same section) · recency
+    score = (0.8 · text + 0.15 · tag overlap + 0.05 · same section) · recency
     recency = 0.5 + 0.5 · 2^(−age / half_life)        (age at `before`)
 
-The cosine is TF-IDF over title (weighted up) and body; tag overlap is shared tags over the
-smaller tag set. Recency halves only the upper half of the score, so an excellent older
-match still beats a weak fresh one.
+The text similarity is the TF-IDF cosine over title (weighted up) and body; for the
+`RERANK` best cosines of an article-length query it is half that cosine, half topic
+similarity (kabar.related.topics). Tag overlap is shared tags over the smaller tag set.
+Recency halves only the upper half of the score, so an excellent older match still beats
+a weak fresh one.
 
 Filtering: a candidate that is a near-copy of the article (cosine ≥ 0.95, or the same
 canonical URL) is dropped; the kept list holds no two near-copies of each other (nor a copy
