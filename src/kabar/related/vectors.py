@@ -7,7 +7,7 @@ much as the gram block (SIB-200: 0.7 best in English, equal to 1.0 in Indonesian
 
 Grams help short texts, whose few words may differ only by affixes, and drown long ones
 in shared spelling: on IndoSum's real articles, equal shares give same-category P@3
-0.804 and words alone 0.853. So the gram block's share falls with the square of the
+0.742 and words alone 0.854. So the gram block's share falls with the square of the
 row's word count past `SHORT_TEXT_WORDS`: a one-sentence text keeps it whole, a
 128-word article keeps 4% of it.
 """
