@@ -9,7 +9,8 @@ index snapshot beside the database, and rebuilding by analysing every article ag
 
 Each article is generated from its own seed when needed, so the bench holds none.
 
-Usage: python bench/related_speed.py [--articles 100000] [--days 365] [--no-store]
+Usage: python bench/related_speed.py [--articles 100000] [--days 365] [--no-store] [--quick]
+`--quick` runs 3,000 articles over 30 days in a few seconds (a smoke run, not the figures).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SEED = 20240501
 START = datetime(2024, 1, 1, tzinfo=UTC)
 WIB = timezone(timedelta(hours=7))
 ADDS = COMPACT_EVERY  # one at a time: exactly one full merge falls inside
+MERGE_NOTE = ", one full merge included"
 
 
 def vocabulary() -> list[str]:
@@ -140,13 +142,16 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--digests", type=int, default=50)
     parser.add_argument("--no-store", action="store_true", help="skip the SQLite part")
-    parser.add_argument("--quick", action="store_true", help="2,000 articles: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="3,000 articles over 30 days: a smoke run"
+    )
     args = parser.parse_args()
+    adds = ADDS
     if args.quick:
-        args.articles, args.days, args.digests = 2_000, 30, 5
+        args.articles, args.days, args.digests, adds = 3000, 30, 5, 300
 
     corpus = Corpus(args.articles, args.days)
-    extra = [a for a in Corpus(ADDS, args.days, seed=SEED + 1, prefix="x")]
+    extra = [a for a in Corpus(adds, args.days, seed=SEED + 1, prefix="x")]
     before = rss_mb()
     generating = [0.0]
     started = time.perf_counter()
@@ -168,10 +173,15 @@ def main() -> None:
     add = (time.perf_counter() - started) / len(extra) * 1000
     print(
         f"add, one at a time, in memory       {add:7.2f} ms   goal <= 5 ms "
-        f"({len(extra):,} adds, one full merge included)"
+        f"({len(extra):,} adds{MERGE_NOTE if len(extra) >= COMPACT_EVERY else ''})"
     )
 
+    started = time.perf_counter()
     engine.related(corpus.article(len(corpus) - 1))  # warm the caches once
+    print(
+        f"first block (fits the topics)       {time.perf_counter() - started:7.2f} s    "
+        f"peak RSS {peak_rss_mb():,.0f} MB"
+    )
     times = block_times(engine, corpus, args.digests)
     p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
     print(

@@ -17,7 +17,8 @@ from .feeds_checks import atom_errors, read_feed
 
 
 def test_the_issue_page_shows_what_was_sent(write_config: WriteConfig, store: Store) -> None:
-    config = digest_config(write_config, window="since_last")
+    # Seven cards: three items the seed page lists stay out, and the first card shows them.
+    config = digest_config(write_config, window="since_last", max_items=7)
     ingest_seed(config, store)
     issue = seed_issue(config, store)
     pages = archive_pages(config, issue)
@@ -30,6 +31,12 @@ def test_the_issue_page_shows_what_was_sent(write_config: WriteConfig, store: St
     titles = [" ".join(h.text_content().split()) for h in page.xpath("//article/h2")]
     assert titles == [card.title for card in issue.view.cards]
     assert page.xpath("//section[@class='related']/h3")[0].text == "Berita terkait"
+    related = [
+        " ".join(s.text_content().split()) for s in page.xpath("//section[@class='related']")
+    ]
+    assert len(related) == 1 and related[0].count("30 April 2024 12:00 WIB") == 3
+    # The 2021 page that lists them is no item: a borrowed grouping keeps to the window.
+    assert "Xi Jinping" not in related[0]
     assert page.xpath("//html/@lang") == ["id"]
     # No subscriber's link or name reaches the public page.
     text = page.text_content()

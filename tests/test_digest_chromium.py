@@ -209,9 +209,11 @@ def test_dark_mode_shows_light_text_on_a_dark_ground(
 ) -> None:
     chromium = _chromium()
     folder, base = served
-    config = digest_config(write_config, window="since_last")
+    # Seven cards leave the seed's other articles free to be one card's related block.
+    config = digest_config(write_config, window="since_last", max_items=7)
     ingest_seed(config, store)
     page = seed_issue(config, store).html_for(RECIPIENT)
+    assert "kabar-related" in page
     assert "color-scheme: light dark" in page and "prefers-color-scheme: dark" in page
     (folder / "issue.html").write_text(page, encoding="utf-8")
     (folder / "measure.html").write_text(MEASURE_PAGE)

@@ -55,7 +55,8 @@ def _prepare(
 
 def _related_items(count: int, summary: str = "Ringkasan berita terkait.") -> FakeRelated:
     return FakeRelated(lambda article: [
-        PublisherLink(title=f"Terkait {article.title} #{n}", url=f"https://kabar.example.id/t/{n}",
+        PublisherLink(title=f"Terkait {article.title} #{n}",
+                      url=f"https://kabar.example.id/t/{article.id}/{n}",
                       summary=summary, published=SEED_AS_OF - timedelta(hours=4 + n),
                       article_id=None)
         for n in range(count)
@@ -382,7 +383,7 @@ def test_text_wrapping_keeps_urls_and_reduplicated_words_whole() -> None:
     assert all(line.startswith("  ") for line in wrapped.split("\n")[1:])
 
 
-def test_the_engine_is_asked_to_leave_out_the_issues_own_items(
+def test_the_engine_is_asked_to_leave_out_the_issues_own_items_and_those_shown(
     write_config: WriteConfig, store: Store
 ) -> None:
     store.upsert([make_article(n) for n in range(1, 4)])
@@ -391,4 +392,26 @@ def test_the_engine_is_asked_to_leave_out_the_issues_own_items(
     own = [store.get(article_id) for article_id in issue.article_ids]
     own_urls = frozenset(article.url for article in own if article is not None)
     assert len(own_urls) == 3
-    assert related.excluded == [own_urls] * 3
+    shown = [frozenset(item.url for item in card.related) for card in issue.view.cards]
+    assert related.excluded == [own_urls, own_urls | shown[0], own_urls | shown[0] | shown[1]]
+
+
+def test_no_related_item_shows_twice_in_an_issue_nor_a_card_of_it(
+    write_config: WriteConfig, store: Store
+) -> None:
+    store.upsert([make_article(n) for n in range(1, 4)])
+    card_url = make_article(2).url
+    shared = [
+        PublisherLink(title=f"Terkait {n}", url=f"https://kabar.example.id/t/{n}", summary="",
+                      published=SEED_AS_OF - timedelta(hours=8), article_id=None)
+        for n in range(7)
+    ]  # fmt: skip
+    as_card = PublisherLink(title="Kartu", url=card_url, summary="", published=None,
+                            article_id=None)  # fmt: skip
+    # A provider that ignores `exclude`: the same list under every card.
+    related = FakeRelated(lambda article: [as_card, *shared])
+    issue = _prepare(digest_config(write_config), store, related)
+    blocks = [[item.url for item in card.related] for card in issue.view.cards]
+    assert blocks == [[s.url for s in shared[:3]], [s.url for s in shared[3:6]], []]
+    # The last card would get one item: fewer than per_item, so no block ("3 or nothing"
+    # is the provider's rule too once the issue has taken the rest).

@@ -188,3 +188,31 @@ def test_excluded_urls_are_never_shown_and_the_next_best_takes_their_place() -> 
     exclude = ["https://kabar.example.id/kim?utm_source=email", "https://kabar.example.id/missile"]
     items = engine.related(asking, settings=LOOSE, exclude=exclude)
     assert ids(items) == ["missile-2", "un", "chili"]  # chili: LOOSE lets weak matches in
+
+
+def test_a_short_block_is_filled_with_the_newest_of_its_section_within_the_window() -> None:
+    def other(key: str, days: float, section: str, title: str) -> Article:
+        fields = {"title": title, "summary": title, "body_text": title}
+        return article(key, days, text_of="chili", section=section, **fields)
+
+    articles = [
+        article("query", 0, section="Dunia"),
+        article("missile", 1, section="Dunia"),
+        article("chili", 2, section="Dunia"),
+        other("weather", 0.5, "Dunia", "Gelombang panas melanda India dan Filipina"),
+        other("sport", 0.2, "Olahraga", "Tim bulu tangkis putri melaju ke semifinal"),
+        other("old", 40, "Dunia", "Banjir besar merendam ibu kota Malaysia"),
+        other("later", -1, "Dunia", "Gempa kuat mengguncang pesisir Jepang"),
+    ]
+    engine = RelatedEngine.build(articles)
+    strict = Related(min_score=0.2)
+    three_or_nothing = Related(min_score=0.2, fill="none")
+    assert engine.related(articles[0], settings=three_or_nothing) == []
+    items = engine.related(articles[0], settings=strict)
+    assert ids(items) == ["missile", "weather", "chili"]  # newest first, never "old"
+    assert items[1].reasons == ("section:dunia", "newest") and items[1].score == 0.0
+    assert items[0].score >= 0.2
+    # Nothing outside the window fills a block, even when that leaves it short.
+    four = engine.related(articles[0], settings=Related(min_score=0.2, per_item=4, min_items=3))
+    assert ids(four) == ["missile", "weather", "chili"]
+    assert engine.related(articles[0], settings=Related(min_score=0.2, per_item=4)) == []

@@ -113,6 +113,15 @@ def test_check_refuses_more_min_items_than_per_item(write_config: WriteConfig) -
     assert re.search(expected, result.output, re.MULTILINE), result.output
 
 
+def test_check_refuses_an_unknown_fill(write_config: WriteConfig) -> None:
+    path = write_config(related={"fill": "anything"})
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    assert re.search(rf"^{re.escape(str(path))}:\d+:\d+: related.fill: ", result.output, re.M), (
+        result.output
+    )
+
+
 def write_json_sources(folder: Path, files: int, per_file: int) -> None:
     folder.mkdir()
     topics = ["banjir Jakarta", "harga beras", "pemilu presiden", "gempa Sulawesi"]

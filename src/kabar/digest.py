@@ -100,8 +100,10 @@ class PublisherLinks:
     lists beside this one (the publisher grouped them). Times come from the linked
     article when the store holds it (seed pages store each listed item as an article of
     its own). Like the engine, it shows a block only when it has at least `min_items`
-    (default: per_item) items. Unlike the engine's own picks, the publisher's grouping is
-    shown as made, even where it names other items of the same issue."""
+    (default: per_item) items, never shows an excluded URL (the issue's own articles and
+    the items already under other cards), and keeps to the window: an article's own list
+    may link any story published before the issue, but a grouping borrowed from a page
+    only stories known to be inside the window."""
 
     SCAN_LIMIT = 10_000  # newest articles searched for pages that list an article
 
@@ -117,17 +119,22 @@ class PublisherLinks:
         settings: Related,
         exclude: Collection[str] = (),
     ) -> list[PublisherLink]:
+        from kabar.related import canonical_url  # the engine is loaded beside it anyway
+
         chosen: dict[str, PublisherLink] = {}
-        for link, linked in self._candidates(article):
+        excluded = {canonical_url(url) for url in exclude} | {canonical_url(article.url)}
+        for link, linked, own in self._candidates(article):
             if len(chosen) == settings.per_item:
                 break
-            key = link.url or f"#{len(chosen)}"
-            if link.url == article.url or key in chosen:
+            key = canonical_url(link.url) or f"#{len(chosen)}"
+            if key in excluded or key in chosen:
                 continue
             if linked is None and link.url:
                 linked = self.store.get(article_id(article.source, link.url))
             if linked is not None and linked.published >= before:
                 continue  # not published yet at issue time
+            if not own and (linked is None or linked.published < before - settings.window):
+                continue  # borrowed from a page: only what is known to be recent
             chosen[key] = PublisherLink(
                 title=link.title,
                 url=link.url,
@@ -138,13 +145,14 @@ class PublisherLinks:
         minimum = settings.per_item if settings.min_items is None else settings.min_items
         return list(chosen.values()) if len(chosen) >= minimum else []
 
-    def _candidates(self, article: Article) -> Iterator[tuple[RelatedLink, Article | None]]:
+    def _candidates(self, article: Article) -> Iterator[tuple[RelatedLink, Article | None, bool]]:
+        """(link, the linked article if known, whether the link is the article's own)."""
         for link in article.related:
-            yield link, None
+            yield link, None, True
         for page in self._pages_listing(article.url):
-            yield RelatedLink(page.title, page.url, page.summary), page
+            yield RelatedLink(page.title, page.url, page.summary), page, False
             for link in page.related:
-                yield link, None
+                yield link, None, False
 
     def _pages_listing(self, url: str) -> list[Article]:
         if self._listed_on is None:
@@ -172,7 +180,9 @@ class EngineThenPublisher:
         exclude: Collection[str] = (),
     ) -> Sequence[RelatedItemLike]:
         found = self.engine.related(article, before=before, settings=settings, exclude=exclude)
-        return found or self.publisher.related(article, before=before, settings=settings)
+        return found or self.publisher.related(
+            article, before=before, settings=settings, exclude=exclude
+        )
 
 
 def open_related(config: Config, store: Store) -> RelatedProvider:
@@ -496,16 +506,25 @@ def _cards(
 ) -> list[CardView]:
     settings = related_settings(config, digest)
     provider = open_provider(config, store) if settings.per_item and articles else None
-    in_issue = frozenset(article.url for article in articles)  # no story twice in one email
+    # No story twice in one email: not a card's own article, nor one item under two cards.
+    shown = {article.url for article in articles}
+    minimum = settings.per_item if settings.min_items is None else settings.min_items
     cards = []
     try:
         for article in articles:
             items = (
-                provider.related(article, before=issue_time, settings=settings, exclude=in_issue)
+                provider.related(article, before=issue_time, settings=settings, exclude=shown)
                 if provider
                 else ()
             )
-            cards.append(_card(article, items, settings.per_item))
+            # Whatever the provider did with `exclude`, nothing shows twice; a block that
+            # loses items here keeps to min_items like any other.
+            given = [item for item in items if item.title.strip()]
+            fresh = [item for item in given if item.url not in shown][: settings.per_item]
+            if len(fresh) < min(len(given), settings.per_item, minimum):
+                fresh = []
+            shown.update(item.url for item in fresh)
+            cards.append(_card(article, fresh, settings.per_item))
         return cards
     finally:
         close = getattr(provider, "close", None)

@@ -3,22 +3,27 @@
 Scoring, for each candidate published in [before − window, before) in the article's
 language:
 
-    score = (0.8 · cosine + 0.15 · tag overlap + 0.05 · same section) · recency
+    score = (0.8 · text + 0.15 · tag overlap + 0.05 · same section) · recency
     recency = 0.5 + 0.5 · 2^(−age / half_life)        (age at `before`)
 
-The cosine is TF-IDF over title (weighted up) and body; tag overlap is shared tags over the
-smaller tag set. Recency halves only the upper half of the score, so an excellent older
-match still beats a weak fresh one.
+The text similarity is the TF-IDF cosine over title (weighted up) and body; for the
+`RERANK` best cosines of an article-length query it is half that cosine, half topic
+similarity (kabar.related.topics). Tag overlap is shared tags over the smaller tag set.
+Recency halves only the upper half of the score, so an excellent older match still beats
+a weak fresh one.
 
 Filtering: a candidate that is a near-copy of the article (cosine ≥ 0.95, or the same
 canonical URL) is dropped; the kept list holds no two near-copies of each other (nor a copy
-of a publisher-chosen item); items under `min_score` are dropped; and fewer than
-`min_items` items (default: `per_item`) gives an empty block, "3 or nothing".
-Publisher-chosen items (Article.related) come first, with score 1.0.
+of a publisher-chosen item); items under `min_score` are dropped. A block still short is
+filled with the newest articles of the article's section within the window (`fill:
+section`, score 0, reasons `section:…`, `newest`), never with older ones; fewer than
+`min_items` items (default: `per_item`) then gives an empty block, so `fill: none` is
+"3 or nothing". Publisher-chosen items (Article.related) come first, with score 1.0.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -33,6 +38,7 @@ from kabar.related import persist, snapshot
 from kabar.related.analysis import analyser_for, analyser_key, article_language
 from kabar.related.index import Doc, RelatedIndex, canonical_url
 from kabar.related.terms import analyse, vocabulary
+from kabar.related.topics import REFIT_DRIFT, SAMPLE, Topics
 from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
 from kabar.store import Store
 
@@ -42,6 +48,9 @@ TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
+RERANK = 20  # best cosines whose text score mixes in topic similarity (kabar.related.topics)
+TOPIC_SHARE = 0.5
+TOPIC_WORDS = 48  # distinct words a query needs for topics to count (a sentence has ~15)
 REASON_TERMS = 3
 _CHUNK = 2000  # articles analysed at a time
 SNAPSHOT_AFTER = 1000  # changes caught up on opening that make the snapshot be rewritten
@@ -93,6 +102,8 @@ class RelatedEngine:
         self.index = RelatedIndex()
         self._loaded = store is None
         self._lock = threading.Lock()
+        self._topics: Topics | None = None
+        self._topics_at = -1  # index size when the topics were last fitted
 
     @classmethod
     def open(cls, config: Config, store: Store) -> RelatedEngine:
@@ -272,11 +283,17 @@ class RelatedEngine:
         with self._lock:
             chosen, chosen_numbers = self._chosen(article, before, excluded)
             chosen = chosen[: settings.per_item]
-            found = self._found(
-                query, moment, settings, chosen_numbers, excluded | {i.url for i in chosen},
-                settings.per_item - len(chosen),
-            )  # fmt: skip
-        items = chosen + found
+            taken = _Taken(
+                urls=excluded | {canonical_url(i.url) for i in chosen},
+                rows=[self.index.row_of(n) for n in chosen_numbers],
+            )
+            items = chosen + self._found(
+                query, moment, settings, taken, settings.per_item - len(chosen)
+            )
+            if settings.fill == "section":
+                items += self._newest_in_section(
+                    query, moment, settings, taken, settings.per_item - len(items)
+                )
         return items if len(items) >= min_items else []
 
     def _query(self, article: Article) -> _Query:
@@ -324,35 +341,65 @@ class RelatedEngine:
         return items, numbers
 
     def _found(
-        self,
-        query: _Query,
-        before: datetime,
-        settings: Related,
-        chosen_numbers: list[int],
-        chosen_urls: set[str],
-        wanted: int,
+        self, query: _Query, before: datetime, settings: Related, taken: _Taken, wanted: int
     ) -> list[RelatedItem]:
         if wanted <= 0:
             return []
-        candidates = self._candidates(query, before, settings)
-        kept: list[tuple[int, Ints, Floats]] = [(n, *self.index.row_of(n)) for n in chosen_numbers]
-        taken_urls = {canonical_url(u) for u in chosen_urls}
         items: list[RelatedItem] = []
-        for score, cosine, number in candidates:
-            if len(items) == wanted:
-                break
-            doc = self.index.docs[number]
-            if score < settings.min_score:
+        for score, cosine, number in self._candidates(query, before, settings):
+            if len(items) == wanted or score < settings.min_score:
                 break  # candidates are sorted by score
-            if cosine >= NEAR_COPY or doc.canonical_url in taken_urls:
+            doc = self.index.docs[number]
+            if cosine >= NEAR_COPY or doc.canonical_url in taken.urls:
                 continue
             indices, weights = self.index.row_of(number)
-            if any(_cosine(indices, weights, i, w) >= NEAR_COPY for _, i, w in kept):
-                continue
-            kept.append((number, indices, weights))
-            taken_urls.add(doc.canonical_url)
-            items.append(self._item(query, doc, score, indices, weights))
+            if taken.admits(doc, indices, weights):
+                taken.take(doc, indices, weights)
+                items.append(self._item(query, doc, score, indices, weights))
         return items
+
+    def _newest_in_section(
+        self, query: _Query, before: datetime, settings: Related, taken: _Taken, wanted: int
+    ) -> list[RelatedItem]:
+        """The newest articles of the query's section within the window (not near-copies
+        of it or of the items kept), for a block the engine found too few items for."""
+        section = query.article.section.casefold()
+        if wanted <= 0 or not section:
+            return []
+        low, high = _micros(before - settings.window), _micros(before)
+        numbers, times = [], []
+        for segment in self.index.segments(before - settings.window, before):
+            inside = (segment.times >= low) & (segment.times < high)
+            numbers.append(segment.docs[inside])
+            times.append(segment.times[inside])
+        if not numbers:
+            return []
+        newest_first = np.argsort(-np.concatenate(times), kind="stable")
+        items: list[RelatedItem] = []
+        for number in np.concatenate(numbers)[newest_first].tolist():
+            doc = self.index.docs[number]
+            if doc.section != section or not self._candidate(query, number, doc):
+                continue
+            indices, weights = self.index.row_of(number)
+            if _cosine(query.row.indices, query.weights, indices, weights) >= NEAR_COPY:
+                continue
+            if not taken.admits(doc, indices, weights):
+                continue
+            taken.take(doc, indices, weights)
+            reasons = (f"section:{section}", "newest")
+            items.append(self._item(query, doc, 0.0, indices, weights, reasons))
+            if len(items) == wanted:
+                break
+        return items
+
+    def _candidate(self, query: _Query, number: int, doc: Doc) -> bool:
+        """Whether an indexed doc may relate to the query at all."""
+        return (
+            number not in self.index.dead
+            and doc.language == query.language
+            and doc.id != query.article.id
+            and doc.canonical_url != query.canonical_url
+        )
 
     def _candidates(
         self, query: _Query, before: datetime, settings: Related
@@ -377,14 +424,16 @@ class RelatedEngine:
         tags = frozenset(t.casefold() for t in article.tags)
         section = article.section.casefold()
         half_life = settings.half_life.total_seconds()
+        topic_similarity = self._topic_similarities(query, all_cosines, all_numbers)
         scored = []
         for cosine, number in zip(all_cosines.tolist(), all_numbers.tolist(), strict=True):
             doc = self.index.docs[number]
-            if number in self.index.dead or doc.language != query.language:
+            if not self._candidate(query, number, doc):
                 continue
-            if doc.id == article.id or doc.canonical_url == query.canonical_url:
-                continue
-            relevance = TEXT_SHARE * min(cosine, 1.0) + TAG_SHARE * _overlap(tags, doc.tags)
+            text = min(cosine, 1.0)
+            if number in topic_similarity:
+                text = (1 - TOPIC_SHARE) * text + TOPIC_SHARE * topic_similarity[number]
+            relevance = TEXT_SHARE * text + TAG_SHARE * _overlap(tags, doc.tags)
             if section and doc.section == section:
                 relevance += SECTION_SHARE
             age = max((before - doc.published).total_seconds(), 0.0)
@@ -393,8 +442,45 @@ class RelatedEngine:
         scored.sort(key=lambda entry: (-entry[0], self.index.docs[entry[2]].id))
         return scored
 
+    def _topic_similarities(
+        self, query: _Query, cosines: np.ndarray, numbers: np.ndarray
+    ) -> dict[int, float]:
+        """Topic similarity of the query to its `RERANK` best cosines; none for a short
+        text, whose few words give no reliable topic (SIB-200's sentences lose with it)."""
+        if int((query.row.indices < WORD_FEATURES).sum()) < TOPIC_WORDS:
+            return {}
+        topics = self._current_topics()
+        if topics is None:
+            return {}
+        indptr = np.array([0, len(query.row.indices)], dtype=np.int64)
+        wanted = topics.vectors(indptr, query.row.indices, query.weights)[0]
+        if not wanted.any():
+            return {}
+        best = numbers[np.argsort(-cosines, kind="stable")[:RERANK]].tolist()
+        similarities = topics.vectors(*self.index.weighted_rows(best)) @ wanted
+        return dict(zip(best, np.maximum(similarities, 0).tolist(), strict=True))
+
+    def _current_topics(self) -> Topics | None:
+        """The topics, fitted again on the newest `SAMPLE` rows once the index has moved
+        by `REFIT_DRIFT` since the last fit."""
+        size = len(self.index)
+        if self._topics_at < 0 or abs(size - self._topics_at) >= REFIT_DRIFT * max(
+            self._topics_at, 1
+        ):
+            live = (n for n in range(len(self.index.docs) - 1, -1, -1) if n not in self.index.dead)
+            newest = list(itertools.islice(live, SAMPLE))
+            self._topics = Topics.fit(*self.index.weighted_rows(newest), size)
+            self._topics_at = size
+        return self._topics
+
     def _item(
-        self, query: _Query, doc: Doc, score: float, indices: Ints, weights: Floats
+        self,
+        query: _Query,
+        doc: Doc,
+        score: float,
+        indices: Ints,
+        weights: Floats,
+        reasons: tuple[str, ...] | None = None,
     ) -> RelatedItem:
         return RelatedItem(
             title=doc.title,
@@ -403,7 +489,7 @@ class RelatedEngine:
             published=doc.published,
             article_id=doc.id,
             score=round(score, 4),
-            reasons=self._reasons(query, doc, indices, weights),
+            reasons=reasons or self._reasons(query, doc, indices, weights),
             chosen_by_publisher=False,
         )
 
@@ -420,6 +506,24 @@ class RelatedEngine:
         best = shared[is_word][np.argsort(-contribution, kind="stable")[:REASON_TERMS]]
         reasons += [f"term:{query.words[int(f)]}" for f in best if int(f) in query.words]
         return tuple(reasons)
+
+
+@dataclass
+class _Taken:
+    """What a block holds so far: canonical URLs not to show again, and the weighted rows
+    of its items, which no further item may be a near-copy of."""
+
+    urls: set[str]
+    rows: list[tuple[Ints, Floats]]
+
+    def admits(self, doc: Doc, indices: Ints, weights: Floats) -> bool:
+        if doc.canonical_url in self.urls:
+            return False
+        return all(_cosine(indices, weights, i, w) < NEAR_COPY for i, w in self.rows)
+
+    def take(self, doc: Doc, indices: Ints, weights: Floats) -> None:
+        self.urls.add(doc.canonical_url)
+        self.rows.append((indices, weights))
 
 
 def _batched(items: Iterable[Article], size: int) -> Iterator[list[Article]]:

@@ -421,6 +421,17 @@ class RelatedIndex:
         indptr = np.array([0, len(row.indices)], dtype=np.int64)
         return row.indices, weigh(indptr, row.indices, row.counts, idf_values)
 
+    def weighted_rows(self, numbers: Sequence[int]) -> tuple[I64, Ints, Floats]:
+        """The rows of doc numbers (indptr, feature ids, weights), weighed in one pass with
+        the current IDF: cheaper than `row_of` each, close to it where a run's IDF is older."""
+        rows = [self._row(number) for number in numbers]
+        indptr = np.concatenate(([0], np.cumsum([len(r.indices) for r in rows]))).astype(np.int64)
+        if not rows:
+            return indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        indices = np.concatenate([r.indices for r in rows])
+        counts = np.concatenate([r.counts for r in rows])
+        return indptr, indices, weigh(indptr, indices, counts, self.current_idf())
+
     def _row(self, number: int) -> Row:
         if number >= self.first_pending:
             return self._pending().row(number - self.first_pending)

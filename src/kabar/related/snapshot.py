@@ -31,7 +31,7 @@ from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when what `save` writes changes
+FORMAT = 2  # bump when what `save` writes changes
 SUFFIX = ".related.npz"
 _FIELDS = ("id", "url", "canonical_url", "title", "summary", "section", "language", "content_hash")
 

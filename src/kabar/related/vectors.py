@@ -4,6 +4,12 @@ Words and character grams are hashed into two blocks of one feature space, so ad
 article never changes another article's feature ids. Each block is weighted
 (1 + ln tf) · idf and scaled to unit length; the word block then counts `WORD_SHARE` as
 much as the gram block (SIB-200: 0.7 best in English, equal to 1.0 in Indonesian).
+
+Grams help short texts, whose few words may differ only by affixes, and drown long ones
+in shared spelling: on IndoSum's real articles, equal shares give same-category P@3
+0.742 and words alone 0.854. So the gram block's share falls with the square of the
+row's word count past `SHORT_TEXT_WORDS`: a one-sentence text keeps it whole, a
+128-word article keeps 4% of it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ WORD_FEATURES = 1 << 20
 GRAM_FEATURES = 1 << 18
 N_FEATURES = WORD_FEATURES + GRAM_FEATURES
 WORD_SHARE = 0.7
-KEEP_WORDS = 64
+SHORT_TEXT_WORDS = 24  # distinct words up to which a row's grams keep their full share
+KEEP_WORDS = 128
 KEEP_GRAMS = 256
 _GATHER_ROWS = 8192  # rows gathered at a time when reordering
 
@@ -130,8 +137,9 @@ def idf(df: NDArray[np.int32], documents: int) -> Floats:
 
 def weigh(indptr: I64, indices: Ints, counts: Floats, idf_values: Floats) -> Floats:
     """Unit-length rows from term counts: per block (1 + ln tf)·idf, words scaled by
-    WORD_SHARE. `indptr` delimits the rows in the flat `indices`/`counts` arrays; each
-    row's words come before its grams (lower feature ids)."""
+    WORD_SHARE and grams by their share for the row's word count. `indptr` delimits the
+    rows in the flat `indices`/`counts` arrays; each row's words come before its grams
+    (lower feature ids)."""
     raw = (1 + np.log(np.maximum(counts, 1))) * idf_values[indices]
     words_before = np.concatenate(([0], np.cumsum(indices < WORD_FEATURES, dtype=np.int64)))
     words = words_before[indptr[1:]] - words_before[indptr[:-1]]
@@ -140,7 +148,8 @@ def weigh(indptr: I64, indices: Ints, counts: Floats, idf_values: Floats) -> Flo
     word_norm = np.sqrt(np.maximum(squares[word_end] - squares[indptr[:-1]], 0))
     gram_norm = np.sqrt(np.maximum(squares[indptr[1:]] - squares[word_end], 0))
     share_w = np.where(word_norm > 0, WORD_SHARE, 0.0)
-    share_g = np.where(gram_norm > 0, 1.0, 0.0)
+    gram_share = np.minimum(1.0, (SHORT_TEXT_WORDS / np.maximum(words, 1)) ** 2)
+    share_g = np.where(gram_norm > 0, gram_share, 0.0)
     total = np.sqrt(share_w**2 + share_g**2)
     total[total == 0] = 1
     scales = np.stack(
@@ -159,8 +168,9 @@ def prune(rows: Rows, idf_values: Floats) -> Rows:
     """Keep each row's `KEEP_WORDS` heaviest words and `KEEP_GRAMS` heaviest grams.
 
     Scoring cost follows the stored terms of the window's rows; the light tail changes
-    little (more-like-this queries use ~25 terms). Queries are pruned the same way, so an
-    exact copy still has cosine 1. Ties keep the lower feature id.
+    little (IndoSum P@3 with words alone: 64 kept 0.853, 128 kept 0.881, 256 kept 0.886).
+    Queries are pruned the same way, so an exact copy still has cosine 1. Ties keep the
+    lower feature id.
     """
     indptr = rows.indptr
     count = len(indptr) - 1

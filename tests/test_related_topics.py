@@ -1,0 +1,32 @@
+"""Latent topics: articles on one subject match even where they share few words."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kabar.related.topics import DIMENSIONS, Topics
+
+
+def _rows(word_sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    indptr = np.concatenate(([0], np.cumsum([len(s) for s in word_sets]))).astype(np.int64)
+    indices = np.concatenate([sorted(s) for s in word_sets]).astype(np.int32)
+    return indptr, indices, np.ones(len(indices), dtype=np.float32)
+
+
+def test_topics_join_rows_whose_words_co_occur_and_part_the_others() -> None:
+    rng = np.random.default_rng(7)
+    sport, economy = np.arange(0, 1000), np.arange(1000, 2000)
+    sample = [rng.choice(words, 40, replace=False).tolist() for words in (sport, economy)
+              for _ in range(300)]  # fmt: skip
+    topics = Topics.fit(*_rows(sample), documents=len(sample))
+    assert topics is not None and topics.components.shape[1] == DIMENSIONS
+    # No word in common; two of the same subject, one of the other.
+    first, second, other = topics.vectors(*_rows([list(range(0, 20)), list(range(500, 520)),
+                                                  list(range(1000, 1020))]))  # fmt: skip
+    assert float(first @ second) > 0.2 > 0.05 > abs(float(first @ other))
+    # A row none of whose words has a topic gets none.
+    assert not topics.vectors(*_rows([[5000, 5001]])).any()
+
+
+def test_too_few_rows_fit_no_topics() -> None:
+    assert Topics.fit(*_rows([[1, 2, 3]] * DIMENSIONS), documents=DIMENSIONS) is None
