@@ -56,16 +56,16 @@ def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
     sys.exit(status)
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time from the command line; without an offset it is taken as UTC."""
+def parse_time(value: str | None, option: str = "--as-of") -> datetime | None:
+    """An ISO 8601 time from the command line; without an offset it is taken as UTC.
+
+    A value that isn't one stops the command (exit 2) with the option's name."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time (2026-11-27T07:00+07:00)"
-        ) from None
+        fail(f"{option}: cannot read {value!r} as an ISO 8601 time (like 2026-11-27T07:00+07:00)")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

@@ -52,7 +52,7 @@ def preview(
             app.config.digest(digest_id),
             folder=out or app.config.resolve(f"var/preview/{digest_id}"),
             issue_time=parse_time(as_of) or datetime.now(UTC),
-            since=parse_time(since),
+            since=parse_time(since, "--since"),
             email=email,
         )
     except (BadRecipientError, DkimKeyError, RenderError) as exc:
@@ -129,7 +129,7 @@ def related(
     if missing:
         fail(f"no stored article with id(s): {', '.join(missing)}")
     engine = RelatedEngine.open(app.config, app.store)
-    moment = parse_time(before)
+    moment = parse_time(before, "--before")
     for article in app.store.articles() if every else found:
         items = engine.related(article, before=moment, settings=settings)
         if as_json:

@@ -1,21 +1,28 @@
 """Readers turn input files into articles: one reader per format, one interface.
 
 `read_file` picks the reader from the file name and its first bytes, and raises
-`ReadError` with a reason a person can act on when the file can't be used.
+`ReadError` with a reason a person can act on when the file can't be used. A bad record
+in a file of many is rejected through `ReadContext.reject` and the rest are still read.
+Every article passes `vet`, the one policy for links and one-line fields.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Protocol
 
+from kabar.links import balanced_bidi, safe_url
 from kabar.model import Article
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_TITLE = 300  # characters; a longer title is cut at a word, with a warning
+# JSON nesting deeper than this is refused before parsing: the parsers recurse, and no
+# article needs more than a few levels.
+MAX_NESTING = 64
 
 
 class ReadError(Exception):
@@ -32,8 +39,11 @@ class ReadContext:
     timezone: tzinfo
     as_of: datetime
     section: str = ""
-    # Per-record problems in multi-record files (a bad JSON line); the rest still count.
+    # Something changed or ignored in a record that is still kept (a dropped link).
     warn: Callable[[str], None] = field(default=lambda message: None)
+    # A record that is not kept, with where it is in the file: a line number, or a name
+    # like "entry 3" where lines mean nothing (a parsed XML feed).
+    reject: Callable[[int | str, str], None] = field(default=lambda where, reason: None)
 
 
 class Reader(Protocol):
@@ -81,14 +91,76 @@ def read_file(
     raise ReadError("unknown format: expected an article page, JSON, JSON Lines or a feed")
 
 
-def keep_good(articles: list[Article], problems: list[str], context: ReadContext) -> list[Article]:
-    """A multi-record file whose every record is unusable is a failure; otherwise the bad
-    records are reported as warnings and the good ones kept."""
-    if problems and not articles:
-        raise ReadError(problems[0])
-    for problem in problems:
-        context.warn(problem)
-    return articles
+def vet(article: Article, context: ReadContext) -> Article:
+    """The article as every output may show it: its own URL an absolute http(s) one (or
+    the record is rejected), other links dropped unless they are, one-line fields without
+    unbalanced bidirectional controls, and the title at most MAX_TITLE characters."""
+    if not safe_url(article.url):
+        raise ReadError(f"url {article.url[:100]!r} is not an absolute http(s) URL")
+    changes: dict[str, object] = {}
+    title = balanced_bidi(article.title)
+    if len(title) > MAX_TITLE:
+        context.warn(f"title of {article.url!r} cut from {len(title)} to {MAX_TITLE} characters")
+        title = _cut(title, MAX_TITLE)
+    if title != article.title:
+        changes["title"] = title
+    for name in ("authors", "tags"):
+        values = getattr(article, name)
+        cleaned = tuple(value for value in map(balanced_bidi, values) if value)
+        if cleaned != values:
+            changes[name] = cleaned
+    if article.image_url and not safe_url(article.image_url):
+        context.warn(
+            f"dropped image_url {article.image_url[:100]!r} of {article.url!r}: not http(s)"
+        )
+        changes["image_url"] = ""
+    if any(link.url and not safe_url(link.url) for link in article.related):
+        related = []
+        for link in article.related:
+            if link.url and not safe_url(link.url):
+                context.warn(
+                    f"dropped related url {link.url[:100]!r} of {article.url!r}: not http(s)"
+                )
+                link = replace(link, url="")
+            related.append(link)
+        changes["related"] = tuple(related)
+    return article.with_changes(**changes) if changes else article
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, ending at a word with an ellipsis."""
+    head = text[: limit - 1]
+    if " " in head[limit // 2 :]:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip() + "…"
+
+
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def check_nesting(text: str, limit: int = MAX_NESTING) -> None:
+    """Raise ReadError when JSON `text` nests deeper than `limit`, without parsing it.
+
+    Each round removes every innermost bracket pair (in C, one regex pass), so the number
+    of rounds is the depth, and a flat file takes one.
+    """
+    skeleton = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    for _ in range(limit):
+        shorter = _PAIR.sub("", skeleton)
+        if shorter == skeleton:
+            break
+        skeleton = shorter
+    if _PAIR.search(skeleton):
+        raise ReadError(f"JSON nested deeper than {limit} levels")
+    # Unbalanced brackets are left as "]]}[[{": a run of openers still makes the parser
+    # recurse before it reaches the error.
+    if any(len(run) > limit for run in _OPENING_RUN.findall(skeleton)):
+        raise ReadError(f"JSON nested deeper than {limit} levels")
+
+
+_PAIR = re.compile(r"[\[{][\]}]")
+_OPENING_RUN = re.compile(r"[\[{]+")
 
 
 _SLUG_DROP = re.compile(r"[^\w\s-]", re.UNICODE)
