@@ -98,7 +98,7 @@ def vet(article: Article, context: ReadContext) -> Article:
     if not safe_url(article.url):
         raise ReadError(f"url {article.url[:100]!r} is not an absolute http(s) URL")
     changes: dict[str, object] = {}
-    title = balanced_bidi(article.title)
+    title = _one_line(article.title)
     if len(title) > MAX_TITLE:
         context.warn(f"title of {article.url!r} cut from {len(title)} to {MAX_TITLE} characters")
         title = _cut(title, MAX_TITLE)
@@ -106,7 +106,7 @@ def vet(article: Article, context: ReadContext) -> Article:
         changes["title"] = title
     for name in ("authors", "tags"):
         values = getattr(article, name)
-        cleaned = tuple(value for value in map(balanced_bidi, values) if value)
+        cleaned = tuple(dict.fromkeys(value for value in map(_one_line, values) if value))
         if cleaned != values:
             changes[name] = cleaned
     if article.image_url and not safe_url(article.image_url):
@@ -127,6 +127,10 @@ def vet(article: Article, context: ReadContext) -> Article:
     return article.with_changes(**changes) if changes else article
 
 
+def _one_line(text: str) -> str:
+    return balanced_bidi(text).strip()
+
+
 def _cut(text: str, limit: int) -> str:
     """At most `limit` characters, ending at a word with an ellipsis."""
     head = text[: limit - 1]
@@ -135,32 +139,31 @@ def _cut(text: str, limit: int) -> str:
     return head.rstrip() + "…"
 
 
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Curly brackets become square ones (a mismatch is invalid JSON anyway, and the depth is
+# what matters); everything else goes.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
-def check_nesting(text: str, limit: int = MAX_NESTING) -> None:
+def check_nesting(text: str | bytes, limit: int = MAX_NESTING) -> None:
     """Raise ReadError when JSON `text` nests deeper than `limit`, without parsing it.
 
-    Each round removes every innermost bracket pair (in C, one regex pass), so the number
-    of rounds is the depth, and a flat file takes one.
+    UTF-8 never uses ASCII bytes inside a multi-byte character, so the brackets are found
+    in bytes. Each round removes every innermost pair (bytes.replace, in C and without
+    intermediate lists), so the rounds are the depth and memory stays near the input size.
     """
-    skeleton = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    skeleton = _JSON_STRING.sub(b"", data).translate(_SQUARE, _NOT_BRACKETS)
     for _ in range(limit):
-        shorter = _PAIR.sub("", skeleton)
-        if shorter == skeleton:
+        shorter = skeleton.replace(b"[]", b"")
+        if len(shorter) == len(skeleton):
             break
         skeleton = shorter
-    if _PAIR.search(skeleton):
+    # Left: pairs still nested (too deep), or unbalanced brackets as "]]][[[", where a run
+    # of openers still makes the parser recurse before it reaches the error.
+    if b"[]" in skeleton or len(skeleton) - len(skeleton.rstrip(b"[")) > limit:
         raise ReadError(f"JSON nested deeper than {limit} levels")
-    # Unbalanced brackets are left as "]]}[[{": a run of openers still makes the parser
-    # recurse before it reaches the error.
-    if any(len(run) > limit for run in _OPENING_RUN.findall(skeleton)):
-        raise ReadError(f"JSON nested deeper than {limit} levels")
-
-
-_PAIR = re.compile(r"[\[{][\]}]")
-_OPENING_RUN = re.compile(r"[\[{]+")
 
 
 _SLUG_DROP = re.compile(r"[^\w\s-]", re.UNICODE)

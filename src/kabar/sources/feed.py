@@ -53,7 +53,7 @@ def parse_feed(data: bytes, context: ReadContext) -> list[Article]:
     # salvages is a guess. Lesser complaints (a wrong declared encoding) are tolerated.
     if isinstance(problem, SAXParseException) or (parsed.bozo and not parsed.entries):
         raise ReadError(f"not a valid RSS or Atom feed: {problem or 'no entries'}")
-    if not parsed.version:
+    if not parsed.get("version"):
         raise ReadError("not an RSS or Atom feed")
     language = _language(parsed.feed.get("language"), context)
     alt_texts = _media_descriptions(data)
@@ -310,5 +310,7 @@ def _read_body(response: httpx.Response, until: float, deadline: float, max_byte
 
 
 def _too_large(size: int, max_bytes: int, *, so_far: bool = False) -> str:
-    amount = f"over {size / 2**20:.1f} MiB so far" if so_far else f"{size / 2**20:.1f} MiB"
-    return f"body is {amount}, over the {max_bytes / 2**20:.0f} MiB limit"
+    limit = f"the {max_bytes / 2**20:.0f} MiB limit"
+    if so_far:
+        return f"body passed {limit} while downloading; the rest was not read"
+    return f"body is {size / 2**20:.1f} MiB, over {limit}"
