@@ -57,6 +57,17 @@ def test_deep_nesting_fails_its_file_and_the_rest_is_stored(
     )
 
 
+def test_a_quote_left_open_hides_no_deep_line(config: Config, store: Store, tmp_path: Path) -> None:
+    file = tmp_path / "sneaky.jsonl"
+    file.write_text("\n".join([json.dumps(GOOD), '"', DEEP]), encoding="utf-8")
+    report = ingest_path(config, store, file, "seeds", as_of=SEED_AS_OF)
+    assert report.stored.inserted == 1
+    assert report.failures == [
+        f"{file}:2: invalid JSON: Unterminated string starting at",
+        f"{file}:3: JSON nested deeper than 64 levels",
+    ]
+
+
 # --- one URL policy --------------------------------------------------------------------
 
 

@@ -139,22 +139,22 @@ def _cut(text: str, limit: int) -> str:
     return head.rstrip() + "…"
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # Curly brackets become square ones (a mismatch is invalid JSON anyway, and the depth is
-# what matters); everything else goes.
+# what matters); everything but brackets and quotes goes.
 _SQUARE = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_WINDOW = 1 << 16
 
 
 def check_nesting(text: str | bytes, limit: int = MAX_NESTING) -> None:
     """Raise ReadError when JSON `text` nests deeper than `limit`, without parsing it.
 
-    UTF-8 never uses ASCII bytes inside a multi-byte character, so the brackets are found
-    in bytes. Each round removes every innermost pair (bytes.replace, in C and without
-    intermediate lists), so the rounds are the depth and memory stays near the input size.
+    Each round removes every innermost pair (bytes.replace, in C), so the rounds are the
+    depth. Nothing here makes an object per bracket or per string, so memory stays
+    within a few times the input's size whatever the input holds.
     """
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    skeleton = _JSON_STRING.sub(b"", data).translate(_SQUARE, _NOT_BRACKETS)
+    skeleton = _brackets_outside_strings(data)
     for _ in range(limit):
         shorter = skeleton.replace(b"[]", b"")
         if len(shorter) == len(skeleton):
@@ -164,6 +164,25 @@ def check_nesting(text: str | bytes, limit: int = MAX_NESTING) -> None:
     # of openers still makes the parser recurse before it reaches the error.
     if b"[]" in skeleton or len(skeleton) - len(skeleton.rstrip(b"[")) > limit:
         raise ReadError(f"JSON nested deeper than {limit} levels")
+
+
+def _brackets_outside_strings(data: bytes) -> bytes:
+    """The brackets of JSON `data` that are not inside strings, all as `[` and `]`.
+
+    UTF-8 never uses ASCII bytes inside a multi-byte character, so this works on bytes.
+    Escapes go first, so that every quote left opens or closes a string; two quotes with
+    no bracket between them change nothing and go too. What remains is split by quote a
+    window at a time, keeping the pieces outside strings."""
+    plain = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = plain.translate(_SQUARE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' not in marks:
+        return marks
+    kept, inside = [], False
+    for start in range(0, len(marks), _WINDOW):
+        pieces = marks[start : start + _WINDOW].split(b'"')
+        kept.append(b"".join(pieces[1 if inside else 0 :: 2]))
+        inside ^= len(pieces) % 2 == 0  # an odd number of quotes in the window
+    return b"".join(kept)
 
 
 _SLUG_DROP = re.compile(r"[^\w\s-]", re.UNICODE)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import ReadContext, ReadError, check_nesting, vet
+from kabar.sources import MAX_NESTING, ReadContext, ReadError, check_nesting, vet
 from kabar.text import clean, one_line, split_body, summarize
 
 REQUIRED = ("url", "title", "body", "published")
@@ -126,6 +126,8 @@ def _lines(text: str) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, _Invalid(f"invalid JSON: {exc.msg}")
+            except RecursionError:  # a line check_nesting saw as inside a broken string
+                yield number, _Invalid(f"JSON nested deeper than {MAX_NESTING} levels")
         if end < 0:
             return
         start = end + 1
