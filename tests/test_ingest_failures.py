@@ -125,7 +125,10 @@ def test_one_url_is_one_article_whatever_the_source(
     second = jsonl(tmp_path / "b.jsonl", [GOOD | {"title": "Harga cabai turun lagi"}])
     ingest_path(config, store, first, "seeds", as_of=SEED_AS_OF)
     report = ingest_path(config, store, second, "other", as_of=SEED_AS_OF)
-    assert (report.stored.inserted, report.stored.updated) == (0, 1)
+    assert (report.stored.inserted, report.stored.updated, report.stored.duplicates) == (0, 0, 1)
+    assert "0 unchanged, 1 already stored from another source)" in report.describe()
+    again = ingest_path(config, store, second, "seeds", as_of=SEED_AS_OF)
+    assert (again.stored.inserted, again.stored.updated) == (0, 1)
     [article] = store.articles()
     assert (article.source, article.title) == ("seeds", "Harga cabai turun lagi")
 

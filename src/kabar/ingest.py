@@ -59,10 +59,11 @@ class IngestReport:
         if self.not_modified:
             return f"{self.source}: not modified since the last fetch"
         s = self.stored
+        duplicates = f", {s.duplicates} already stored from another source" if s.duplicates else ""
         warned = f", {self.warned} warnings" if self.warned else ""
         return (
             f"{self.source}: {self.files} files, {self.articles} articles "
-            f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged), "
+            f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged{duplicates}), "
             f"{self.failed} failed{warned}"
         )
 
@@ -70,7 +71,8 @@ class IngestReport:
         return {
             "source": self.source, "files": self.files, "articles": self.articles,
             "inserted": self.stored.inserted, "updated": self.stored.updated,
-            "unchanged": self.stored.unchanged, "not_modified": self.not_modified,
+            "unchanged": self.stored.unchanged, "duplicates": self.stored.duplicates,
+            "not_modified": self.not_modified,
             "failed": self.failed, "failures": self.failures,
             "warned": self.warned, "warnings": self.warnings,
         }  # fmt: skip
@@ -242,10 +244,11 @@ def _store(
     more: bool = False,
 ) -> UpsertResult:
     """Upsert, then add the new and changed articles to the related-news index."""
-    articles = store.canonical(articles)  # the ids they are stored under
     result = store.upsert(articles, now=now)
     if result.inserted or result.updated:
-        terms.add(articles, more=more)  # skips articles whose terms are current
+        terms.add(
+            store.canonical(articles), more=more
+        )  # under the ids they are stored by  # skips articles whose terms are current
     return result
 
 

@@ -41,11 +41,13 @@ class UpsertResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    duplicates: int = 0  # left out: another source already holds their URL
 
     def __iadd__(self, other: UpsertResult) -> UpsertResult:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.duplicates += other.duplicates
         return self
 
 
@@ -128,7 +130,9 @@ class Store:
         moment = now or datetime.now(UTC)
         result = UpsertResult()
         with self.engine.begin() as connection:
-            pending = _canonical(connection, list(_dedupe(batch)))
+            unique = list(_dedupe(batch))
+            pending = _canonical(connection, unique)
+            result.duplicates = len(unique) - len(pending)
             for start in range(0, len(pending), _BATCH):
                 result += self._upsert_batch(connection, pending[start : start + _BATCH], moment)
         return result
@@ -174,8 +178,8 @@ class Store:
         return result
 
     def canonical(self, batch: Sequence[Article]) -> list[Article]:
-        """`batch` as `upsert` stores it: an article whose URL is already stored (or comes
-        earlier in the batch) under another id takes that article's id, guid and source."""
+        """`batch` as `upsert` stores it (see `_canonical`): the ids it is stored under, and
+        without the articles whose URL another source holds."""
         with self.engine.connect() as connection:
             return _canonical(connection, list(_dedupe(batch)))
 
@@ -271,21 +275,23 @@ def _dedupe(batch: Iterable[Article]) -> Iterator[Article]:
 
 
 def _canonical(connection: Connection, batch: list[Article]) -> list[Article]:
-    """One article per URL: the first to store a URL owns it, and a later article with the
-    same URL, through any source, is an update of that one."""
+    """One article per URL. The first source to store a URL owns it: the same URL again
+    from that source (under another guid) is an update of that article, and from any
+    other source it is left out, so that no feed can take over another's articles."""
     owners: dict[str, tuple[str, str, str]] = {}  # url_key -> (id, guid, source)
     keys = list({url_key(article.url) for article in batch})
     for start in range(0, len(keys), _BATCH):
         query = select(articles.c.url_key, articles.c.id, articles.c.guid, articles.c.source)
-        for row in connection.execute(
-            query.where(articles.c.url_key.in_(keys[start : start + _BATCH]))
-        ):
+        chunk = keys[start : start + _BATCH]
+        for row in connection.execute(query.where(articles.c.url_key.in_(chunk))):
             owners[row.url_key] = (row.id, row.guid, row.source)
     out = []
     for article in batch:
         owner = owners.setdefault(url_key(article.url), (article.id, article.guid, article.source))
+        if owner[2] != article.source:
+            continue
         if owner[0] != article.id:
-            article = replace(article, id=owner[0], guid=owner[1], source=owner[2])
+            article = replace(article, id=owner[0], guid=owner[1])
         out.append(article)
     return list(_dedupe(out))
 
