@@ -20,6 +20,7 @@ FIGURES = {
     "distributed.py": r"embedded: [\d.]+ s, [\d,]+ msg/s",
     "feeds.py": r"incremental build after 1 new article: \d+ ms",
     "ingest.py": r"throughput: +[\d,]+ articles/s",
+    "ingest_memory.py": r"articles\.jsonl +[\d.]+ MiB +peak +\d+ MiB",
     "related_quality.py": r"with the near-copy cut +blocks shown \d+",
     "related_speed.py": r"related block, \d+ blocks .* p95 [\d.]+ ms",
     "render.py": r"messages/s per core \(CPU time\) +[\d,]+",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,13 +105,14 @@ def test_a_bad_json_line_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
         json.dumps(good), "{broken", json.dumps({"title": "no url"}),
         json.dumps(good | {"url": "https://k.id/2", "published": "kemarin"}),
     ]))  # fmt: skip
-    warnings: list[str] = []
-    articles = read_file(path, CONTEXT.__class__(**{**CONTEXT.__dict__, "warn": warnings.append}))
+    rejected: list[tuple[int | str, str]] = []
+    context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
+    articles = read_file(path, context)
     assert [a.url for a in articles] == ["https://k.id/1"]
-    assert warnings == [
-        "line 2: invalid JSON: Expecting property name enclosed in double quotes",
-        "line 3: missing required field(s): url, body, published",
-        "line 4: published: 'kemarin' is not an ISO 8601 date-time",
+    assert rejected == [
+        (2, "invalid JSON: Expecting property name enclosed in double quotes"),
+        (3, "missing required field(s): url, body, published"),
+        (4, "published: 'kemarin' is not an ISO 8601 date-time"),
     ]
 
 
@@ -123,8 +125,8 @@ def test_a_json_array_and_a_naive_time_in_the_site_zone(tmp_path: Path) -> None:
 
 
 def test_rss_keeps_offsets_sections_media_and_skips_undated_entries(tmp_path: Path) -> None:
-    warnings: list[str] = []
-    context = CONTEXT.__class__(**{**CONTEXT.__dict__, "warn": warnings.append})
+    rejected: list[tuple[int | str, str]] = []
+    context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
     [article] = read_file(write(tmp_path, "wire.xml", RSS), context)
     assert article.title == "Floods & landslides hit <Sumatra>"
     assert article.guid == "wire-1" and article.url == "https://wire.example/a/1"
@@ -137,7 +139,7 @@ def test_rss_keeps_offsets_sections_media_and_skips_undated_entries(tmp_path: Pa
         "Rescue boats",
     )
     assert article.language == "en"
-    assert warnings == ["entry 2: 'No date' has no publication date"]
+    assert rejected == [("entry 2", "'No date' has no publication date")]
 
 
 def test_atom_content_is_sanitised(tmp_path: Path) -> None:

@@ -136,3 +136,31 @@ def test_large_batches_cross_the_parameter_limit(store: Store) -> None:
     many = [make(f"https://kabar.example.id/b/{n}") for n in range(1200)]
     assert store.upsert(many, now=NOW).inserted == 1200
     assert store.upsert(many, now=NOW).unchanged == 1200
+
+
+def test_the_url_migration_keeps_the_first_copy_of_a_url(database_url: str) -> None:
+    """A store from before one-article-per-URL may hold a URL twice, under two sources."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from kabar.store import MIGRATIONS, _to_row, create_db_engine
+    from kabar.store.tables import articles
+
+    engine = create_db_engine(database_url)
+    alembic_config = AlembicConfig()
+    alembic_config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        alembic_config.attributes["connection"] = connection
+        command.upgrade(alembic_config, "0003")
+    first = make()
+    second = make().with_changes(id=article_id("other", first.guid), source="other", title="2")
+    with engine.begin() as connection:
+        for article, ingested in ((first, NOW), (second, NOW + timedelta(hours=1))):
+            row = _to_row(article, ingested)
+            del row["url_key"]
+            connection.execute(articles.insert().values(**row))
+    engine.dispose()
+    with Store.open(database_url) as store:
+        assert [a.id for a in store.articles()] == [first.id]
+        assert store.upsert([second], now=NOW).duplicates == 1
+        assert [(a.id, a.title) for a in store.articles()] == [(first.id, "Judul")]

@@ -257,6 +257,12 @@ class FeedSource(SourceBase):
 
     kind: Literal["feed"]
     url: str
+    # The whole fetch must end within this (ingest.fetch_deadline when unset).
+    fetch_deadline: Duration | None = None
+
+
+class Ingest(Strict):
+    fetch_deadline: Duration = timedelta(seconds=60)
 
 
 Source = Annotated[PagesSource | JsonSource | FeedSource, Field(discriminator="kind")]
@@ -515,6 +521,7 @@ class Config(Strict):
     site: Site
     storage: Storage = Storage()
     sources: list[Source] = []
+    ingest: Ingest = Ingest()
     feeds: list[Feed] = []
     lists: list[MailingList] = []
     digests: list[Digest] = []

@@ -32,12 +32,13 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from kabar.config import SUPPORTED_LANGUAGES, Config, Digest, Related
+from kabar.links import safe_url
 from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
 from kabar.model import Article, Recipient, RelatedLink, article_id, message_id
 from kabar.render.archive import archive_url
-from kabar.render.email import CardView, IssueView, RelatedView, render_email, safe_url
+from kabar.render.email import CardView, IssueView, RelatedView, render_email
 from kabar.render.locale import Formatter
 from kabar.select import select_articles
 from kabar.store import Store

@@ -1,7 +1,10 @@
 """Ingest: read every file of a source (or fetch its URL) and upsert the articles.
 
-A file that can't be read is reported as `PATH: reason` and skipped; everything else
-is still stored. The report says how many failed so the CLI can set its exit status.
+A file that can't be read is reported as `PATH: reason` and skipped, a rejected record
+as `PATH:LINE: reason`; everything else is still stored. Each counts as failed, so the
+CLI can set its exit status. Only the first SHOWN_PER_FILE problems of a file are kept
+for display, with a count of the rest: a file of a million bad records is one line more,
+not a million. The report is not logged here: the caller prints or logs it, once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FLUSH_EVERY = 1000  # articles per upsert transaction
+SHOWN_PER_FILE = 20  # failures, and warnings, listed for one file; the rest are counted
 
 AnySource = PagesSource | JsonSource | FeedSource
 Progress = Callable[[int, int], None]  # (done, total) files
@@ -37,7 +41,9 @@ class IngestReport:
     source: str
     files: int = 0
     stored: UpsertResult = field(default_factory=UpsertResult)
-    failures: list[str] = field(default_factory=list)
+    failed: int = 0  # files that could not be read, plus records rejected
+    failures: list[str] = field(default_factory=list)  # at most SHOWN_PER_FILE per file
+    warned: int = 0
     warnings: list[str] = field(default_factory=list)
     not_modified: bool = False
 
@@ -45,15 +51,63 @@ class IngestReport:
     def articles(self) -> int:
         return self.stored.inserted + self.stored.updated + self.stored.unchanged
 
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        self.failures.append(message)
+
     def describe(self) -> str:
         if self.not_modified:
             return f"{self.source}: not modified since the last fetch"
         s = self.stored
+        duplicates = f", {s.duplicates} already stored from another source" if s.duplicates else ""
+        warned = f", {self.warned} warnings" if self.warned else ""
         return (
             f"{self.source}: {self.files} files, {self.articles} articles "
-            f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged), "
-            f"{len(self.failures)} failed"
+            f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged{duplicates}), "
+            f"{self.failed} failed{warned}"
         )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source, "files": self.files, "articles": self.articles,
+            "inserted": self.stored.inserted, "updated": self.stored.updated,
+            "unchanged": self.stored.unchanged, "duplicates": self.stored.duplicates,
+            "not_modified": self.not_modified,
+            "failed": self.failed, "failures": self.failures,
+            "warned": self.warned, "warnings": self.warnings,
+        }  # fmt: skip
+
+
+class _FileProblems:
+    """Collects one file's rejected records and warnings into the report, keeping the
+    first SHOWN_PER_FILE of each for display and counting the rest."""
+
+    def __init__(self, report: IngestReport, origin: Path | str) -> None:
+        self.report, self.origin = report, origin
+        self.failures = self.warnings = 0
+
+    def reject(self, where: int | str, reason: str) -> None:
+        self.report.failed += 1
+        self.failures += 1
+        if self.failures <= SHOWN_PER_FILE:
+            place = (
+                f"{self.origin}:{where}" if isinstance(where, int) else f"{self.origin}: {where}"
+            )
+            self.report.failures.append(f"{place}: {reason}")
+
+    def warn(self, message: str) -> None:
+        self.report.warned += 1
+        self.warnings += 1
+        if self.warnings <= SHOWN_PER_FILE:
+            self.report.warnings.append(f"{self.origin}: {message}")
+
+    def close(self) -> None:
+        if self.failures > SHOWN_PER_FILE:
+            hidden = self.failures - SHOWN_PER_FILE
+            self.report.failures.append(f"{self.origin}: {hidden} more rejected records")
+        if self.warnings > SHOWN_PER_FILE:
+            hidden = self.warnings - SHOWN_PER_FILE
+            self.report.warnings.append(f"{self.origin}: {hidden} more warnings")
 
 
 def context_for(
@@ -103,22 +157,12 @@ def ingest_path(
     moment = now or datetime.now(UTC)
     files = list(_files(path))
     if not files:
-        report.failures.append(
-            f"{path}: no such file or folder" if not path.exists() else f"{path}: no files"
-        )
+        report.fail(f"{path}: no such file or folder" if not path.exists() else f"{path}: no files")
     base = context_for(config, source_id, source, as_of or moment)
     pending: list[Article] = []
     with _RelatedTerms(config, store) as terms:
         for done, file in enumerate(files, 1):
-            file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
-            context = replace(base, as_of=file_as_of, warn=_prefixed(report.warnings, file))
-            try:
-                pending.extend(read_file(file, context))
-                report.files += 1
-            except ReadError as exc:
-                report.failures.append(f"{file}: {exc}")
-            except OSError as exc:
-                report.failures.append(f"{file}: cannot read: {exc.strerror or exc}")
+            pending.extend(_read_one(file, base, as_of, report))
             if len(pending) >= _FLUSH_EVERY:
                 report.stored += _store(store, pending, moment, terms, more=done < len(files))
                 pending = []  # the batch may still be on its way to the terms worker
@@ -126,8 +170,30 @@ def ingest_path(
                 progress(done, len(files))
         if pending:
             report.stored += _store(store, pending, moment, terms)
-    _log(report)
     return report
+
+
+def _read_one(
+    file: Path, base: ReadContext, as_of: datetime | None, report: IngestReport
+) -> list[Article]:
+    """The file's articles; whatever goes wrong is this file's failure, never the run's."""
+    problems = _FileProblems(report, file)
+    try:
+        file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
+        context = replace(base, as_of=file_as_of, warn=problems.warn, reject=problems.reject)
+        articles = read_file(file, context)
+        report.files += 1
+        return articles
+    except ReadError as exc:
+        report.fail(f"{file}: {exc}")
+    except OSError as exc:
+        report.fail(f"{file}: cannot read: {exc.strerror or exc}")
+    except (RecursionError, MemoryError, ValueError, LookupError, TypeError) as exc:
+        log.exception("reading %s", file)  # a reader's bug: the traceback goes to the log
+        report.fail(f"{file}: cannot read: {type(exc).__name__}: {exc}")
+    finally:
+        problems.close()
+    return []
 
 
 def ingest_url(
@@ -140,14 +206,19 @@ def ingest_url(
 ) -> IngestReport:
     report = IngestReport(source.id)
     moment = now or datetime.now(UTC)
+    deadline = source.fetch_deadline or config.ingest.fetch_deadline
+    problems = _FileProblems(report, source.url)
     try:
-        fetched = fetch(source.url, store.source_state(source.id))
+        fetched = fetch(
+            source.url, store.source_state(source.id), deadline=deadline.total_seconds()
+        )
         if fetched.data is None:
             report.not_modified = True
         else:
             context = replace(
                 context_for(config, source.id, source, as_of or moment),
-                warn=_prefixed(report.warnings, source.url),
+                warn=problems.warn,
+                reject=problems.reject,
             )
             articles = parse_feed(fetched.data, context)
             report.files = 1
@@ -155,13 +226,13 @@ def ingest_url(
                 report.stored += _store(store, articles, moment, terms)
         store.save_source_state(source.id, fetched.state, now=moment)
     except ReadError as exc:
-        report.failures.append(f"{source.url}: {exc}")
-    _log(report)
+        report.fail(f"{source.url}: {exc}")
+    except (RecursionError, MemoryError, ValueError, LookupError, TypeError) as exc:
+        log.exception("reading %s", source.url)
+        report.fail(f"{source.url}: cannot read: {type(exc).__name__}: {exc}")
+    finally:
+        problems.close()
     return report
-
-
-def _prefixed(sink: list[str], origin: Path | str) -> Callable[[str], None]:
-    return lambda message: sink.append(f"{origin}: {message}")
 
 
 def _store(
@@ -175,7 +246,9 @@ def _store(
     """Upsert, then add the new and changed articles to the related-news index."""
     result = store.upsert(articles, now=now)
     if result.inserted or result.updated:
-        terms.add(articles, more=more)  # skips articles whose terms are current
+        terms.add(
+            store.canonical(articles), more=more
+        )  # under the ids they are stored by  # skips articles whose terms are current
     return result
 
 
@@ -220,12 +293,3 @@ def _files(path: Path) -> Iterator[Path]:
             relative = child.relative_to(path)
             if child.is_file() and not any(part.startswith(".") for part in relative.parts):
                 yield child
-
-
-def _log(report: IngestReport) -> None:
-    # The caller reports the summary once: the CLI prints it, `kabar run` logs it.
-    log.debug("ingest %s", report.describe())
-    for warning in report.warnings:
-        log.warning("%s", warning)
-    for failure in report.failures:
-        log.error("skipped %s", failure)

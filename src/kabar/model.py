@@ -98,6 +98,11 @@ def article_id(source: str, guid: str) -> str:
     return hashlib.sha256(f"{source}\x1f{guid}".encode()).hexdigest()[:16]
 
 
+def url_key(url: str) -> str:
+    """What the store keeps unique per article: one canonical URL, one article."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
 def offset_minutes(moment: datetime) -> int:
     offset = moment.utcoffset()
     assert offset is not None

@@ -94,19 +94,6 @@ def known_digest(app: App, digest_id: str, option: str = "DIGEST") -> str:
     return digest_id
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time from the command line; without an offset it is taken as UTC."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time (2026-11-27T07:00+07:00)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @contextmanager
 def file_progress(label: str) -> Iterator[Any]:
     """A rich progress bar on a terminal; nothing otherwise (logs say what happened)."""

@@ -19,10 +19,10 @@ from kabar.cli.app import (
     echo_table,
     fail,
     file_progress,
-    parse_time,
     pass_app,
 )
 from kabar.cli.delivery import publish_digests
+from kabar.config import FeedSource
 
 
 @click.command()
@@ -30,47 +30,69 @@ from kabar.cli.delivery import publish_digests
 @click.option(
     "--path",
     type=click.Path(exists=True, path_type=Path),
-    help="Ingest this file or folder instead of the configured paths (format detected per file).",
+    help="Ingest this file or folder (format detected per file) into one configured source: "
+    "SOURCE_ID, or the source whose folder holds the path.",
 )
 @click.option(
     "--as-of",
+    type=ISO_TIME,
     help="Resolve relative times ('4 jam lalu') against this ISO 8601 time "
     "instead of each file's modification time.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON report per source.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as one JSON object, on stdout."
+)
 @pass_app
 def ingest(
-    app: App, source_ids: tuple[str, ...], path: Path | None, as_of: str | None, as_json: bool
+    app: App, source_ids: tuple[str, ...], path: Path | None, as_of: datetime | None, as_json: bool
 ) -> None:
     """Read articles from sources into the store.
 
     With no SOURCE_ID, every configured source is ingested. A file that can't be read is
-    reported as PATH: reason and skipped; the exit status is 1 if any file failed.
+    reported as PATH: reason, a rejected record as PATH:LINE: reason (the first 20 of a
+    file, then a count). The exit status is 1 if any file or record failed.
     """
     from kabar.ingest import ingest_path
 
-    moment = parse_time(as_of)
     if path is not None:
         if len(source_ids) > 1:
             raise click.UsageError(
                 "--path takes at most one SOURCE_ID (the source to file them under)"
             )
+        source_id = _source_for_path(app, path, source_ids[0] if source_ids else None)
         with file_progress(f"ingest {path}") as progress:
             reports = [
-                ingest_path(
-                    app.config,
-                    app.store,
-                    path,
-                    source_ids[0] if source_ids else "local",
-                    as_of=moment,
-                    progress=progress,
-                )
+                ingest_path(app.config, app.store, path, source_id, as_of=as_of, progress=progress)
             ]
     else:
-        reports = _ingest_sources(app, source_ids, moment)
+        reports = _ingest_sources(app, source_ids, as_of)
     _print_reports(reports, as_json)
-    if any(report.failures for report in reports):
+    if any(report.failed for report in reports):
         sys.exit(EXIT_PARTIAL)
+
+
+def _source_for_path(app: App, path: Path, source_id: str | None) -> str:
+    """The configured source that `path` goes into: the one named, or else the one whose
+    folder holds it. Articles are never filed under a source the config doesn't know,
+    where no feed or digest would find them."""
+    known = {source.id: source for source in app.config.sources}
+    listed = ", ".join(known) or "none"
+    if source_id is not None:
+        if source_id not in known:
+            fail(f"unknown source id {source_id!r} (configured: {listed})")
+        return source_id
+    target = path.resolve()
+    for source in known.values():
+        location = source.url if isinstance(source, FeedSource) else source.path
+        if "://" in location:
+            continue
+        folder = app.config.resolve(location).resolve()
+        if target == folder or folder in target.parents:
+            return source.id
+    fail(
+        f"{path} is not in a configured source's folder: name the source to add it to, "
+        f"as `kabar ingest --path {path} SOURCE_ID` (configured: {listed})"
+    )
 
 
 def _ingest_sources(app: App, source_ids: tuple[str, ...], as_of: datetime | None) -> list[Any]:
@@ -94,18 +116,22 @@ def _ingest_sources(app: App, source_ids: tuple[str, ...], as_of: datetime | Non
 
 
 def _print_reports(reports: list[Any], as_json: bool) -> None:
+    """Each source's summary, once: as JSON on stdout, or as text with the problems on
+    stderr."""
+    if as_json:
+        echo_json({
+            "sources": [report.to_dict() for report in reports],
+            "articles": sum(report.articles for report in reports),
+            "failed": sum(report.failed for report in reports),
+            "warned": sum(report.warned for report in reports),
+        })  # fmt: skip
+        return
     for report in reports:
-        if as_json:
-            echo_json({
-                "source": report.source, "files": report.files,
-                "inserted": report.stored.inserted, "updated": report.stored.updated,
-                "unchanged": report.stored.unchanged, "not_modified": report.not_modified,
-                "failures": report.failures, "warnings": report.warnings,
-            })  # fmt: skip
-        else:
-            for failure in report.failures:
-                click.echo(failure, err=True)
-            click.echo(report.describe())
+        for failure in report.failures:
+            click.echo(failure, err=True)
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(report.describe())
 
 
 @click.command()
@@ -113,10 +139,15 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
     "--json", "as_json", is_flag=True, help="One JSON object per line, every stored field."
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N articles.")
-@click.option("--source", "source_id", help="Only articles from this source.")
+@click.option("--source", "source_id", help="Only articles from this configured source.")
 @pass_app
 def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) -> None:
     """List stored articles, newest first."""
+    known = [source.id for source in app.config.sources]
+    if source_id is not None and source_id not in known:
+        fail(
+            f"--source: unknown source id {source_id!r} (configured: {', '.join(known) or 'none'})"
+        )
     found = app.store.articles(sources=[source_id] if source_id else None, limit=limit)
     if as_json:
         for article in found:
@@ -147,7 +178,7 @@ def publish(app: App, as_of: datetime | None) -> None:
     feeds_report = _build_feeds(app, (), dry_run=False, force=False, ping=True)
     click.echo(feeds_report.describe())
     issues_ok = publish_digests(app)
-    if any(report.failures for report in reports) or not issues_ok:
+    if any(report.failed for report in reports) or not issues_ok:
         sys.exit(EXIT_PARTIAL)
 
 

@@ -175,8 +175,8 @@ class _Jobs:
         report = await asyncio.to_thread(
             ingest_source, self.config, self.store, self.config.source(source_id)
         )
-        for failure in report.failures:
-            log.warning("%s", failure)
+        for problem in (*report.failures, *report.warnings):
+            log.warning("%s", problem)
         log.info("%s", report.describe())
         return bool(report.stored.inserted or report.stored.updated)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -40,13 +39,6 @@ HTML_BUDGET = 100_000
 PERSONAL_ALLOWANCE = 1_000
 # Unquoted: Jinja would escape the quotes, and MRML then misses configured fonts.
 DEFAULT_FONTS = "Helvetica Neue, Helvetica, Arial, sans-serif"
-_SAFE_URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
-
-
-def safe_url(url: str) -> str:
-    """http(s) URLs only: a `javascript:` or relative link from a feed becomes no link."""
-    return url if _SAFE_URL.match(url or "") else ""
-
 
 # --- what a template sees ----------------------------------------------------------------
 

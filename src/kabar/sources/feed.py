@@ -8,6 +8,7 @@ and Last-Modified of the last answer are sent back, and a 304 means nothing to d
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ import httpx
 
 from kabar import __version__
 from kabar.model import Article, article_id
-from kabar.sources import ReadContext, ReadError, keep_good
+from kabar.sources import MAX_FILE_BYTES, ReadContext, ReadError, check_nesting, vet
 from kabar.store import SourceState
 from kabar.text import html_to_text, one_line, split_body, summarize
 
@@ -52,18 +53,18 @@ def parse_feed(data: bytes, context: ReadContext) -> list[Article]:
     # salvages is a guess. Lesser complaints (a wrong declared encoding) are tolerated.
     if isinstance(problem, SAXParseException) or (parsed.bozo and not parsed.entries):
         raise ReadError(f"not a valid RSS or Atom feed: {problem or 'no entries'}")
-    if not parsed.version:
+    if not parsed.get("version"):
         raise ReadError("not an RSS or Atom feed")
     language = _language(parsed.feed.get("language"), context)
     alt_texts = _media_descriptions(data)
-    articles, problems = [], []
+    articles = []
     for index, entry in enumerate(parsed.entries):
         alt = alt_texts[index] if len(alt_texts) == len(parsed.entries) else ""
         try:
             articles.append(_entry_article(entry, language, alt, context))
         except ReadError as exc:
-            problems.append(f"entry {index + 1}: {exc}")
-    return keep_good(articles, problems, context)
+            context.reject(f"entry {index + 1}", str(exc))
+    return articles
 
 
 def _entry_article(entry: Any, language: str, image_alt: str, context: ReadContext) -> Article:
@@ -83,7 +84,7 @@ def _entry_article(entry: Any, language: str, image_alt: str, context: ReadConte
     summary = one_line(html_to_text(summary_html)) if summary_html else summarize(body_text)
     section, tags = _categories(entry.get("tags") or [])
     image_url = _image(entry)
-    return Article(
+    article = Article(
         id=article_id(context.source, guid),
         guid=guid,
         source=context.source,
@@ -105,6 +106,7 @@ def _entry_article(entry: Any, language: str, image_alt: str, context: ReadConte
         image_alt=image_alt,
         language=_language(entry.get("language"), context, default=language),
     )
+    return vet(article, context)
 
 
 def _entry_time(entry: Any, name: str) -> datetime | None:
@@ -185,19 +187,27 @@ def _language(value: Any, context: ReadContext, default: str | None = None) -> s
 
 def _parse_json_feed(data: bytes, context: ReadContext) -> list[Article]:
     try:
-        document = json.loads(data)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"not UTF-8 text (byte {exc.start})") from None
+    check_nesting(text)
+    try:
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReadError(f"invalid JSON Feed at line {exc.lineno}: {exc.msg}") from None
     if not isinstance(document, dict) or "jsonfeed.org/version" not in str(document.get("version")):
         raise ReadError("not a JSON Feed: no jsonfeed.org version")
     language = _language(document.get("language"), context)
-    articles, problems = [], []
-    for index, item in enumerate(document.get("items") or []):
+    items = document.get("items") or []
+    if not isinstance(items, list):
+        raise ReadError("a JSON Feed's items must be a list")
+    articles = []
+    for index, item in enumerate(items):
         try:
             articles.append(_json_item(item, language, context))
         except (ReadError, ValueError, TypeError, AttributeError) as exc:
-            problems.append(f"item {index + 1}: {exc}")
-    return keep_good(articles, problems, context)
+            context.reject(f"item {index + 1}", str(exc))
+    return articles
 
 
 def _json_item(item: dict[str, Any], language: str, context: ReadContext) -> Article:
@@ -215,7 +225,7 @@ def _json_item(item: dict[str, Any], language: str, context: ReadContext) -> Art
     )
     authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
     tags = tuple(one_line(str(tag)) for tag in item.get("tags") or [])
-    return Article(
+    article = Article(
         id=article_id(context.source, guid),
         guid=guid,
         source=context.source,
@@ -234,6 +244,7 @@ def _json_item(item: dict[str, Any], language: str, context: ReadContext) -> Art
         image_url=str(item.get("image") or ""),
         language=_language(item.get("language"), context, default=language),
     )
+    return vet(article, context)
 
 
 # --- fetching --------------------------------------------------------------------------
@@ -246,20 +257,60 @@ class Fetched:
     status: int
 
 
-def fetch(url: str, state: SourceState, *, timeout: float = 30.0) -> Fetched:
-    """GET `url`, conditional on what the last answer said."""
+def fetch(
+    url: str,
+    state: SourceState,
+    *,
+    deadline: float = 60.0,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Fetched:
+    """GET `url`, conditional on what the last answer said.
+
+    The whole fetch, from connecting to the last byte, must end within `deadline`
+    seconds (checked at every read; one read waits at most 30 s or the deadline), and the
+    body is refused as soon as it passes `max_bytes`: a server that trickles bytes or
+    sends without end can't hold ingest or fill memory.
+    """
     headers = {"User-Agent": f"kabar/{__version__} (+feed ingest)"}
     if state.etag:
         headers["If-None-Match"] = state.etag
     if state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
+    until = time.monotonic() + deadline
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout, follow_redirects=True)
+        with httpx.stream(
+            "GET", url, headers=headers, timeout=min(deadline, 30.0), follow_redirects=True
+        ) as response:
+            if response.status_code == 304:
+                return Fetched(None, state, 304)
+            if response.status_code >= 400:
+                raise ReadError(f"HTTP {response.status_code} {response.reason_phrase}")
+            body = _read_body(response, until, deadline, max_bytes)
+    except httpx.TimeoutException:
+        raise ReadError(f"cannot fetch: no answer within {min(deadline, 30.0):g} s") from None
     except httpx.HTTPError as exc:
         raise ReadError(f"cannot fetch: {exc}") from None
-    if response.status_code == 304:
-        return Fetched(None, state, 304)
-    if response.status_code >= 400:
-        raise ReadError(f"HTTP {response.status_code} {response.reason_phrase}")
     new_state = SourceState(response.headers.get("ETag"), response.headers.get("Last-Modified"))
-    return Fetched(response.content, new_state, response.status_code)
+    return Fetched(body, new_state, response.status_code)
+
+
+def _read_body(response: httpx.Response, until: float, deadline: float, max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ReadError(_too_large(int(declared), max_bytes))
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():  # decoded: a gzip bomb counts at its full size
+        size += len(chunk)
+        if size > max_bytes:
+            raise ReadError(_too_large(size, max_bytes, so_far=True))
+        chunks.append(chunk)
+        if time.monotonic() > until:
+            raise ReadError(f"cannot fetch: not complete within the {deadline:g} s deadline")
+    return b"".join(chunks)
+
+
+def _too_large(size: int, max_bytes: int, *, so_far: bool = False) -> str:
+    limit = f"the {max_bytes / 2**20:.0f} MiB limit"
+    if so_far:
+        return f"body passed {limit} while downloading; the rest was not read"
+    return f"body is {size / 2**20:.1f} MiB, over {limit}"

@@ -2,19 +2,21 @@
 
 Accepted shapes: a JSON array of objects, one object, `{"articles": [...]}`, or one object
 per line. Field names are listed in `FIELDS` (and in the README). A bad record is
-reported with its line and skipped; the rest of the file is still read.
+rejected with its line and skipped; the rest of the file is still read.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import ReadContext, ReadError, keep_good
+from kabar.sources import MAX_NESTING, ReadContext, ReadError, check_nesting, vet
 from kabar.text import clean, one_line, split_body, summarize
 
 REQUIRED = ("url", "title", "body", "published")
@@ -34,45 +36,110 @@ class JsonReader:
         return head[:1] in (b"{", b"[")
 
     def read(self, path: Path, text: str, context: ReadContext) -> list[Article]:
-        articles, problems = [], []
-        for where, record in _records(text):
+        check_nesting(text)
+        articles, rejected = [], 0
+        for line, record in _records(text):
             try:
                 articles.append(article_from_record(record, context))
             except (ReadError, ValueError, TypeError) as exc:
-                problems.append(f"{where}: {exc}")
-        if not articles and not problems:
+                context.reject(line, str(exc))
+                rejected += 1
+        if not articles and not rejected:
             raise ReadError("no articles in the file")
-        return keep_good(articles, problems, context)
+        return articles
 
 
-def _records(text: str) -> Iterator[tuple[str, Any]]:
-    """(where, object) pairs; `where` names the line (JSON Lines) or the array index."""
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _records(text: str) -> Iterator[tuple[int, Any]]:
+    """(line, object) pairs, one object at a time: a 20 MiB array is never held whole as
+    Python objects, only the articles made from it."""
+    start = _SPACE.match(text).end()  # type: ignore[union-attr]
+    if text.startswith("[", start):
+        yield from _array_items(text, start)
+        return
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as whole_error:
-        lines = [line for line in enumerate(text.splitlines(), 1) if line[1].strip()]
-        if len(lines) < 2:
-            raise ReadError(
-                f"invalid JSON at line {whole_error.lineno}: {whole_error.msg}"
-            ) from None
-        for number, line in lines:
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"line {number}", _Invalid(f"invalid JSON: {exc.msg}")
+        document, end = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        if text.count("\n", start, len(text.rstrip())) == 0:
+            raise ReadError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        yield from _lines(text)
+        return
+    if _SPACE.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        yield from _lines(text)  # JSON Lines: one object, then more
         return
     if isinstance(document, dict) and isinstance(document.get("articles"), list):
-        document = document["articles"]
-    if isinstance(document, dict):
-        yield "the object", document
-    elif isinstance(document, list):
-        for index, item in enumerate(document):
-            yield f"item {index}", item
+        for item in document["articles"]:
+            yield _line_at(text, start), item
+    elif isinstance(document, dict):
+        yield _line_at(text, start), document
     else:
         raise ReadError("expected a JSON object or an array of objects")
 
 
+def _array_items(text: str, start: int) -> Iterator[tuple[int, Any]]:
+    line, counted = 1 + text.count("\n", 0, start), start
+    position = _SPACE.match(text, start + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", position):
+        return
+    while True:
+        line += text.count("\n", counted, position)
+        counted = position
+        try:
+            item, end = _DECODER.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            yield line, _Invalid(f"invalid JSON: {exc.msg}; the rest of the file is not read")
+            return
+        yield line, item
+        position = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text.startswith(",", position):
+            position = _SPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+        elif text.startswith("]", position):
+            after = _SPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+            if after != len(text):
+                line += text.count("\n", counted, after)
+                yield line, _Invalid("invalid JSON: extra data after the array")
+            return
+        else:
+            line += text.count("\n", counted, position)
+            yield (
+                line,
+                _Invalid(
+                    "invalid JSON: expected ',' or ']' after an item; "
+                    "the rest of the file is not read"
+                ),
+            )
+            return
+
+
+def _lines(text: str) -> Iterator[tuple[int, Any]]:
+    """JSON Lines, split on "\\n" only: U+2028 or U+0085 inside a string is text, not a
+    line break (str.splitlines would split there and shift every later line number)."""
+    start = 0
+    for number in itertools.count(1):
+        end = text.find("\n", start)
+        line = text[start:] if end < 0 else text[start:end]
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, _Invalid(f"invalid JSON: {exc.msg}")
+            except RecursionError:  # a line check_nesting saw as inside a broken string
+                yield number, _Invalid(f"JSON nested deeper than {MAX_NESTING} levels")
+        if end < 0:
+            return
+        start = end + 1
+
+
+def _line_at(text: str, position: int) -> int:
+    return 1 + text.count("\n", 0, position)
+
+
 class _Invalid:
+    """A record that isn't JSON: rejected with its reason, like a record missing a field."""
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
@@ -94,7 +161,7 @@ def article_from_record(record: Any, context: ReadContext) -> Article:
     updated_text = _string(record, "updated")
     updated = parse_time(updated_text, context.timezone, "updated") if updated_text else published
     body_html, body_text = split_body(_string(record, "body"))
-    return Article(
+    article = Article(
         id=article_id(context.source, guid),
         guid=guid,
         source=context.source,
@@ -115,6 +182,7 @@ def article_from_record(record: Any, context: ReadContext) -> Article:
         dateline=one_line(_string(record, "dateline")),
         related=tuple(_related(record.get("related"))),
     )
+    return vet(article, context)
 
 
 def parse_time(value: str, default_zone: tzinfo, name: str) -> datetime:

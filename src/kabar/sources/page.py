@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import ReadContext, ReadError, slugify
+from kabar.sources import ReadContext, ReadError, slugify, vet
 from kabar.text import clean, paragraphs_to_html, summarize
 
 MONTHS = {
@@ -115,7 +115,7 @@ class PageReader:
         body_lines, related_lines = rest[:split], rest[split + 1 :]
         related = _related_items(related_lines, context)
         main = _main_article(path, title, published, body_lines, related, context)
-        return [main, *related]
+        return [vet(article, context) for article in (main, *related)]
 
 
 def _main_article(
@@ -137,7 +137,7 @@ def _main_article(
             continue
         else:
             paragraphs.append(line)
-    if paragraphs and BYLINE.match(paragraphs[-1]) and len(paragraphs[-1]) <= 80:
+    if paragraphs and len(paragraphs[-1]) <= 80 and BYLINE.match(paragraphs[-1]):
         credit = paragraphs.pop()
     dateline = ""
     if paragraphs:

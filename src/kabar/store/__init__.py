@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from kabar.model import Article, RelatedLink, offset_minutes, with_offset
+from kabar.model import Article, RelatedLink, offset_minutes, url_key, with_offset
 from kabar.store.tables import article_facets, articles, source_state
 
 if TYPE_CHECKING:
@@ -41,11 +41,13 @@ class UpsertResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    duplicates: int = 0  # left out: another source already holds their URL
 
     def __iadd__(self, other: UpsertResult) -> UpsertResult:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.duplicates += other.duplicates
         return self
 
 
@@ -127,8 +129,10 @@ class Store:
         """
         moment = now or datetime.now(UTC)
         result = UpsertResult()
-        pending = list(_dedupe(batch))
         with self.engine.begin() as connection:
+            unique = list(_dedupe(batch))
+            pending = _canonical(connection, unique)
+            result.duplicates = len(unique) - len(pending)
             for start in range(0, len(pending), _BATCH):
                 result += self._upsert_batch(connection, pending[start : start + _BATCH], moment)
         return result
@@ -172,6 +176,12 @@ class Store:
         if facets:
             connection.execute(insert(article_facets), facets)
         return result
+
+    def canonical(self, batch: Sequence[Article]) -> list[Article]:
+        """`batch` as `upsert` stores it (see `_canonical`): the ids it is stored under, and
+        without the articles whose URL another source holds."""
+        with self.engine.connect() as connection:
+            return _canonical(connection, list(_dedupe(batch)))
 
     # --- reading -----------------------------------------------------------------------
 
@@ -264,8 +274,31 @@ def _dedupe(batch: Iterable[Article]) -> Iterator[Article]:
     yield from latest.values()
 
 
+def _canonical(connection: Connection, batch: list[Article]) -> list[Article]:
+    """One article per URL. The first source to store a URL owns it: the same URL again
+    from that source (under another guid) is an update of that article, and from any
+    other source it is left out, so that no feed can take over another's articles."""
+    owners: dict[str, tuple[str, str, str]] = {}  # url_key -> (id, guid, source)
+    keys = list({url_key(article.url) for article in batch})
+    for start in range(0, len(keys), _BATCH):
+        query = select(articles.c.url_key, articles.c.id, articles.c.guid, articles.c.source)
+        chunk = keys[start : start + _BATCH]
+        for row in connection.execute(query.where(articles.c.url_key.in_(chunk))):
+            owners[row.url_key] = (row.id, row.guid, row.source)
+    out = []
+    for article in batch:
+        owner = owners.setdefault(url_key(article.url), (article.id, article.guid, article.source))
+        if owner[2] != article.source:
+            continue
+        if owner[0] != article.id:
+            article = replace(article, id=owner[0], guid=owner[1])
+        out.append(article)
+    return list(_dedupe(out))
+
+
 def _to_row(article: Article, now: datetime) -> dict[str, Any]:
     return {
+        "url_key": url_key(article.url),
         "id": article.id,
         "guid": article.guid,
         "source": article.source,

@@ -79,7 +79,11 @@ articles = Table(
     Column("related", JSON, nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("ingested", UTCDateTime, nullable=False),
+    # A hash of `url`: one canonical URL is one article, whatever source brought it.
+    # Hashed because a btree entry (PostgreSQL's) can't hold an arbitrarily long URL.
+    Column("url_key", String(32), nullable=True),
     UniqueConstraint("source", "guid"),
+    Index("ix_articles_url_key", "url_key", unique=True),
     Index(None, "published"),
     Index(None, "source", "published"),
 )
