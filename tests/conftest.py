@@ -152,3 +152,7 @@ def assert_golden(relative: str, actual: bytes) -> None:
             "golden", "actual", lineterm="", n=2,
         )  # fmt: skip
         pytest.fail(f"{path} differs:\n" + "\n".join(list(diff)[:60]))
+
+
+# The private Postfix, Dovecot and policy sink (session fixtures; see tests/mailservers.py).
+from .mailservers import dovecot, mail_root, mail_sink, postfix  # noqa: E402, F401
