@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -124,19 +124,33 @@ def _pids_where(test: Callable[[Path], bool]) -> list[int]:
 
 def _kill(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
-def _wait_gone(pid: int | None, seconds: float) -> bool:
+def _stop(master: int | None, seconds: float = 10) -> None:
+    """TERM to a server's master process, then KILL if it has not gone within `seconds`."""
+    if master is None:
+        return
+    try:
+        os.kill(master, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + seconds
-    while pid and time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
-        time.sleep(0.05)
-    return not pid or not Path(f"/proc/{pid}").exists()
+    while time.monotonic() < deadline:
+        if not _alive(master):
+            return
+        time.sleep(0.02)
+    _kill([master])
+
+
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for whoever adopted the daemon to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _read_pid(path: Path) -> int | None:
@@ -259,7 +273,6 @@ postlog   unix-dgram n - n - 1 postlogd
 """
 
 
-
 def _postfix_processes(config_dir: Path) -> list[int]:
     """Our instance's processes: the master hands MAIL_CONFIG=<its folder> to each child."""
     marker = f"MAIL_CONFIG={config_dir}".encode()
@@ -292,12 +305,9 @@ def postfix_running(root: Path, sink_port: int) -> Iterator[Postfix]:
         server.startup_seconds = time.monotonic() - started
         yield server
     finally:
-        master = _read_pid(root / "queue" / "pid" / "master.pid")
-        subprocess.run(
-            [postfix, "-c", str(config_dir), "stop"],
-            capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_gone(master, 10)
+        # What `postfix stop` does, without its one-second polls: TERM to the master,
+        # which ends its children; then anything of ours still there is killed.
+        _stop(_read_pid(root / "queue" / "pid" / "master.pid"))
         _kill(_postfix_processes(config_dir))
 
 
@@ -396,9 +406,14 @@ def dovecot_running(root: Path, maildir: Path, password: str) -> Iterator[Doveco
     conf = root / "dovecot.conf"
     conf.write_text(
         DOVECOT_CONF.format(
-            root=root, port=port, cert=cert, key=key, uid=user.pw_uid, gid=user.pw_gid,
+            root=root,
+            port=port,
+            cert=cert,
+            key=key,
+            uid=user.pw_uid,
+            gid=user.pw_gid,
             maildir=maildir,
-        )  # fmt: skip
+        )
     )
     server = Dovecot(port, "kabar", password, cert, root / "dovecot.log")
     started = time.monotonic()
@@ -409,14 +424,11 @@ def dovecot_running(root: Path, maildir: Path, password: str) -> Iterator[Doveco
         server.startup_seconds = time.monotonic() - started
         yield server
     finally:
+        # As `dovecot stop` does, without its waits: TERM to the master, then kill what
+        # of its processes is left.
         leftovers = _children(master) if master else []
-        subprocess.run(
-            [dovecot, "-c", str(conf), "stop"],
-            capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        if not _wait_gone(master, 10) and master:
-            leftovers.append(master)
-        _kill([pid for pid in leftovers if Path(f"/proc/{pid}").exists()])
+        _stop(master)
+        _kill([pid for pid in leftovers if _alive(pid)])
 
 
 # --- fixtures ---------------------------------------------------------------------------------

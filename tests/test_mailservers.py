@@ -19,6 +19,7 @@ from .mailservers import (
     PolicySink,
     Postfix,
     parse,
+    require,
     wait_for_mail,
 )
 
@@ -88,6 +89,7 @@ def test_a_rejected_and_a_deferred_recipient_come_back_as_dsns(
         assert dsn.get_content_type() == "multipart/report"
         assert dsn.get_param("report-type") == "delivery-status"
         assert dsn["To"] == sender
+        assert message_id in dsn.as_string()  # the returned headers name the message
         found = dsn_recipients(dsn)
         assert len(found) == 1, "one DSN per refused recipient"
         fields |= found
@@ -127,8 +129,19 @@ def test_dovecot_serves_the_same_dsns_over_imap_with_tls(
 
 
 def test_dovecot_refuses_a_wrong_password(dovecot: Dovecot) -> None:
-    with imaplib.IMAP4_SSL(
-        "127.0.0.1", dovecot.port, ssl_context=dovecot.client_context(), timeout=10
-    ) as imap:
-        with pytest.raises(imaplib.IMAP4.error):
-            imap.login(dovecot.user, "bukan-sandinya")
+    with (
+        imaplib.IMAP4_SSL(
+            "127.0.0.1", dovecot.port, ssl_context=dovecot.client_context(), timeout=10
+        ) as imap,
+        pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"),
+    ):
+        imap.login(dovecot.user, "bukan-sandinya")
+
+
+def test_missing_servers_skip_but_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-mta is not installed"):
+        require("no-such-mta")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="real mail servers needed under CI"):
+        require("no-such-mta")
