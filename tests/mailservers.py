@@ -7,8 +7,9 @@ Postfix relays mail for RECIPIENT_DOMAIN to the sink, which answers by local par
 writes real DSNs to the envelope sender; mail for BOUNCE_DOMAIN (the VERP bounce
 addresses) lands in one Maildir, which Dovecot serves over IMAP with TLS.
 
-The servers last the whole session (Postfix and Dovecot take about a second each to
-start); tests keep apart by using envelope senders of their own. Without the binaries,
+The servers last the whole session (Postfix takes about two seconds to start, most of it
+making its queue folders; Dovecot a few hundredths); tests keep apart by using envelope
+senders of their own. Without the binaries,
 or without root (Postfix's master must start as root), the tests skip, except under
 CI=true, where that is a failure: CI must never skip them silently.
 """
