@@ -18,6 +18,9 @@ from kabar import config as config_module
 from kabar.config import Config
 from kabar.store import Store
 
+# Session fixtures: a private Postfix, Dovecot and policy sink (see tests/mailservers.py).
+from .mailservers import dovecot, mail_root, mail_sink, postfix  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_d64f9ee7272b09dd.txt"
 DATA = Path(__file__).with_name("data")
