@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from kabar import __version__
 from kabar.cli import cli
 
-from .conftest import WriteConfig
+from .support.project import WriteConfig
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

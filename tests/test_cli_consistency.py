@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from kabar.cli import cli
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .delivery_setup import DIGEST, SECRET
+from .support.delivery_setup import DIGEST, SECRET
+from .support.project import SEED_AS_OF, WriteConfig
 
 
 def walk(command: click.Command, path: str = "kabar") -> list[tuple[str, click.Command]]:

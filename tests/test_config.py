@@ -9,7 +9,7 @@ from kabar import config as config_module
 from kabar.cli import cli
 from kabar.config import ConfigError, MissingSecretError, read_secret
 
-from .conftest import ROOT, WriteConfig
+from .support.project import ROOT, WriteConfig
 
 BAD = """\
 version: 1

@@ -9,7 +9,7 @@ import pytest
 from kabar import config as config_module
 from kabar.config import ConfigError, format_duration, parse_duration
 
-from .conftest import WriteConfig
+from .support.project import WriteConfig
 
 
 def test_milliseconds_for_fast_retries_and_leases(write_config: WriteConfig) -> None:

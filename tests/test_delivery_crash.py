@@ -19,9 +19,9 @@ from kabar.model import message_id
 from kabar.store import Store
 from kabar.store.tables import deliveries, subscribers
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store
-from .delivery_sink import Sink, running
+from .support.delivery_setup import SECRET, delivery_config, prepare_store
+from .support.delivery_sink import Sink, running
+from .support.project import WriteConfig
 
 AUDIENCE = 12
 CONNECTIONS = 2

@@ -15,9 +15,9 @@ from kabar.store import Store
 from kabar.store.tables import deliveries, subscribers
 from kabar.subscribers import Subscribers
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store, send_now
-from .delivery_sink import Sink, running
+from .support.delivery_setup import SECRET, delivery_config, prepare_store, send_now
+from .support.delivery_sink import Sink, running
+from .support.project import WriteConfig
 
 FAULTS: dict[str, list[str | None]] = {
     "greylist@example.com": ["rcpt:451 4.7.1 greylisted, try again later"],

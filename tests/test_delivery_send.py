@@ -22,8 +22,8 @@ from kabar.deliver.transport import FunctionTransport
 from kabar.ledger import Ledger, ResultWriter
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store, send_now
+from .support.delivery_setup import SECRET, delivery_config, prepare_store, send_now
+from .support.project import WriteConfig
 
 
 @pytest.fixture

@@ -17,8 +17,15 @@ from kabar.config import Config
 from kabar.deliver.smtp import SmtpLane, SmtpTransport
 from kabar.deliver.transport import Envelope, Reply
 
-from .conftest import WriteConfig
-from .delivery_sink import Sink, authenticator, free_port, running, self_signed, server_context
+from .support.delivery_sink import (
+    Sink,
+    authenticator,
+    free_port,
+    running,
+    self_signed,
+    server_context,
+)
+from .support.project import WriteConfig
 
 MESSAGE = (
     b"From: a@kabar.example.id\r\nTo: b@example.com\r\nSubject: t\r\n"

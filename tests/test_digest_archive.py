@@ -11,9 +11,9 @@ from kabar.digest import load_prepared, prepare_issue
 from kabar.render.archive import ArchiveEntry, archive_pages, publish_archive, read_manifest
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
-from .feeds_checks import atom_errors, read_feed
+from .support.digest import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
+from .support.feeds_checks import atom_errors, read_feed
+from .support.project import SEED_AS_OF, WriteConfig
 
 
 def test_the_issue_page_shows_what_was_sent(write_config: WriteConfig, store: Store) -> None:

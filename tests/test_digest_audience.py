@@ -19,9 +19,9 @@ from kabar.config import Config
 from kabar.ledger import Ledger
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store
-from .digest_support import dns_for, rsa_key_pem
+from .support.delivery_setup import SECRET, delivery_config, prepare_store
+from .support.digest import dns_for, rsa_key_pem
+from .support.project import WriteConfig
 
 DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_KEY"}
 

@@ -24,8 +24,8 @@ from lxml import html as lxml_html
 from kabar.model import RelatedLink
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
+from .support.digest import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
+from .support.project import SEED_AS_OF, WriteConfig
 
 pytestmark = pytest.mark.chromium
 KEEP = os.environ.get("KABAR_SCREENSHOTS")  # read at import: clean_environ drops KABAR_*

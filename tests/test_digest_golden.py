@@ -12,8 +12,9 @@ import pytest
 
 from kabar.store import Store
 
-from .conftest import GOLDEN, WriteConfig
-from .digest_support import RECIPIENT, digest_config, ingest_seed, seed_issue
+from .support.digest import RECIPIENT, digest_config, ingest_seed, seed_issue
+from .support.golden import GOLDEN
+from .support.project import WriteConfig
 
 FOLDER = GOLDEN / "digest"
 # Read at import: the clean_environ fixture removes KABAR_* variables before each test.

@@ -29,8 +29,8 @@ from kabar.model import Recipient, RelatedLink, message_id
 from kabar.render.email import HTML_BUDGET, wrap
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import RECIPIENT, FakeRelated, digest_config, make_article, publisher_links
+from .support.digest import RECIPIENT, FakeRelated, digest_config, make_article, publisher_links
+from .support.project import SEED_AS_OF, WriteConfig
 
 TRICKY = ["{{ 7*7 }}", "{% raw %}", "<script>alert(1)</script>", "{date}", "a & b"]
 

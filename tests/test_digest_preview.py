@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from kabar.cli import cli
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import DIGEST, dns_for, make_article, rsa_key_pem
+from .support.digest import DIGEST, dns_for, make_article, rsa_key_pem
+from .support.project import SEED_AS_OF, WriteConfig
 
 DKIM = {"domain": "kabar.example.id", "selector": "k1", "key_env": "KABAR_DKIM_KEY"}
 

@@ -12,8 +12,8 @@ from kabar.digest import prepare_issue
 from kabar.select import FIRST_ISSUE_LOOKBACK, select_articles
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .digest_support import digest_config, make_article
+from .support.digest import digest_config, make_article
+from .support.project import SEED_AS_OF, WriteConfig
 
 
 def _titles(articles: list[object]) -> list[str]:

@@ -27,9 +27,10 @@ from kabar.store import Store
 from kabar.store.tables import deliveries
 from kabar.subscribers import Subscribers
 
-from .conftest import SEED_AS_OF, WriteConfig, _postgres_schema
-from .delivery_setup import SECRET, delivery_config
-from .delivery_sink import Sink, running
+from .support.database import postgres_schema
+from .support.delivery_setup import SECRET, delivery_config
+from .support.delivery_sink import Sink, running
+from .support.project import SEED_AS_OF, WriteConfig
 
 pytestmark = [
     pytest.mark.postgres,
@@ -54,7 +55,7 @@ ENV = {"KABAR_SECRET": SECRET, "KABAR_TEST_AMQP_PASSWORD": "guest"}
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    yield from _postgres_schema(os.environ["KABAR_TEST_DATABASE_URL"])
+    yield from postgres_schema(os.environ["KABAR_TEST_DATABASE_URL"])
 
 
 @pytest.fixture

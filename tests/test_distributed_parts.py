@@ -20,7 +20,7 @@ from kabar.config import ConfigError, Engine
 from kabar.deliver.ratelimit import SharedRateLimiter
 from kabar.distributed import DramatiqDispatcher, shown
 
-from .conftest import WriteConfig
+from .support.project import WriteConfig
 
 REDIS = "redis://127.0.0.1:6379/0"
 POSTGRES = {"database": "postgresql+psycopg://kabar@db.example/kabar", "feeds": "public/"}

@@ -20,8 +20,7 @@ from kabar.model import Article, article_id
 from kabar.render.feeds import rfc822, rfc3339
 from kabar.store import Store
 
-from .conftest import GOLDEN, WriteConfig
-from .feeds_checks import (
+from .support.feeds_checks import (
     NS,
     RFC822,
     RFC3339,
@@ -32,6 +31,8 @@ from .feeds_checks import (
     read_feed,
     tree,
 )
+from .support.golden import GOLDEN
+from .support.project import WriteConfig
 
 GOLDEN_FEEDS = GOLDEN / "feeds"
 REGENERATE = os.environ.get("KABAR_REGENERATE_GOLDEN") == "1"

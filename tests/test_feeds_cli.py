@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from kabar.cli import cli
 
-from .conftest import SEED_AS_OF, WriteConfig
-from .feeds_checks import FEED_SETTINGS
+from .support.feeds_checks import FEED_SETTINGS
+from .support.project import SEED_AS_OF, WriteConfig
 
 
 class Hub:

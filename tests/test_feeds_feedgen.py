@@ -14,7 +14,7 @@ from lxml import etree
 from kabar.render.feeds import render, rfc822, rfc3339
 from kabar.render.rss_atom import ALL_FIXES, FEEDGEN_FIXES
 
-from .feeds_checks import NS, atom_errors, read_feed, sample_document
+from .support.feeds_checks import NS, atom_errors, read_feed, sample_document
 
 DOC = sample_document()
 HUB = "https://hub.example.org/"

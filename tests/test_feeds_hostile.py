@@ -25,8 +25,8 @@ from kabar.render.feeds import atom_id_for, xml_safe
 from kabar.store import Store
 from kabar.text import sanitize_html
 
-from .conftest import BASE_CONFIG
-from .feeds_checks import atom_errors, json_feed_errors, read_feed, tree
+from .support.feeds_checks import atom_errors, json_feed_errors, read_feed, tree
+from .support.project import BASE_CONFIG
 
 COUNT = 5000
 HOSTILE = [

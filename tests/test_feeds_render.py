@@ -10,7 +10,7 @@ from lxml import etree
 
 from kabar.render.feeds import EPOCH, atom_id_for, render, rfc822, xml_safe
 
-from .feeds_checks import NS, atom_errors, json_feed_errors, read_feed, sample_document
+from .support.feeds_checks import NS, atom_errors, json_feed_errors, read_feed, sample_document
 
 
 def test_atom_ids_are_the_guid_when_it_is_an_iri_else_a_tag_uri() -> None:

@@ -24,8 +24,8 @@ from kabar.feeds import build_feeds
 from kabar.store import Store
 from kabar.web import create_app
 
-from .conftest import WriteConfig
-from .feeds_checks import feed_config, ingest_seed
+from .support.feeds_checks import feed_config, ingest_seed
+from .support.project import WriteConfig
 
 
 def free_port() -> int:

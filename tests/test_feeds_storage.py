@@ -19,8 +19,8 @@ from kabar.deliver.storage import FeedStorage, StoragePathError
 from kabar.feeds import build_feeds
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .feeds_checks import feed_config, ingest_seed, tree
+from .support.feeds_checks import feed_config, ingest_seed, tree
+from .support.project import WriteConfig
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kabar-test", "AWS_SECRET_ACCESS_KEY": "kabar-test"}
 

@@ -13,7 +13,7 @@ from kabar.ingest import ingest_path
 from kabar.sources import MAX_FILE_BYTES
 from kabar.store import Store
 
-from .conftest import SEED, SEED_AS_OF, WriteConfig
+from .support.project import SEED, SEED_AS_OF, WriteConfig
 
 GOOD_JSON = {
     "url": "https://kabar.example.id/j/1",

@@ -15,7 +15,7 @@ from kabar.ingest import SHOWN_PER_FILE, ingest_path, ingest_source
 from kabar.sources import MAX_TITLE
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
+from .support.project import SEED_AS_OF, WriteConfig
 
 GOOD = {
     "url": "https://kabar.example.id/j/1",

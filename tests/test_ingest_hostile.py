@@ -20,7 +20,7 @@ from kabar.ingest import ingest_path, ingest_source
 from kabar.sources import MAX_FILE_BYTES
 from kabar.store import Store
 
-from .conftest import SEED, SEED_AS_OF
+from .support.project import SEED, SEED_AS_OF
 
 GOOD = {
     "url": "https://kabar.example.id/j/1",

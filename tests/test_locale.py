@@ -13,7 +13,7 @@ from jinja2.ext import babel_extract
 
 from kabar.render.locale import CATALOGS, format_ago, format_date, format_datetime, translations
 
-from .conftest import ROOT
+from .support.project import ROOT
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 SEED_TIME = datetime(2021, 7, 11, 17, 0, tzinfo=JAKARTA)

@@ -19,8 +19,8 @@ from kabar.mail.dkim import DkimKeyError, DkimSigner
 from kabar.mail.message import MessageSkeleton
 from kabar.mail.slots import SlotTemplate, new_markers
 
-from .conftest import WriteConfig
-from .digest_support import dns_for, rsa_key_pem
+from .support.digest import dns_for, rsa_key_pem
+from .support.project import WriteConfig
 
 REQUIRED_SIGNED = {
     "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",

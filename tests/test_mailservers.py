@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from .mailservers import (
+from .support.mailservers import (
     BOUNCE_DOMAIN,
     RECIPIENT_DOMAIN,
     Dovecot,

@@ -17,7 +17,7 @@ from kabar.related import RelatedEngine, snapshot
 from kabar.store import Store
 from kabar.store.tables import articles, related_features
 
-from .conftest import SEED, SEED_AS_OF
+from .support.project import SEED, SEED_AS_OF
 
 LOOSE = Related(min_score=0.01)
 

@@ -22,7 +22,7 @@ from kabar.related import RelatedEngine, worker
 from kabar.store import Store
 from kabar.store.tables import related_features
 
-from .conftest import SEED, SEED_AS_OF, WriteConfig
+from .support.project import SEED, SEED_AS_OF, WriteConfig
 
 
 def stored_terms(store: Store) -> int:

@@ -20,8 +20,8 @@ from kabar.ledger import Ledger
 from kabar.schedule import Scheduler, fire_times, period_of, trigger_for
 from kabar.store import Store
 
-from .conftest import WriteConfig
-from .delivery_setup import DIGEST, SECRET, prepare_store
+from .support.delivery_setup import DIGEST, SECRET, prepare_store
+from .support.project import WriteConfig
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 

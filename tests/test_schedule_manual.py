@@ -23,8 +23,8 @@ from kabar.ledger import Ledger
 from kabar.store import Store
 from kabar.subscribers import Subscribers
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET
+from .support.delivery_setup import SECRET
+from .support.project import WriteConfig
 from .test_schedule import Clock, at
 
 MANUAL = "harian:pembaca:2026-12-06:manual"

@@ -11,7 +11,8 @@ import pytest
 from kabar.sources import ReadContext, ReadError, read_file
 from kabar.sources.page import parse_date_line, parse_relative_time
 
-from .conftest import SEED, SEED_AS_OF, assert_golden
+from .support.golden import assert_golden
+from .support.project import SEED, SEED_AS_OF
 
 CONTEXT = ReadContext(
     source="seeds",

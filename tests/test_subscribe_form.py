@@ -28,8 +28,8 @@ from kabar.store import Store
 from kabar.subscribers import Subscribers
 from kabar.web import create_app
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET
+from .support.delivery_setup import SECRET
+from .support.project import WriteConfig
 from .test_feeds_serve import free_port
 
 BASE = "https://kabar.example.id"

@@ -13,7 +13,7 @@ from kabar.cli import cli
 from kabar.store import Store
 from kabar.subscribers import Subscribers, sign, verify
 
-from .conftest import WriteConfig
+from .support.project import WriteConfig
 
 CSV = """\ufeffName,Email,Locale
 Budi Santoso,budi@example.com,id

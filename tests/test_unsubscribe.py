@@ -19,8 +19,8 @@ from kabar.store import Store
 from kabar.subscribers import Subscriber, Subscribers, sign
 from kabar.web.subscribe import routes
 
-from .conftest import WriteConfig
-from .delivery_setup import SECRET, delivery_config, prepare_store, send_now
+from .support.delivery_setup import SECRET, delivery_config, prepare_store, send_now
+from .support.project import WriteConfig
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

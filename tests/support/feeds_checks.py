@@ -19,7 +19,7 @@ from kabar.ingest import ingest_source
 from kabar.render.feeds import Enclosure, FeedDocument, FeedItem
 from kabar.store import Store
 
-from .conftest import DATA, SEED_AS_OF
+from .project import DATA, SEED_AS_OF
 
 WIB = timezone(timedelta(hours=7))
 RFC822 = re.compile(

@@ -18,7 +18,7 @@ from kabar.ingest import ingest_path
 from kabar.model import Article, Recipient, article_id
 from kabar.store import Store
 
-from .conftest import SEED_AS_OF, WriteConfig
+from .project import SEED_AS_OF, WriteConfig
 
 RECIPIENT = Recipient(
     subscriber_id="sub-1",

@@ -15,7 +15,7 @@ from kabar.ledger import Issue, Ledger
 from kabar.store import Store
 from kabar.subscribers import Subscribers
 
-from .conftest import SEED_AS_OF, WriteConfig
+from .project import SEED_AS_OF, WriteConfig
 
 SECRET = "uji-rahasia-tautan"  # the link-signing secret tests put in KABAR_SECRET
 
