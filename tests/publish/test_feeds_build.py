@@ -4,8 +4,6 @@ ids, RFC 5005 archives. Runs on SQLite and, when configured, PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,8 @@ from ..support.feeds_checks import (
     read_feed,
     tree,
 )
-from ..support.golden import GOLDEN
+from ..support.golden import assert_golden
 from ..support.project import WriteConfig
-
-GOLDEN_FEEDS = GOLDEN / "feeds"
-REGENERATE = os.environ.get("KABAR_REGENERATE_GOLDEN") == "1"
 
 
 @pytest.fixture
@@ -57,14 +52,7 @@ def test_seed_feeds_match_the_golden_files(config: Config, seeded: Store, tmp_pa
     build(config, seeded, tmp_path / "out")
     # .kabar/ holds build state, whose fingerprint covers the renderer's own source.
     built = {k: v for k, v in tree(tmp_path / "out").items() if not k.startswith(".kabar/")}
-    if REGENERATE:
-        shutil.rmtree(GOLDEN_FEEDS, ignore_errors=True)
-        for name, data in built.items():
-            (GOLDEN_FEEDS / name).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN_FEEDS / name).write_bytes(data)
-    assert sorted(built) == sorted(tree(GOLDEN_FEEDS))
-    for name, data in built.items():
-        assert data == (GOLDEN_FEEDS / name).read_bytes(), f"{name} differs from its golden file"
+    assert_golden("feeds", built)
 
 
 def test_every_feed_validates_and_round_trips(

@@ -5,7 +5,6 @@ Regenerate on purpose with KABAR_REGENERATE_GOLDEN=1 and review the diff.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,8 @@ import pytest
 from kabar.store import Store
 
 from ..support.digest import RECIPIENT, digest_config, ingest_seed, seed_issue
-from ..support.golden import GOLDEN
+from ..support.golden import assert_golden
 from ..support.project import WriteConfig
-
-FOLDER = GOLDEN / "digest"
-# Read at import: the clean_environ fixture removes KABAR_* variables before each test.
-REGENERATE = os.environ.get("KABAR_REGENERATE_GOLDEN") == "1"
-
-
-def _compare(name: str, actual: bytes) -> None:
-    path = FOLDER / name
-    if REGENERATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual)
-    assert path.exists(), f"{path} is missing; run with KABAR_REGENERATE_GOLDEN=1"
-    assert actual == path.read_bytes(), f"{name} differs from {path}"
 
 
 @pytest.fixture
@@ -45,7 +31,7 @@ def seed_files(write_config: WriteConfig, store: Store, project: Path) -> dict[s
 
 @pytest.mark.parametrize("name", ["seed.html", "seed.txt", "seed.headers"])
 def test_seed_issue_matches_golden(seed_files: dict[str, bytes], name: str) -> None:
-    _compare(name, seed_files[name])
+    assert_golden(f"digest/{name}", seed_files[name])
 
 
 def test_seed_issue_reads_like_the_seed_page(seed_files: dict[str, bytes]) -> None:
