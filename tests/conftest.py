@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +16,11 @@ from kabar import config as config_module
 from kabar.config import Config
 from kabar.store import Store
 
-# Session fixtures: a private Postfix, Dovecot and policy sink (see tests/mailservers.py).
-from .mailservers import dovecot, mail_root, mail_sink, postfix  # noqa: F401
+from .support.database import postgres_schema
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT / "seeds" / "000_d64f9ee7272b09dd.txt"
-DATA = Path(__file__).with_name("data")
-GOLDEN = Path(__file__).with_name("golden")
-# The as-of time used to resolve the seed's relative times ("4 jam lalu") in tests.
-SEED_AS_OF = datetime.fromisoformat("2024-05-01T12:00:00+07:00")
-
-BASE_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "site": {
-        "title": "Kabar Contoh",
-        "url": "https://kabar.example.id",
-        "language": "id",
-        "timezone": "Asia/Jakarta",
-        "contact": "Redaksi Kabar Contoh, Jakarta",
-    },
-    "sources": [
-        {
-            "id": "seeds",
-            "kind": "pages",
-            "path": "seeds/",
-            "base_url": "https://kabar.example.id/read",
-        }
-    ],
-    "lists": [{"id": "pembaca", "from": "Kabar Contoh <redaksi@kabar.example.id>"}],
-}
-
+# Session fixtures: a private Postfix, Dovecot and policy sink (see tests/support/mailservers.py).
+from .support.mailservers import dovecot, mail_root, mail_sink, postfix  # noqa: F401
+from .support.project import BASE_CONFIG, SEED, WriteConfig
 
 KEEP_ENV = {"KABAR_TEST_DATABASE_URL", "KABAR_REGENERATE_GOLDEN"}
 
@@ -73,25 +46,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'kabar.db'}"
         return
-    yield from _postgres_schema(os.environ["KABAR_TEST_DATABASE_URL"])
-
-
-def _postgres_schema(base_url: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    url = make_url(base_url).set(drivername="postgresql+psycopg")
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from postgres_schema(os.environ["KABAR_TEST_DATABASE_URL"])
 
 
 @pytest.fixture
@@ -106,9 +61,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "seeds").mkdir()
     shutil.copy(SEED, tmp_path / "seeds" / SEED.name)
     return tmp_path
-
-
-WriteConfig = Callable[..., Path]
 
 
 @pytest.fixture
@@ -132,26 +84,3 @@ def write_config(project: Path) -> WriteConfig:
 @pytest.fixture
 def config(write_config: WriteConfig) -> Config:
     return config_module.load(write_config())
-
-
-def assert_golden(relative: str, actual: bytes) -> None:
-    """Compare with tests/golden/<relative> byte for byte.
-
-    KABAR_REGENERATE_GOLDEN=1 rewrites the file instead: only on purpose, after reading the
-    diff of what changed.
-    """
-    path = GOLDEN / relative
-    if os.environ.get("KABAR_REGENERATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual)
-    assert path.exists(), f"no golden file {path}; run with KABAR_REGENERATE_GOLDEN=1 to create it"
-    expected = path.read_bytes()
-    if actual != expected:
-        import difflib
-
-        diff = difflib.unified_diff(
-            expected.decode(errors="replace").splitlines(),
-            actual.decode(errors="replace").splitlines(),
-            "golden", "actual", lineterm="", n=2,
-        )  # fmt: skip
-        pytest.fail(f"{path} differs:\n" + "\n".join(list(diff)[:60]))

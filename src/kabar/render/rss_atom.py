@@ -3,8 +3,8 @@
 feedgen is unmaintained and pinned exactly (pyproject.toml), because the workarounds
 depend on its internals: kabar's extensions edit the elements it writes, and its default
 `lastBuildDate` is cleared through a private attribute. `FEEDGEN_FIXES` names each
-defect; the renderers take the set of fixes to apply so that tests/test_feeds_feedgen.py
-can turn one off and show the defect it covers.
+defect; the renderers take the set of fixes to apply so that
+tests/render/test_feeds_feedgen.py can turn one off and show the defect it covers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Every bench/ script runs in its --quick mode."""

@@ -1,0 +1,1 @@
+"""The command line and the config it reads (kabar.cli, kabar.config)."""

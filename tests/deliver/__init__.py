@@ -1,0 +1,1 @@
+"""Email delivery: the ledger, transports, sending, crash safety, distributed workers."""

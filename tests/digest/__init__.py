@@ -1,0 +1,1 @@
+"""Issues: which articles go in, preparing, personalising and previewing (kabar.digest)."""

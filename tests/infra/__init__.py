@@ -1,0 +1,1 @@
+"""The private mail servers the bounce tests stand on."""

@@ -1,0 +1,1 @@
+"""Message bytes: headers, quoted-printable, DKIM (kabar.mail)."""

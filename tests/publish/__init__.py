@@ -1,0 +1,1 @@
+"""Putting feeds and archives where readers get them: building, storage, WebSub."""

@@ -1,0 +1,1 @@
+"""Related news, "Berita terkait" (kabar.related)."""

@@ -1,0 +1,1 @@
+"""Renderers: feed documents, email issues, locale formatting (kabar.render)."""

@@ -1,0 +1,1 @@
+"""The scheduler and manual issues beside scheduled ones (kabar.schedule)."""

@@ -1,0 +1,1 @@
+"""Reading input (kabar.sources) and ingesting it into the store (kabar.ingest)."""

@@ -1,0 +1,1 @@
+"""The store (kabar.store) and the subscribers kept in it (kabar.subscribers)."""

@@ -1,0 +1,1 @@
+"""The HTTP app: feeds served, subscribe and unsubscribe, headers, limits (kabar.web)."""
