@@ -163,7 +163,9 @@ def test_the_daemon_sends_what_is_due_and_a_second_one_waits(
         deadline = time.monotonic() + 30
         while len(outbox(project)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(outbox(project)) == 3
+        # The cron fires every minute: on a slow machine the next minute's issue may start
+        # before this line, so the first issue's three are a floor, not the count.
+        assert len(outbox(project)) >= 3
         with second_log.open("w") as handle:
             second = subprocess.Popen(command, env=env, stderr=handle)
             try:
