@@ -17,7 +17,7 @@ from kabar.config import Config
 from kabar.deliver.storage import FeedStorage
 from kabar.feeds import BuildReport, build_feeds
 from kabar.model import Article, article_id
-from kabar.render.feeds import rfc822, rfc3339
+from kabar.render.document import rfc822, rfc3339
 from kabar.store import Store
 
 from .conftest import GOLDEN, WriteConfig

@@ -21,7 +21,8 @@ from kabar.config import Config
 from kabar.deliver.storage import FeedStorage
 from kabar.feeds import BuildReport, build_feeds
 from kabar.model import Article, article_id
-from kabar.render.feeds import atom_id_for, xml_safe
+from kabar.render.document import xml_safe
+from kabar.render.feeds import atom_id_for
 from kabar.store import Store
 from kabar.text import sanitize_html
 

@@ -38,14 +38,8 @@ from kabar.config import Config, Feed
 from kabar.deliver.storage import FeedStorage
 from kabar.model import Article
 from kabar.render.feed_index import IndexEntry, render_index
-from kabar.render.feeds import (
-    SUFFIXES,
-    TAG_DATE,
-    FeedDocument,
-    Format,
-    item_from_article,
-    render_formats,
-)
+from kabar.render.document import SUFFIXES, FeedDocument, Format
+from kabar.render.feeds import TAG_DATE, item_from_article, render_formats
 from kabar.sources import slugify
 from kabar.store import OPTIONAL_COLUMNS, Store
 from kabar.store.tables import article_facets, articles
@@ -434,11 +428,11 @@ def _renderer_signature() -> str:
     """kabar's version and a hash of the rendering modules' source, so that a changed
     renderer re-renders every feed even without a version bump."""
     import kabar
+    from kabar.render import document, rss_atom
     from kabar.render import feeds as feeds_module
-    from kabar.render import rss_atom
 
     digest = hashlib.sha256(kabar.__version__.encode())
-    for module in (feeds_module, rss_atom, sys.modules[__name__]):
+    for module in (document, feeds_module, rss_atom, sys.modules[__name__]):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
 

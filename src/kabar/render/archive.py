@@ -27,7 +27,8 @@ from kabar.render.email import (
     environment,
     template_paths,
 )
-from kabar.render.feeds import SUFFIXES, FeedDocument, FeedItem, Format, render_formats
+from kabar.render.document import SUFFIXES, FeedDocument, FeedItem, Format
+from kabar.render.feeds import render_formats
 
 if TYPE_CHECKING:
     from kabar.digest import PreparedIssue

@@ -30,7 +30,7 @@ from kabar.deliver.storage import (
     content_type_for,
 )
 from kabar.feeds import INDEX_PATH, feeds_base_url
-from kabar.render.feeds import SUFFIXES
+from kabar.render.document import SUFFIXES
 
 GZIP_MIN_BYTES = 512
 FEED_CACHE_CONTROL = "public, max-age=300"
