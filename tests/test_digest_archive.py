@@ -8,7 +8,8 @@ from datetime import timedelta
 from lxml import html as lxml_html
 
 from kabar.digest import load_prepared, prepare_issue
-from kabar.render.archive import ArchiveEntry, archive_pages, publish_archive, read_manifest
+from kabar.publish.archive import publish_archive
+from kabar.render.archive import ArchiveEntry, archive_pages, read_manifest
 from kabar.store import Store
 
 from .conftest import SEED_AS_OF, WriteConfig

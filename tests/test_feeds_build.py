@@ -14,9 +14,9 @@ import pytest
 from lxml import etree
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
-from kabar.feeds import BuildReport, build_feeds
 from kabar.model import Article, article_id
+from kabar.publish.feeds import BuildReport, build_feeds
+from kabar.publish.storage import FeedStorage
 from kabar.render.document import rfc822, rfc3339
 from kabar.store import Store
 

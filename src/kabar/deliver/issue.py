@@ -26,12 +26,12 @@ from kabar.deliver.send import (
     in_thread,
     utcnow,
 )
-from kabar.deliver.storage import FeedStorage
 from kabar.deliver.transport import Transport
 from kabar.digest import PreparedIssue, load_prepared, prepare_issue
 from kabar.ledger import Issue, Ledger
 from kabar.model import Recipient
-from kabar.render.archive import publish_archive
+from kabar.publish.archive import publish_archive
+from kabar.publish.storage import FeedStorage
 from kabar.render.email import RenderError
 from kabar.schedule import (
     issue_key,

@@ -181,8 +181,8 @@ class _Jobs:
         return bool(report.stored.inserted or report.stored.updated)
 
     async def build_feed(self, feed_id: str) -> None:
-        from kabar.deliver.storage import FeedStorage
-        from kabar.feeds import build_feeds
+        from kabar.publish.feeds import build_feeds
+        from kabar.publish.storage import FeedStorage
 
         report = await asyncio.to_thread(
             build_feeds, self.config, self.store, FeedStorage.from_config(self.config),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from kabar.config import Config
-from kabar.feeds import feeds_base_url
+from kabar.publish.feeds import feeds_base_url
+from kabar.render.document import SUFFIXES, FeedDocument, FeedItem, Format
 from kabar.render.email import (
     IssueView,
     RenderError,
@@ -27,8 +28,6 @@ from kabar.render.email import (
     environment,
     template_paths,
 )
-from kabar.render.document import SUFFIXES, FeedDocument, FeedItem, Format
-from kabar.render.feeds import render_formats
 
 if TYPE_CHECKING:
     from kabar.digest import PreparedIssue
@@ -190,24 +189,3 @@ def issues_feed(config: Config, digest_id: str, entries: Sequence[ArchiveEntry])
         author=config.site.title,
         hub_url=config.web.websub_hub,
     )
-
-
-def publish_archive(
-    config: Config,
-    issue: PreparedIssue,
-    *,
-    read: Callable[[str], bytes | None],
-    write: Callable[[str, bytes], object],
-) -> list[ArchiveEntry]:
-    """Write a sent issue's archive page, the digest's index and manifest, and its
-    "issues" RSS and Atom feeds through `read`/`write` (feed storage paths); return the
-    digest's entries, newest first."""
-    history = read_manifest(read(manifest_path(issue.digest_id)))
-    pages = archive_pages(config, issue, history)
-    entries = read_manifest(pages[manifest_path(issue.digest_id)])
-    feed = issues_feed(config, issue.digest_id, entries)
-    for fmt, data in render_formats(feed, ISSUES_FEED_FORMATS).items():
-        pages[issues_feed_path(issue.digest_id, fmt)] = data
-    for path, data in pages.items():
-        write(path, data)
-    return entries

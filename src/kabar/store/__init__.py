@@ -238,14 +238,6 @@ class Store:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(articles)).scalar_one())
 
-    def facet_values(self, facet: str, *, sources: Sequence[str] | None = None) -> list[str]:
-        query = select(article_facets.c.value).where(article_facets.c.facet == facet).distinct()
-        if sources is not None:
-            owned = select(articles.c.id).where(articles.c.source.in_(list(sources)))
-            query = query.where(article_facets.c.article_id.in_(owned))
-        with self.engine.connect() as connection:
-            return sorted(connection.execute(query).scalars())
-
     # --- source state (conditional GET) ------------------------------------------------
 
     def source_state(self, source: str) -> SourceState:

@@ -22,14 +22,14 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kabar.config import Config
-from kabar.deliver.storage import (
+from kabar.publish.feeds import INDEX_PATH, feeds_base_url
+from kabar.publish.storage import (
     FeedStorage,
     StoragePathError,
     StoredFile,
     check_path,
     content_type_for,
 )
-from kabar.feeds import INDEX_PATH, feeds_base_url
 from kabar.render.document import SUFFIXES
 
 GZIP_MIN_BYTES = 512

@@ -1,0 +1,43 @@
+"""Publish a sent issue's archive: its page, the digest's index and manifest, and the
+digest's "issues" feeds, into feed storage beside the feeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kabar.config import Config
+from kabar.render.archive import (
+    ISSUES_FEED_FORMATS,
+    ArchiveEntry,
+    archive_pages,
+    issues_feed,
+    issues_feed_path,
+    manifest_path,
+    read_manifest,
+)
+from kabar.render.feeds import render_formats
+
+if TYPE_CHECKING:
+    from kabar.digest import PreparedIssue
+
+
+def publish_archive(
+    config: Config,
+    issue: PreparedIssue,
+    *,
+    read: Callable[[str], bytes | None],
+    write: Callable[[str, bytes], object],
+) -> list[ArchiveEntry]:
+    """Write a sent issue's archive page, the digest's index and manifest, and its
+    "issues" RSS and Atom feeds through `read`/`write` (feed storage paths); return the
+    digest's entries, newest first."""
+    history = read_manifest(read(manifest_path(issue.digest_id)))
+    pages = archive_pages(config, issue, history)
+    entries = read_manifest(pages[manifest_path(issue.digest_id)])
+    feed = issues_feed(config, issue.digest_id, entries)
+    for fmt, data in render_formats(feed, ISSUES_FEED_FORMATS).items():
+        pages[issues_feed_path(issue.digest_id, fmt)] = data
+    for path, data in pages.items():
+        write(path, data)
+    return entries
