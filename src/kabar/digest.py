@@ -37,13 +37,13 @@ from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
 from kabar.model import Article, Recipient, RelatedLink, article_id, message_id
-from kabar.render.archive import archive_url
 from kabar.render.email import CardView, IssueView, RelatedView, render_email
 from kabar.render.locale import Formatter
 from kabar.select import select_articles
 from kabar.store import Store
 from kabar.subscribers import Links, Subscribers, known_link_secret
 from kabar.text import one_line, summarize
+from kabar.urls import Urls
 
 DUMP_FORMAT = 3
 READABLE_FORMATS = (2, 3)  # 2: one language, stored before per-locale variants
@@ -481,7 +481,7 @@ def _render_variant(
         site_title=config.site.title,
         site_url=config.site.url,
         list_name=mailing_list.name or mailing_list.id,
-        archive_url=archive_url(config, digest.id, issue_key),
+        archive_url=Urls(config).archive_page(digest.id, issue_key),
         logo_url=safe_url(config.site.logo_url),
         contact=config.site.contact,
         cards=tuple(cards),

@@ -12,11 +12,10 @@ from kabar.render.archive import (
     ArchiveEntry,
     archive_pages,
     issues_feed,
-    issues_feed_path,
-    manifest_path,
     read_manifest,
 )
 from kabar.render.feeds import render_formats
+from kabar.urls import issues_feed_path, manifest_path
 
 if TYPE_CHECKING:
     from kabar.digest import PreparedIssue

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from kabar.config import Config, Feed
 from kabar.model import Article
 from kabar.publish.storage import FeedStorage
-from kabar.render.document import SUFFIXES, FeedDocument, Format
+from kabar.render.document import FeedDocument, Format
 from kabar.render.feed_index import IndexEntry, render_index
 from kabar.render.feeds import TAG_DATE, item_from_article, render_formats
 from kabar.sources import slugify
@@ -48,10 +48,10 @@ from kabar.store.feeds import (
     feed_keys,
     feed_selection,
 )
+from kabar.urls import INDEX_PATH, Urls, feed_archive_path, feed_path
 
 log = logging.getLogger(__name__)
 
-INDEX_PATH = "index.html"
 STATE_PATH = ".kabar/feeds.json"
 Progress = Callable[[int, int], None]
 
@@ -66,10 +66,10 @@ class FeedTarget:
     split_value: str | None = None
 
     def path(self, fmt: Format) -> str:
-        return f"{self.key}{SUFFIXES[fmt]}"
+        return feed_path(self.key, fmt)
 
     def archive_path(self, page: int, fmt: Format) -> str:
-        return f"{self.key}/archive/{page}{SUFFIXES[fmt]}"
+        return feed_archive_path(self.key, page, fmt)
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,6 @@ class BuildReport:
         }  # fmt: skip
 
 
-def feeds_base_url(config: Config) -> str:
-    """Where readers fetch feed storage: storage.feeds_url, else `kabar serve`'s /feeds."""
-    if config.storage.feeds_url:
-        return config.storage.feeds_url
-    return f"{(config.web.base_url or config.site.url).rstrip('/')}/feeds"
-
-
 def feed_targets(store: Store, feed: Feed) -> list[FeedTarget]:
     base = feed.path or feed.id
     if feed.split_by is None:
@@ -204,13 +197,13 @@ class _Build:
     store: Store
     storage: FeedStorage
     report: BuildReport
-    base_url: str
+    urls: Urls
     dry_run: bool
     force: bool
     states: dict[str, FeedState] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
-        return f"{self.base_url}/{path}"
+        return self.urls.feed_file(path)
 
     def put(self, path: str, data: bytes) -> bool:
         if self.dry_run:
@@ -268,7 +261,7 @@ def build_feeds(
     if unknown:
         raise KeyError(f"unknown feed id(s): {', '.join(unknown)}")
     report = BuildReport(dry_run=dry_run)
-    build = _Build(config, store, storage, report, feeds_base_url(config), dry_run, force)
+    build = _Build(config, store, storage, report, Urls(config), dry_run, force)
     build.states = _read_states(storage)
     every = {feed.id: feed_targets(store, feed) for feed in config.feeds}
     targets = [

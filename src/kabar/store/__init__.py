@@ -57,7 +57,7 @@ class SourceState:
     last_modified: str | None = None
 
 
-def safe_url(url: str) -> str:
+def masked_url(url: str) -> str:
     """The database URL with any password masked, for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
 
