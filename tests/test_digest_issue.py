@@ -17,15 +17,9 @@ import pytest
 from lxml import html as lxml_html
 
 from kabar.config import Config, Related
-from kabar.digest import (
-    EngineThenPublisher,
-    PublisherLink,
-    PublisherLinks,
-    load_prepared,
-    open_related,
-    prepare_issue,
-)
+from kabar.digest import load_prepared, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
+from kabar.related.fallback import EngineThenPublisher, PublisherLink, PublisherLinks, open_related
 from kabar.render.email import HTML_BUDGET, wrap
 from kabar.store import Store
 
