@@ -20,7 +20,8 @@ from kabar.config import Config, Related
 from kabar.digest import load_prepared, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
 from kabar.related.fallback import EngineThenPublisher, PublisherLink, PublisherLinks, open_related
-from kabar.render.email import HTML_BUDGET, wrap
+from kabar.render.email import HTML_BUDGET
+from kabar.render.templates import wrap
 from kabar.store import Store
 
 from .conftest import SEED_AS_OF, WriteConfig

@@ -37,8 +37,9 @@ from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
 from kabar.mail.slots import SlotTemplate
 from kabar.model import Article, Recipient, message_id
-from kabar.render.email import CardView, IssueView, RelatedView, render_email
+from kabar.render.email import render_email
 from kabar.render.locale import Formatter
+from kabar.render.view import CardView, IssueView, RelatedView
 from kabar.select import select_articles
 from kabar.store import Store
 from kabar.subscribers import Links, Subscribers, known_link_secret

@@ -32,7 +32,7 @@ from kabar.ledger import Issue, Ledger
 from kabar.model import Recipient
 from kabar.publish.archive import publish_archive
 from kabar.publish.storage import FeedStorage
-from kabar.render.email import RenderError
+from kabar.render.templates import RenderError
 from kabar.schedule import (
     issue_key,
     latest_fire,
@@ -242,7 +242,7 @@ class IssueRunner:
         prepared = load_prepared(self.config, issue.prepared)
         storage = FeedStorage.from_config(self.config)
         try:
-            publish_archive(self.config, prepared, read=storage.read, write=storage.write)
+            publish_archive(self.config, prepared.view, read=storage.read, write=storage.write)
         except (OSError, RenderError) as exc:
             log.error("%s: sent, but its archive page could not be written: %s", key, exc)
             return

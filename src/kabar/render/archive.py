@@ -13,23 +13,20 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
 from kabar.config import Config
 from kabar.render.document import FeedDocument, FeedItem, Format
-from kabar.render.email import (
-    IssueView,
+from kabar.render.templates import (
     RenderError,
     describe_template_error,
     environment,
     template_paths,
 )
+from kabar.render.view import IssueView
 from kabar.urls import Urls, archive_index_path, archive_page_name, archive_path, manifest_path
-
-if TYPE_CHECKING:
-    from kabar.digest import PreparedIssue
 
 PAGE_TEMPLATE = "archive.html.j2"
 INDEX_TEMPLATE = "archive_index.html.j2"
@@ -75,13 +72,12 @@ def merge_entries(history: Iterable[ArchiveEntry], entry: ArchiveEntry) -> list[
 
 
 def archive_pages(
-    config: Config, issue: PreparedIssue, history: Sequence[ArchiveEntry] = ()
+    config: Config, view: IssueView, history: Sequence[ArchiveEntry] = ()
 ) -> dict[str, bytes]:
     """Storage path → bytes: the issue's page, the digest's index, and the manifest.
 
     `history` is the earlier entries (read them back with `read_manifest`).
     """
-    view = issue.view
     digest = config.digest(view.digest_id)
     entries = merge_entries(history, ArchiveEntry.of(view))
     formatter = view.formatter()
