@@ -3,9 +3,11 @@ digest's "issues" feeds, into feed storage beside the feeds."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from kabar.config import Config
+from kabar.publish.storage import FeedStorage
 from kabar.render.archive import (
     ISSUES_FEED_FORMATS,
     ArchiveEntry,
@@ -14,8 +16,11 @@ from kabar.render.archive import (
     read_manifest,
 )
 from kabar.render.feeds import render_formats
+from kabar.render.templates import RenderError
 from kabar.render.view import IssueView
 from kabar.urls import issues_feed_path, manifest_path
+
+log = logging.getLogger(__name__)
 
 
 def publish_archive(
@@ -37,3 +42,20 @@ def publish_archive(
     for path, data in pages.items():
         write(path, data)
     return entries
+
+
+class ArchiveSent:
+    """The delivery hook that puts each sent issue on the web archive and its issues
+    feed. The mail is out whatever happens here, so a failure is logged, not raised."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __call__(self, key: str, view: IssueView) -> None:
+        storage = FeedStorage.from_config(self.config)
+        try:
+            publish_archive(self.config, view, read=storage.read, write=storage.write)
+        except (OSError, RenderError) as exc:
+            log.error("%s: sent, but its archive page could not be written: %s", key, exc)
+            return
+        log.info("%s: archived at %s", key, view.archive_url)

@@ -433,7 +433,7 @@ async def _send_confirmation(
     service: _Service, mail_id: int, envelope: Envelope, message: bytes
 ) -> None:
     """Send after the answer (so its timing says nothing) and record what happened."""
-    from kabar.deliver.issue import open_transport
+    from kabar.deliver import open_transport
 
     mails = Mails(service.store.engine)
     try:
