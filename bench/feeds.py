@@ -32,9 +32,9 @@ from typing import Any
 from feedgen.feed import FeedGenerator
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
-from kabar.feeds import build_feeds, feed_targets, newest_articles
 from kabar.model import Article, article_id
+from kabar.publish.feeds import build_feeds, feed_targets, newest_articles
+from kabar.publish.storage import FeedStorage
 from kabar.store import Store
 
 SECTIONS = [

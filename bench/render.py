@@ -32,9 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kabar import config as config_module
 from kabar.config import Config, Related
-from kabar.digest import PreparedIssue, PublisherLink, prepare_issue
+from kabar.digest import PreparedIssue, prepare_issue
 from kabar.ingest import ingest_path
 from kabar.model import Article, Recipient, article_id
+from kabar.related.fallback import PublisherLink
 from kabar.resources import bundled
 from kabar.store import Store
 

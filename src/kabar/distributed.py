@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kabar.config import Config, Engine
-from kabar.deliver.issue import open_transport
+from kabar.deliver import open_transport
 from kabar.deliver.ratelimit import SharedRateLimiter
 from kabar.deliver.send import Sender, Tally, in_thread
 from kabar.ledger import Ledger, Outcome

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
 from kabar.model import Recipient
 from kabar.store.tables import settings, subscribers
+from kabar.urls import Urls
 
 log = logging.getLogger(__name__)
 
@@ -442,26 +443,26 @@ class Links:
     """Builds each subscriber's Recipient, with their signed links under web.base_url."""
 
     def __init__(self, config: Config, secret: bytes) -> None:
-        self.base = (config.web.base_url or config.site.url).rstrip("/")
+        self.urls = Urls(config)
         self.secret = secret
 
     def unsubscribe_url(self, subscriber_id: str) -> str:
-        return f"{self.base}/unsubscribe/{sign(self.secret, 'unsubscribe', subscriber_id)}"
+        return self.urls.unsubscribe(sign(self.secret, "unsubscribe", subscriber_id))
 
     def confirm_url(self, subscriber_id: str) -> str:
-        return f"{self.base}/subscribe/confirm/{sign(self.secret, 'confirm', subscriber_id)}"
+        return self.urls.confirm(sign(self.secret, "confirm", subscriber_id))
 
     def recipient(
         self, subscriber_id: str, email: str, name: str = "", locale: str = ""
     ) -> Recipient:
         # The unsubscribe page doubles as the preferences page: it shows the subscription
         # and asks before changing it. kabar receives no mail, so it offers no mailto link.
-        url = self.unsubscribe_url(subscriber_id)
+        token = sign(self.secret, "unsubscribe", subscriber_id)
         return Recipient(
             subscriber_id=subscriber_id,
             email=email,
             name=name,
             locale=locale,
-            unsubscribe_url=url,
-            preferences_url=url,
+            unsubscribe_url=self.urls.unsubscribe(token),
+            preferences_url=self.urls.preferences(token),
         )

@@ -17,16 +17,11 @@ import pytest
 from lxml import html as lxml_html
 
 from kabar.config import Config, Related
-from kabar.digest import (
-    EngineThenPublisher,
-    PublisherLink,
-    PublisherLinks,
-    load_prepared,
-    open_related,
-    prepare_issue,
-)
+from kabar.digest import load_prepared, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
-from kabar.render.email import HTML_BUDGET, wrap
+from kabar.related.fallback import EngineThenPublisher, PublisherLink, PublisherLinks, open_related
+from kabar.render.email import HTML_BUDGET
+from kabar.render.templates import wrap
 from kabar.store import Store
 
 from ..support.digest import RECIPIENT, FakeRelated, digest_config, make_article, publisher_links

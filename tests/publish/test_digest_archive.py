@@ -8,7 +8,8 @@ from datetime import timedelta
 from lxml import html as lxml_html
 
 from kabar.digest import load_prepared, prepare_issue
-from kabar.render.archive import ArchiveEntry, archive_pages, publish_archive, read_manifest
+from kabar.publish.archive import publish_archive
+from kabar.render.archive import ArchiveEntry, archive_pages, read_manifest
 from kabar.store import Store
 
 from ..support.digest import RECIPIENT, digest_config, ingest_seed, make_article, seed_issue
@@ -21,7 +22,7 @@ def test_the_issue_page_shows_what_was_sent(write_config: WriteConfig, store: St
     config = digest_config(write_config, window="since_last", max_items=7)
     ingest_seed(config, store)
     issue = seed_issue(config, store)
-    pages = archive_pages(config, issue)
+    pages = archive_pages(config, issue.view)
     assert sorted(pages) == [
         "archive/harian/harian-pembaca-2024-05-01.html",
         "archive/harian/index.html",
@@ -62,7 +63,7 @@ def test_the_index_lists_issues_newest_first_and_replaces_a_resent_key(
         )  # fmt: skip
         assert issue is not None
         issue = load_prepared(config, json.loads(json.dumps(issue.dump())))
-        entries = publish_archive(config, issue, read=written.get, write=written.__setitem__)
+        entries = publish_archive(config, issue.view, read=written.get, write=written.__setitem__)
     days = ["2024-05-01", "2024-04-30", "2024-04-29"]
     assert [entry.issue_key for entry in entries] == [f"harian:pembaca:{day}" for day in days]
     assert read_manifest(written["archive/harian/issues.json"]) == entries

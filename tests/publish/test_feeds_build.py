@@ -12,10 +12,10 @@ import pytest
 from lxml import etree
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
-from kabar.feeds import BuildReport, build_feeds
 from kabar.model import Article, article_id
-from kabar.render.feeds import rfc822, rfc3339
+from kabar.publish.feeds import BuildReport, build_feeds
+from kabar.publish.storage import FeedStorage
+from kabar.render.document import rfc822, rfc3339
 from kabar.store import Store
 
 from ..support.feeds_checks import (

@@ -18,10 +18,11 @@ import pytest
 
 from kabar import config as config_module
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
-from kabar.feeds import BuildReport, build_feeds
 from kabar.model import Article, article_id
-from kabar.render.feeds import atom_id_for, xml_safe
+from kabar.publish.feeds import BuildReport, build_feeds
+from kabar.publish.storage import FeedStorage
+from kabar.render.document import xml_safe
+from kabar.render.feeds import atom_id_for
 from kabar.store import Store
 from kabar.text import sanitize_html
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from kabar.config import Config, Feed
-from kabar.feeds import feed_targets, newest_articles
 from kabar.model import Article, article_id
+from kabar.publish.feeds import feed_targets, newest_articles
 from kabar.store import Store
 
 WIB = timezone(timedelta(hours=7))

@@ -15,8 +15,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage, StoragePathError
-from kabar.feeds import build_feeds
+from kabar.publish.feeds import build_feeds
+from kabar.publish.storage import FeedStorage, StoragePathError
 from kabar.store import Store
 
 from ..support.feeds_checks import feed_config, ingest_seed, tree

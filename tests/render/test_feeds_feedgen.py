@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from kabar.render.feeds import render, rfc822, rfc3339
+from kabar.render.document import rfc822, rfc3339
+from kabar.render.feeds import render
 from kabar.render.rss_atom import ALL_FIXES, FEEDGEN_FIXES
 
 from ..support.feeds_checks import NS, atom_errors, read_feed, sample_document

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 from lxml import etree
 
-from kabar.render.feeds import EPOCH, atom_id_for, render, rfc822, xml_safe
+from kabar.render.document import EPOCH, rfc822, xml_safe
+from kabar.render.feeds import atom_id_for, render
 
 from ..support.feeds_checks import NS, atom_errors, json_feed_errors, read_feed, sample_document
 

@@ -17,9 +17,9 @@ from kabar.cli import cli
 from kabar.cli.app import App
 from kabar.cli.delivery import publish_digests
 from kabar.config import Config
-from kabar.deliver.session import run_scheduler
 from kabar.ingest import ingest_source
 from kabar.ledger import Ledger
+from kabar.runtime import run_scheduler
 from kabar.store import Store
 from kabar.subscribers import Subscribers
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from kabar import config as config_module
 from kabar.config import Config
-from kabar.deliver.issue import IssueRunner, Plan, open_transport, plan_issue
+from kabar.deliver import open_transport
+from kabar.deliver.issue import IssueRunner, Plan, plan_issue
 from kabar.deliver.send import utcnow
 from kabar.ingest import ingest_source
 from kabar.ledger import Issue, Ledger

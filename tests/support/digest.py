@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kabar import config as config_module
 from kabar.config import Config, Related
-from kabar.digest import PreparedIssue, PublisherLinks, prepare_issue
+from kabar.digest import PreparedIssue, prepare_issue
 from kabar.ingest import ingest_path
 from kabar.model import Article, Recipient, article_id
+from kabar.related.fallback import PublisherLinks
 from kabar.store import Store
 
 from .project import SEED_AS_OF, WriteConfig

@@ -16,7 +16,7 @@ from lxml import etree
 from kabar import config as config_module
 from kabar.config import Config
 from kabar.ingest import ingest_source
-from kabar.render.feeds import Enclosure, FeedDocument, FeedItem
+from kabar.render.document import Enclosure, FeedDocument, FeedItem
 from kabar.store import Store
 
 from .project import DATA, SEED_AS_OF

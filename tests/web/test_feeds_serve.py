@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
-from kabar.feeds import build_feeds
+from kabar.publish.feeds import build_feeds
+from kabar.publish.storage import FeedStorage
 from kabar.store import Store
 from kabar.web import create_app
 

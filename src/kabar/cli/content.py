@@ -220,8 +220,8 @@ def build_feeds(
 def _build_feeds(
     app: App, feed_ids: tuple[str, ...], *, dry_run: bool, force: bool, ping: bool
 ) -> Any:
-    from kabar.deliver.storage import FeedStorage
-    from kabar.feeds import build_feeds as build_all
+    from kabar.publish.feeds import build_feeds as build_all
+    from kabar.publish.storage import FeedStorage
 
     known = [feed.id for feed in app.config.feeds]
     unknown = [feed_id for feed_id in feed_ids if feed_id not in known]

@@ -56,53 +56,30 @@ def send(
     Exit status 0 when the issue is sent (or skipped: nothing new), 1 when deliveries
     failed, are deferred, or the issue paused on a sender problem.
     """
-    import asyncio
+    from kabar.runtime import SendRequest, UnknownIssue, send_issue
 
-    from kabar.deliver.issue import NothingDue, plan_issue
-    from kabar.deliver.issue import dry_run as preview
-    from kabar.deliver.send import utcnow
-    from kabar.deliver.session import Session, import_lists
-    from kabar.ledger import Ledger
-
-    ledger = Ledger(app.store.engine)
-    plan = None
-    if resume_key is not None:
-        if ledger.issue(resume_key) is None:
-            fail(f"no issue {resume_key!r} (kabar status lists them)")
-        key = resume_key
-    else:
+    if resume_key is None:
         if digest_id is None:
             raise click.UsageError("give a DIGEST, or --resume ISSUE_KEY")
         known_digest(app, digest_id)
-        try:
-            plan = plan_issue(
-                app.config, ledger, app.config.digest(digest_id), now=utcnow(), at_once=at_once
-            )
-        except NothingDue as exc:
-            click.echo(str(exc))
-            return
-        key = plan.key
-    if dry_run:
-        if plan is None:
-            issue = ledger.issue(key)
-            assert issue is not None
-            echo_json(_issue_row(issue, ledger.counts([key])[key]))
-        else:
-            echo_json(preview(app.config, app.store, plan))
-        return
-    import_lists(app.config, app.store)
-
-    async def deliver() -> Any:
-        async with Session(app.config, app.store, prints_outcome=True) as runner:
-            if plan is not None:
-                runner.create(plan)
-            runner.reopen(key, resend_failed=resend_failed, revive_missed=plan is None or at_once)
-            return await runner.run(key, wait=not no_wait)
-
-    issue = asyncio.run(deliver())
-    _print_issue_lines(app, [key], as_json=as_json)
-    if issue is None or issue.state not in ("sent", "skipped"):
-        sys.exit(EXIT_PARTIAL)
+    request = SendRequest(
+        digest_id=digest_id, resume_key=resume_key, at_once=at_once, dry_run=dry_run,
+        resend_failed=resend_failed, wait=not no_wait,
+    )  # fmt: skip
+    try:
+        result = send_issue(app.config, app.store, request)
+    except UnknownIssue as exc:
+        fail(str(exc))
+    if result.nothing_due:
+        click.echo(result.nothing_due)
+    elif result.existing is not None:
+        echo_json(_issue_row(result.existing, result.existing_counts))
+    elif result.preview is not None:
+        echo_json(result.preview)
+    else:
+        _print_issue_lines(app, [result.key], as_json=as_json)
+        if not result.done:
+            sys.exit(EXIT_PARTIAL)
 
 
 def _issue_row(issue: Any, counts: Any) -> dict[str, Any]:
@@ -136,7 +113,7 @@ def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) ->
 
     from kabar.deliver.issue import plan_issue
     from kabar.deliver.send import utcnow
-    from kabar.deliver.session import Session, import_lists
+    from kabar.runtime import Session, import_lists
 
     clock = clock or utcnow
     from kabar.ledger import Ledger
@@ -211,7 +188,7 @@ def run(app: App, once: bool) -> None:
     """
     import asyncio
 
-    from kabar.deliver.session import run_scheduler
+    from kabar.runtime import run_scheduler
 
     if not asyncio.run(run_scheduler(app.config, app.store, once=once)):
         sys.exit(EXIT_PARTIAL)

@@ -46,7 +46,7 @@ def preview(
     from kabar.digest import write_preview
     from kabar.mail.dkim import DkimKeyError
     from kabar.mail.message import BadRecipientError
-    from kabar.render.email import RenderError
+    from kabar.render.templates import RenderError
 
     def refuse(message: str) -> NoReturn:
         if as_json:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kabar.config import Config, CronSchedule, Digest
-from kabar.deliver.ratelimit import Limiter
 from kabar.deliver.send import (
     Clock,
     Dispatcher,
@@ -26,13 +26,11 @@ from kabar.deliver.send import (
     in_thread,
     utcnow,
 )
-from kabar.deliver.storage import FeedStorage
 from kabar.deliver.transport import Transport
 from kabar.digest import PreparedIssue, load_prepared, prepare_issue
 from kabar.ledger import Issue, Ledger
 from kabar.model import Recipient
-from kabar.render.archive import publish_archive
-from kabar.render.email import RenderError
+from kabar.render.view import IssueView
 from kabar.schedule import (
     issue_key,
     latest_fire,
@@ -51,19 +49,13 @@ log = logging.getLogger(__name__)
 _POLL = 5.0  # seconds between looks at the ledger while others hold claims or retries wait
 
 
+# Called once an issue is sent (or partly sent) with its key and what it showed; the mail
+# is out whatever the hook does, so a hook logs its own failures.
+SentHook = Callable[[str, IssueView], None]
+
+
 class NothingDue(Exception):
     """No issue of this digest is due now; the message says why."""
-
-
-def open_transport(config: Config, *, limiter: Limiter | None = None) -> Transport:
-    """The configured transport; `limiter` replaces the SMTP rate limit of this process."""
-    if config.delivery.transport == "smtp":
-        from kabar.deliver.smtp import SmtpTransport
-
-        return SmtpTransport(config, limiter=limiter)
-    from kabar.deliver.outbox import OutboxTransport
-
-    return OutboxTransport(config.resolve(config.delivery.outbox))
 
 
 @dataclass(frozen=True)
@@ -135,8 +127,10 @@ class IssueRunner:
         progress: Progress | None = None,
         dispatcher: Dispatcher | None = None,
         finish_level: int = logging.INFO,
+        on_sent: SentHook | None = None,
     ) -> None:
         self.config = config
+        self.on_sent = on_sent
         self.finish_level = finish_level  # DEBUG when the command prints the outcome itself
         self.store = store
         self.ledger = Ledger(store.engine)
@@ -224,7 +218,7 @@ class IssueRunner:
                 key, final, ", ".join(f"{n} {k}" for k, n in counts.to_dict().items()),
             )  # fmt: skip
             if final in ("sent", "partial"):
-                await in_thread(self._archive, key)
+                await in_thread(self._report_sent, key)
             return True
         if not wait:
             return False
@@ -233,20 +227,12 @@ class IssueRunner:
         await self._sleep(max(delay, 0.05))
         return True
 
-    def _archive(self, key: str) -> None:
-        """Put the sent issue on the web archive and its issues feed. The mail is out
-        whatever happens here, so a failure is logged, not raised."""
+    def _report_sent(self, key: str) -> None:
+        """Tell `on_sent` (the web archive, in `kabar send` and `kabar run`) what went out."""
         issue = self.ledger.issue(key)
-        if issue is None or issue.prepared is None:
+        if self.on_sent is None or issue is None or issue.prepared is None:
             return
-        prepared = load_prepared(self.config, issue.prepared)
-        storage = FeedStorage.from_config(self.config)
-        try:
-            publish_archive(self.config, prepared, read=storage.read, write=storage.write)
-        except (OSError, RenderError) as exc:
-            log.error("%s: sent, but its archive page could not be written: %s", key, exc)
-            return
-        log.info("%s: archived at %s", key, prepared.view.archive_url)
+        self.on_sent(key, load_prepared(self.config, issue.prepared).view)
 
     async def _render(self, issue: Issue) -> None:
         digest = next((d for d in self.config.digests if d.id == issue.digest_id), None)

@@ -10,58 +10,26 @@ always shows what was sent.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
 from kabar.config import Config
-from kabar.feeds import feeds_base_url
-from kabar.render.email import (
-    IssueView,
+from kabar.render.document import FeedDocument, FeedItem, Format
+from kabar.render.templates import (
     RenderError,
     describe_template_error,
     environment,
     template_paths,
 )
-from kabar.render.feeds import SUFFIXES, FeedDocument, FeedItem, Format, render_formats
+from kabar.render.view import IssueView
+from kabar.urls import Urls, archive_index_path, archive_page_name, archive_path, manifest_path
 
-if TYPE_CHECKING:
-    from kabar.digest import PreparedIssue
-
-ARCHIVE_DIR = "archive"
 PAGE_TEMPLATE = "archive.html.j2"
 INDEX_TEMPLATE = "archive_index.html.j2"
-MANIFEST = "issues.json"
-
-
-def archive_slug(issue_key: str) -> str:
-    """`harian:pembaca:2026-11-27` → `harian-pembaca-2026-11-27`."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", issue_key).strip("-.") or "issue"
-
-
-def archive_path(digest_id: str, issue_key: str) -> str:
-    return f"{ARCHIVE_DIR}/{digest_id}/{archive_slug(issue_key)}.html"
-
-
-def index_path(digest_id: str) -> str:
-    return f"{ARCHIVE_DIR}/{digest_id}/index.html"
-
-
-def manifest_path(digest_id: str) -> str:
-    return f"{ARCHIVE_DIR}/{digest_id}/{MANIFEST}"
-
-
-def issues_feed_path(digest_id: str, fmt: Format) -> str:
-    return f"{ARCHIVE_DIR}/{digest_id}/issues{SUFFIXES[fmt]}"
-
-
-def archive_url(config: Config, digest_id: str, issue_key: str) -> str:
-    """Where the issue's page is served: the archive lives in feed storage."""
-    return f"{feeds_base_url(config)}/{archive_path(digest_id, issue_key)}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +52,7 @@ class ArchiveEntry:
             preheader=view.preheader,
             issue_time=view.issue_time,
             url=view.archive_url,
-            page=f"{archive_slug(view.issue_key)}.html",
+            page=archive_page_name(view.issue_key),
             articles=len(view.cards),
         )
 
@@ -104,13 +72,12 @@ def merge_entries(history: Iterable[ArchiveEntry], entry: ArchiveEntry) -> list[
 
 
 def archive_pages(
-    config: Config, issue: PreparedIssue, history: Sequence[ArchiveEntry] = ()
+    config: Config, view: IssueView, history: Sequence[ArchiveEntry] = ()
 ) -> dict[str, bytes]:
     """Storage path → bytes: the issue's page, the digest's index, and the manifest.
 
     `history` is the earlier entries (read them back with `read_manifest`).
     """
-    view = issue.view
     digest = config.digest(view.digest_id)
     entries = merge_entries(history, ArchiveEntry.of(view))
     formatter = view.formatter()
@@ -131,7 +98,7 @@ def archive_pages(
     manifest = json.dumps([entry.to_dict() for entry in entries], ensure_ascii=False, indent=1)
     return {
         archive_path(view.digest_id, view.issue_key): page_html.encode(),
-        index_path(view.digest_id): index_html.encode(),
+        archive_index_path(view.digest_id): index_html.encode(),
         manifest_path(view.digest_id): manifest.encode() + b"\n",
     }
 
@@ -162,7 +129,7 @@ ISSUES_FEED_LIMIT = 50
 def issues_feed(config: Config, digest_id: str, entries: Sequence[ArchiveEntry]) -> FeedDocument:
     """The digest's sent issues as a feed, newest first: one item per issue."""
     digest = config.digest(digest_id)
-    base = feeds_base_url(config)
+    urls = Urls(config)
     items = tuple(
         FeedItem(
             guid=entry.url,
@@ -177,36 +144,13 @@ def issues_feed(config: Config, digest_id: str, entries: Sequence[ArchiveEntry])
         for entry in entries[:ISSUES_FEED_LIMIT]
     )
     return FeedDocument(
-        atom_id=f"{base}/{index_path(digest_id)}",
+        atom_id=urls.archive_index(digest_id),
         title=f"{config.site.title}: {config.mailing_list(digest.list_id).name or digest.id}",
         description=config.site.description or config.site.title,
         language=digest.locale or config.site.language,
-        home_url=f"{base}/{index_path(digest_id)}",
-        self_urls={
-            fmt: f"{base}/{issues_feed_path(digest_id, fmt)}" for fmt in ISSUES_FEED_FORMATS
-        },
+        home_url=urls.archive_index(digest_id),
+        self_urls={fmt: urls.issues_feed(digest_id, fmt) for fmt in ISSUES_FEED_FORMATS},
         items=items,
         author=config.site.title,
         hub_url=config.web.websub_hub,
     )
-
-
-def publish_archive(
-    config: Config,
-    issue: PreparedIssue,
-    *,
-    read: Callable[[str], bytes | None],
-    write: Callable[[str, bytes], object],
-) -> list[ArchiveEntry]:
-    """Write a sent issue's archive page, the digest's index and manifest, and its
-    "issues" RSS and Atom feeds through `read`/`write` (feed storage paths); return the
-    digest's entries, newest first."""
-    history = read_manifest(read(manifest_path(issue.digest_id)))
-    pages = archive_pages(config, issue, history)
-    entries = read_manifest(pages[manifest_path(issue.digest_id)])
-    feed = issues_feed(config, issue.digest_id, entries)
-    for fmt, data in render_formats(feed, ISSUES_FEED_FORMATS).items():
-        pages[issues_feed_path(issue.digest_id, fmt)] = data
-    for path, data in pages.items():
-        write(path, data)
-    return entries

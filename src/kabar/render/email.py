@@ -9,15 +9,10 @@ rendered pieces with escaped values, so article text is never read as template c
 
 from __future__ import annotations
 
-import functools
 import logging
-import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
 import mjml
@@ -26,7 +21,13 @@ from markupsafe import Markup
 from kabar.config import Config, Digest
 from kabar.mail.slots import SlotTemplate, new_markers
 from kabar.render.locale import Formatter
-from kabar.resources import bundled
+from kabar.render.templates import (
+    RenderError,
+    describe_template_error,
+    environment,
+    template_paths,
+)
+from kabar.render.view import IssueView
 
 log = logging.getLogger(__name__)
 
@@ -40,142 +41,7 @@ PERSONAL_ALLOWANCE = 1_000
 # Unquoted: Jinja would escape the quotes, and MRML then misses configured fonts.
 DEFAULT_FONTS = "Helvetica Neue, Helvetica, Arial, sans-serif"
 
-# --- what a template sees ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RelatedView:
-    title: str
-    url: str
-    summary: str
-    published: datetime | None
-
-
-@dataclass(frozen=True)
-class CardView:
-    article_id: str
-    title: str
-    url: str
-    section: str
-    summary: str
-    published: datetime
-    image_url: str = ""
-    image_alt: str = ""
-    credit: str = ""
-    related: tuple[RelatedView, ...] = ()
-
-
-@dataclass(frozen=True)
-class IssueView:
-    """One issue as its templates see it; JSON round-trips through to_dict/from_dict so
-    the archive can render a sent issue without the store."""
-
-    issue_key: str
-    digest_id: str
-    subject: str
-    preheader: str
-    issue_time: datetime
-    language: str
-    timezone: str
-    site_title: str
-    site_url: str
-    list_name: str
-    archive_url: str
-    logo_url: str = ""
-    contact: str = ""
-    cards: tuple[CardView, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_json(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IssueView:
-        values = dict(data)
-        values["issue_time"] = datetime.fromisoformat(values["issue_time"])
-        values["cards"] = tuple(_card_from_dict(card) for card in values["cards"])
-        return cls(**values)
-
-    def formatter(self) -> Formatter:
-        return Formatter(self.language, ZoneInfo(self.timezone))
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return [_to_json(item) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _to_json(getattr(value, f.name)) for f in fields(value)}
-    return value
-
-
-def _card_from_dict(data: Mapping[str, Any]) -> CardView:
-    values = dict(data)
-    values["published"] = datetime.fromisoformat(values["published"])
-    values["related"] = tuple(
-        RelatedView(**{**item, "published": _optional_time(item["published"])})
-        for item in values["related"]
-    )
-    return CardView(**values)
-
-
-def _optional_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 # --- templates --------------------------------------------------------------------------
-
-
-def template_paths(
-    config: Config, configured: str | None, default: str
-) -> tuple[tuple[str, ...], str]:
-    """(search path, template name): an admin's template by path, with the bundled
-    templates behind it for `{% include %}` and `{% extends %}`."""
-    bundled_dir = str(bundled("templates"))
-    if configured is None:
-        return (bundled_dir,), default
-    path = config.resolve(configured)
-    if not path.is_file():
-        raise RenderError(f"template {configured!r} not found (looked for {path})")
-    return (str(path.parent), bundled_dir), path.name
-
-
-@functools.lru_cache(maxsize=32)
-def environment(
-    search_path: tuple[str, ...], formatter: Formatter, *, html: bool
-) -> jinja2.Environment:
-    """A Jinja environment per template folder, language and part; kept for the process
-    so templates compile once (Jinja still reloads a template whose file changed)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search_path),
-        autoescape=html,  # noqa: S701 - off only for the text/plain part
-        undefined=jinja2.StrictUndefined,
-        extensions=["jinja2.ext.i18n"],
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.install_gettext_translations(formatter.translations, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(
-        datetime=formatter.long_datetime,
-        date=formatter.long_date,
-        ago=lambda moment, now: formatter.ago(moment, now) if moment else "",
-        wrap=wrap,
-    )
-    return env
-
-
-def wrap(text: str, width: int, indent: str = "") -> str:
-    """Plain-text wrapping that never splits a URL or an Indonesian reduplication
-    (`diam-diam`), unlike Jinja's wordwrap; lines after the first get `indent`."""
-    lines = textwrap.wrap(
-        text, width, break_long_words=False, break_on_hyphens=False, subsequent_indent=indent
-    )
-    return "\n".join(lines)
-
-
-class RenderError(Exception):
-    """A template is missing or doesn't render (with the template's name in the message)."""
 
 
 @dataclass(frozen=True)
@@ -231,13 +97,6 @@ class EmailTemplates:
         except jinja2.TemplateError as exc:
             raise RenderError(describe_template_error(exc)) from None
         return _mjml_to_html(mjml_source, self.fonts, self.include_loader), text
-
-
-def describe_template_error(exc: jinja2.TemplateError) -> str:
-    where = getattr(exc, "filename", None) or getattr(exc, "name", None)
-    line = getattr(exc, "lineno", None)
-    location = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
-    return f"{location}{exc.message or exc}"
 
 
 def _include_loader(search_path: tuple[str, ...]) -> mjml.IncludeLoader:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from kabar.render.feeds import MEDIA_TYPES, Format, xml_safe
+from kabar.render.document import MEDIA_TYPES, Format, xml_safe
 
 FORMAT_NAMES: dict[Format, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 _HEADINGS = {"id": "Umpan berita", "en": "Feeds"}

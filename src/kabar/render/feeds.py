@@ -1,105 +1,38 @@
-"""Feed documents and their three formats: RSS 2.0 and Atom 1.0 (through feedgen, see
+"""Feed documents in their three formats: RSS 2.0 and Atom 1.0 (through feedgen, see
 `kabar.render.rss_atom`) and JSON Feed 1.1.
 
-A `FeedDocument` holds everything a format needs, already decided: which items in which
-order, and which links. Rendering is deterministic: the same document gives the same
-bytes, and no field ever defaults to the current time.
+A `FeedDocument` (in `kabar.render.document`) holds everything a format needs, already
+decided: which items in which order, and which links. Rendering is deterministic: the
+same document gives the same bytes, and no field ever defaults to the current time.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Collection
+from dataclasses import replace
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from kabar.model import Article
+from kabar.render.document import (
+    JSON_FEED_VERSION,
+    FeedDocument,
+    FeedItem,
+    Format,
+    is_xml_safe,
+    rfc3339,
+    xml_safe,
+)
 from kabar.text import paragraphs_to_html
 
-Format = Literal["rss", "atom", "json"]
-SUFFIXES: dict[Format, str] = {"rss": ".rss.xml", "atom": ".atom.xml", "json": ".json"}
-MEDIA_TYPES: dict[Format, str] = {
-    "rss": "application/rss+xml",
-    "atom": "application/atom+xml",
-    "json": "application/feed+json",
-}
-JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-# The `updated` time of a feed that has no items yet: fixed, so it is never now().
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The date part of tag: URIs (RFC 4151) minted for guids that are not IRIs. It must
 # never change once feeds are published, or every such entry would look new.
 TAG_DATE = "2024"
-
-# Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/FFFF), and
-# the C1 controls it discourages. lxml refuses the former outright.
-_NOT_XML = re.compile("[^\t\n\r\u0020-\u007e\u0085\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
-
-@dataclass(frozen=True, slots=True)
-class Enclosure:
-    """A media file whose length and type are known (RSS allows one per item)."""
-
-    url: str
-    length: int
-    type: str
-
-
-@dataclass(frozen=True, slots=True)
-class FeedItem:
-    guid: str  # RSS guid and JSON id, stable across edits
-    atom_id: str  # an IRI derived from the guid
-    url: str
-    title: str
-    published: datetime
-    updated: datetime
-    summary: str = ""  # plain text
-    content_html: str = ""  # sanitised HTML
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    image_url: str = ""
-    image_alt: str = ""
-    enclosures: tuple[Enclosure, ...] = ()
-    language: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedDocument:
-    atom_id: str
-    title: str
-    description: str
-    language: str
-    home_url: str  # the alternate (HTML) link
-    self_urls: Mapping[Format, str]  # where each format of this document is published
-    items: tuple[FeedItem, ...]  # newest first
-    author: str = ""  # feed-level author (Atom needs one when an entry has none)
-    logo_url: str = ""
-    hub_url: str | None = None
-    # RFC 5005: the newest archive page (subscription documents and archive pages), and
-    # on archive pages the subscription document, per format.
-    prev_archive: Mapping[Format, str] = field(default_factory=dict)
-    current: Mapping[Format, str] = field(default_factory=dict)
-    generator: str = "kabar"
-
-    @property
-    def is_archive(self) -> bool:
-        return bool(self.current)
-
-    @property
-    def updated(self) -> datetime:
-        """The newest entry's time: what `lastBuildDate` and Atom `updated` say."""
-        return max((item.updated for item in self.items), default=EPOCH)
-
-
 # --- building documents ----------------------------------------------------------------
-
-
-def xml_safe(text: str) -> str:
-    return _NOT_XML.sub("", text)
 
 
 def atom_id_for(guid: str, *, source: str, site_url: str) -> str:
@@ -132,19 +65,6 @@ def item_from_article(article: Article, *, site_url: str) -> FeedItem:
         image_alt=article.image_alt,
         language=article.language,
     )
-
-
-# --- dates -----------------------------------------------------------------------------
-
-
-def rfc822(moment: datetime) -> str:
-    """`Sun, 11 Jul 2021 17:00:00 +0700`: English names, the moment's own offset, and no
-    locale involved (feedgen's formatter switches the process-wide locale to do this)."""
-    return email.utils.format_datetime(moment.replace(microsecond=0))
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.replace(microsecond=0).isoformat()
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -219,7 +139,7 @@ def _xml_safe_document(doc: FeedDocument) -> FeedDocument:
     """Every text field without XML-invalid characters. Ingest strips them already;
     this keeps a document built by any other path renderable."""
     texts = (doc.title, doc.description, doc.author, *(_item_text(item) for item in doc.items))
-    if not _NOT_XML.search("\n".join(texts)):
+    if is_xml_safe("\n".join(texts)):
         return doc
     items = tuple(
         replace(

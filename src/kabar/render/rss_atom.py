@@ -17,7 +17,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from kabar.render.feeds import MEDIA_TYPES, FeedDocument, FeedItem, Format, rfc822, rfc3339
+from kabar.render.document import MEDIA_TYPES, FeedDocument, FeedItem, Format, rfc822, rfc3339
 
 FEEDGEN_FIXES: dict[str, str] = {
     "atom-entry-link-attributes": "Atom entry links keep only href, so an enclosure "

@@ -22,7 +22,7 @@ import httpx
 
 from kabar import __version__
 from kabar.model import Article, article_id
-from kabar.sources import MAX_FILE_BYTES, ReadContext, ReadError, check_nesting, vet
+from kabar.sources.base import MAX_FILE_BYTES, ReadContext, ReadError, check_nesting, vet
 from kabar.store import SourceState
 from kabar.text import html_to_text, one_line, split_body, summarize
 

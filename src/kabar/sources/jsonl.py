@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import MAX_NESTING, ReadContext, ReadError, check_nesting, vet
+from kabar.sources.base import MAX_NESTING, ReadContext, ReadError, check_nesting, vet
 from kabar.text import clean, one_line, split_body, summarize
 
 REQUIRED = ("url", "title", "body", "published")

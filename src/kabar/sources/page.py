@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources import ReadContext, ReadError, slugify, vet
+from kabar.sources.base import ReadContext, ReadError, slugify, vet
 from kabar.text import clean, paragraphs_to_html, summarize
 
 MONTHS = {

@@ -57,7 +57,7 @@ class SourceState:
     last_modified: str | None = None
 
 
-def safe_url(url: str) -> str:
+def masked_url(url: str) -> str:
     """The database URL with any password masked, for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
 
@@ -237,14 +237,6 @@ class Store:
 
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(articles)).scalar_one())
-
-    def facet_values(self, facet: str, *, sources: Sequence[str] | None = None) -> list[str]:
-        query = select(article_facets.c.value).where(article_facets.c.facet == facet).distinct()
-        if sources is not None:
-            owned = select(articles.c.id).where(articles.c.source.in_(list(sources)))
-            query = query.where(article_facets.c.article_id.in_(owned))
-        with self.engine.connect() as connection:
-            return sorted(connection.execute(query).scalars())
 
     # --- source state (conditional GET) ------------------------------------------------
 

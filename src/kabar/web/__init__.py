@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from kabar.config import Config
-from kabar.deliver.storage import FeedStorage
+from kabar.publish.storage import FeedStorage
 from kabar.store import Store
 
 

@@ -22,15 +22,14 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kabar.config import Config
-from kabar.deliver.storage import (
+from kabar.publish.storage import (
     FeedStorage,
     StoragePathError,
     StoredFile,
     check_path,
     content_type_for,
 )
-from kabar.feeds import INDEX_PATH, feeds_base_url
-from kabar.render.feeds import SUFFIXES
+from kabar.urls import FEEDS_PREFIX, FEEDS_ROUTE, INDEX_PATH, Urls, is_feed_file
 
 GZIP_MIN_BYTES = 512
 FEED_CACHE_CONTROL = "public, max-age=300"
@@ -51,11 +50,17 @@ class _Representation:
 
 
 def routes(config: Config, storage: FeedStorage) -> list[BaseRoute]:
-    files = FeedFiles(storage, feeds_base_url(config), config.web.websub_hub)
+    files = FeedFiles(storage, Urls(config).feeds_base, config.web.websub_hub)
     return [
-        Route("/", lambda _: RedirectResponse("/feeds/", status_code=307), methods=["GET"]),
-        Route("/feeds", lambda _: RedirectResponse("/feeds/", status_code=307), methods=["GET"]),
-        Route("/feeds/{path:path}", files.serve, methods=["GET"]),
+        Route(
+            "/", lambda _: RedirectResponse(f"{FEEDS_PREFIX}/", status_code=307), methods=["GET"]
+        ),
+        Route(
+            FEEDS_PREFIX,
+            lambda _: RedirectResponse(f"{FEEDS_PREFIX}/", status_code=307),
+            methods=["GET"],
+        ),
+        Route(FEEDS_ROUTE, files.serve, methods=["GET"]),
     ]
 
 
@@ -102,7 +107,7 @@ class FeedFiles:
         return Response(body, headers=headers, media_type=content_type_for(path))
 
     def _links(self, path: str) -> str:
-        if not path.endswith(tuple(SUFFIXES.values())):
+        if not is_feed_file(path):
             return ""
         links = [f'<{self.public_url}/{path}>; rel="self"']
         if self.hub_url and "/archive/" not in path:

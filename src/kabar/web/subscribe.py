@@ -60,6 +60,7 @@ from kabar.subscribers import (
     normalise_address,
     verify,
 )
+from kabar.urls import CONFIRM_ROUTE, SUBSCRIBE_ROUTE, UNSUBSCRIBE_ROUTE, Urls
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ class _Service:
         self._given_store = store is not None
         self._links: Links | None = None
         self._limits: Limits | None = None
-        base = config.web.base_url or config.site.url
-        self.origins = {web_origin(base), *config.web.allowed_origins}
+        self.origins = {web_origin(Urls(config).web_base), *config.web.allowed_origins}
         self.proxies = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
 
     def close(self) -> None:
@@ -433,7 +433,7 @@ async def _send_confirmation(
     service: _Service, mail_id: int, envelope: Envelope, message: bytes
 ) -> None:
     """Send after the answer (so its timing says nothing) and record what happened."""
-    from kabar.deliver.issue import open_transport
+    from kabar.deliver import open_transport
 
     mails = Mails(service.store.engine)
     try:
@@ -484,7 +484,7 @@ def routes(
     if closers is not None:
         closers.append(service.close)
     return [
-        Route("/unsubscribe/{token}", _unsubscribe(service), methods=["GET", "POST"]),
-        Route("/subscribe", _subscribe(service), methods=["POST"]),
-        Route("/subscribe/confirm/{token}", _confirm(service), methods=["GET", "POST"]),
+        Route(UNSUBSCRIBE_ROUTE, _unsubscribe(service), methods=["GET", "POST"]),
+        Route(SUBSCRIBE_ROUTE, _subscribe(service), methods=["POST"]),
+        Route(CONFIRM_ROUTE, _confirm(service), methods=["GET", "POST"]),
     ]

@@ -1,6 +1,8 @@
-"""What a sending command sets up around an IssueRunner: the transport, the link secret,
-SIGTERM/SIGINT handling (drain in-flight sends, hand back the rest) and the output: a rich
-progress bar in a terminal, structured log lines otherwise."""
+"""The run-time around an IssueRunner, for `kabar send` and `kabar run`: the transport, the
+link secret, the dispatcher (this process, or Dramatiq workers), SIGTERM/SIGINT handling
+(drain in-flight sends, hand back the rest), the output (a rich progress bar in a
+terminal, structured log lines otherwise), what happens once an issue is sent (its web
+archive), and the scheduler daemon's jobs."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from types import TracebackType
 from typing import Any
 
 from kabar.config import Config
-from kabar.deliver.issue import IssueRunner, open_transport
+from kabar.deliver import open_transport
+from kabar.deliver.issue import IssueRunner
 from kabar.deliver.send import Clock, Dispatcher, Tally, utcnow
-from kabar.ledger import Ledger, Outcome
+from kabar.ledger import Counts, Issue, Ledger, Outcome
+from kabar.publish.archive import ArchiveSent
 from kabar.store import Store
 from kabar.subscribers import Subscribers, link_secret
 
@@ -124,6 +128,7 @@ class Session:
             progress=self.display,
             dispatcher=self._dispatcher(),
             finish_level=logging.DEBUG if self.prints_outcome else logging.INFO,
+            on_sent=ArchiveSent(self.config),
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -181,8 +186,8 @@ class _Jobs:
         return bool(report.stored.inserted or report.stored.updated)
 
     async def build_feed(self, feed_id: str) -> None:
-        from kabar.deliver.storage import FeedStorage
-        from kabar.feeds import build_feeds
+        from kabar.publish.feeds import build_feeds
+        from kabar.publish.storage import FeedStorage
 
         report = await asyncio.to_thread(
             build_feeds, self.config, self.store, FeedStorage.from_config(self.config),
@@ -218,3 +223,77 @@ async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Cloc
         await scheduler.serve(session.stopped)
         await runner.drain()
         return True
+
+
+# --- kabar send ---------------------------------------------------------------------------
+
+
+class UnknownIssue(LookupError):
+    """--resume names an issue the ledger does not have."""
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    digest_id: str | None  # None with resume_key
+    resume_key: str | None = None
+    at_once: bool = False
+    dry_run: bool = False
+    resend_failed: bool = False
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What `send_issue` did: nothing (nothing_due says why), a dry run (`preview` of a
+    planned issue, or the `existing` one with its counts), or a delivery of `key`."""
+
+    key: str = ""
+    nothing_due: str = ""
+    preview: dict[str, Any] | None = None
+    existing: Issue | None = None
+    existing_counts: Counts | None = None
+    issue: Issue | None = None
+
+    @property
+    def done(self) -> bool:
+        """Sent, or skipped with nothing new: anything else leaves work for later."""
+        return self.issue is not None and self.issue.state in ("sent", "skipped")
+
+
+def send_issue(config: Config, store: Store, request: SendRequest) -> SendResult:
+    """`kabar send`: plan the digest's due issue (or take the one to resume), then show
+    it (dry run) or import the lists and deliver it."""
+    from kabar.deliver.issue import NothingDue, plan_issue
+    from kabar.deliver.issue import dry_run as preview
+
+    ledger = Ledger(store.engine)
+    plan = None
+    if request.resume_key is not None:
+        if ledger.issue(request.resume_key) is None:
+            raise UnknownIssue(f"no issue {request.resume_key!r} (kabar status lists them)")
+        key = request.resume_key
+    else:
+        assert request.digest_id is not None
+        digest = config.digest(request.digest_id)
+        try:
+            plan = plan_issue(config, ledger, digest, now=utcnow(), at_once=request.at_once)
+        except NothingDue as exc:
+            return SendResult(nothing_due=str(exc))
+        key = plan.key
+    if request.dry_run:
+        if plan is not None:
+            return SendResult(key=key, preview=preview(config, store, plan))
+        existing = ledger.issue(key)
+        assert existing is not None
+        return SendResult(key=key, existing=existing, existing_counts=ledger.counts([key])[key])
+    import_lists(config, store)
+    revive_missed = plan is None or request.at_once
+
+    async def deliver() -> Issue | None:
+        async with Session(config, store, prints_outcome=True) as runner:
+            if plan is not None:
+                runner.create(plan)
+            runner.reopen(key, resend_failed=request.resend_failed, revive_missed=revive_missed)
+            return await runner.run(key, wait=request.wait)
+
+    return SendResult(key=key, issue=asyncio.run(deliver()))
