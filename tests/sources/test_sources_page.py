@@ -100,6 +100,23 @@ def test_relative_times(line: str, hours: float) -> None:
     assert parse_relative_time(line) == timedelta(hours=hours)
 
 
+@pytest.mark.parametrize("line", ["3000 tahun lalu", "3000000 tahun lalu", "99999999999 years ago"])
+def test_ages_past_a_century_are_not_relative_times(line: str) -> None:
+    assert parse_relative_time(line) is None
+
+
+def test_a_related_item_older_than_the_calendar_is_left_out(tmp_path: Path) -> None:
+    page = tmp_path / "kuno.txt"
+    page.write_text(
+        "Judul\n\nMinggu, 1 Juli 0001 10:00 WIB\n\nIsi berita.\n\nBerita terkait\n\n"
+        "Kisah lama\n\n5 hari lalu\n",
+        encoding="utf-8",
+    )
+    early = replace(CONTEXT, as_of=datetime(1, 1, 1, 1, tzinfo=UTC))
+    titles = [article.title for article in read_file(page, early)]
+    assert titles == ["Judul"]
+
+
 def test_a_page_without_a_date_line_says_which_line(tmp_path: Path) -> None:
     page = tmp_path / "bad.txt"
     page.write_text("Judul\n\nbukan tanggal\n\nIsi berita.\n", encoding="utf-8")

@@ -63,6 +63,9 @@ _UNIT_SECONDS = {
     "hari": 86400, "day": 86400, "minggu": 604800, "week": 604800,
     "bulan": 30 * 86400, "month": 30 * 86400, "tahun": 365 * 86400, "year": 365 * 86400,
 }  # fmt: skip
+# "3000 tahun lalu" is no publication time: past this a line is not read as one (and the
+# date it gives would fall outside what datetime holds).
+_LONGEST_AGE = timedelta(days=100 * 365)
 
 
 def parse_date_line(line: str) -> datetime | None:
@@ -88,7 +91,10 @@ def parse_relative_time(line: str) -> timedelta | None:
         return None
     amount, unit = match.groups()
     unit = unit.lower().rstrip("s") if unit.lower() not in _UNIT_SECONDS else unit.lower()
-    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+    seconds = int(amount) * _UNIT_SECONDS[unit]
+    if seconds > _LONGEST_AGE.total_seconds():
+        return None
+    return timedelta(seconds=seconds)
 
 
 class PageReader:
@@ -182,6 +188,8 @@ def _related_items(lines: list[str], context: ReadContext) -> list[Article]:
         summary = " ".join(
             line for line in lines[start + 2 : end] if line != title and not READ_MORE.match(line)
         )
+        if as_of - datetime.min.replace(tzinfo=as_of.tzinfo) < age:
+            continue  # an --as-of near year 1: the item's time would not exist
         published = as_of - age
         url = f"{context.base_url}/{slugify(title)}"
         items.append(
