@@ -45,6 +45,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kabar.config import Config, MailingList, web_origin
+from kabar.consent import Client, Consent, consent_record
 from kabar.deliver.send import utcnow
 from kabar.deliver.transport import Envelope
 from kabar.limits import DatabaseLimits, Limits, RedisLimits
@@ -60,6 +61,7 @@ from kabar.subscribers import (
     normalise_address,
     verify,
 )
+from kabar.web import forms
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,7 @@ TEXT = {
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 HONEYPOT = "website"  # a field the form hides from people; only bots fill it in
 MAX_NAME = 60
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
-    "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1rem}"
-)
+STYLE = forms.STYLE
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 # The pages need their one inline style and nothing else; their forms post to themselves.
 PAGE_CSP = (
@@ -310,6 +309,52 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
 # --- subscribe (double opt-in) --------------------------------------------------------------
 
 
+def _subscribe_page(service: _Service) -> Callable[[Request], Awaitable[Response]]:
+    """GET /subscribe: the form, in ?lang= or the browser's language, with a switch."""
+
+    async def handle(request: Request) -> Response:
+        language = page_language(service, request)
+        text = forms.TEXT[language]
+        other = "en" if language == "id" else "id"
+        token = forms.form_token(service.links.secret, client_key(service.client_ip(request)))
+        offered = forms.offer(service.config, service.store.engine)
+        body = (
+            f'<nav><a href="?lang={other}" hreflang="{other}" lang="{other}">'
+            f"{html.escape(text['switch'])}</a></nav>"
+            f"<p>{html.escape(text['intro'])}</p>"
+            + forms.subscribe_form(text, offered, language=language, action="/subscribe",
+                                   token=token)
+        )  # fmt: skip
+        return _page(service, language, TEXT[language]["subscribe_title"], body)
+
+    return handle
+
+
+def page_language(service: _Service, request: Request) -> str:
+    """?lang=, else the first supported language of Accept-Language, else the site's."""
+    asked = request.query_params.get("lang", "")
+    if asked in TEXT:
+        return asked
+    for part in request.headers.get("accept-language", "").split(","):
+        code = part.split(";")[0].strip().split("-")[0].lower()
+        if code in TEXT:
+            return code
+    return service.language(None, None)
+
+
+def form_allowed(service: _Service, request: Request, token: str) -> bool:
+    """The post comes from an allowed origin, or carries a token from kabar's own form
+    served to this client (kabar's pages send no Referer, and so `Origin: null`)."""
+    if service.origin_allowed(request):
+        return True
+    client = client_key(service.client_ip(request))
+    return forms.token_valid(service.links.secret, client, token)
+
+
+def client_of(service: _Service, request: Request) -> Client:
+    return Client(service.client_ip(request), request.headers.get("user-agent", ""))
+
+
 def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         form = await request.form()
@@ -318,7 +363,7 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         mailing_list = service.mailing_list(list_id)
         locale = str(form.get("locale") or "")
         language = locale if locale in TEXT else service.language(mailing_list, None)
-        if not service.origin_allowed(request):
+        if not form_allowed(service, request, str(form.get(forms.TOKEN_FIELD) or "")):
             return _notice(service, language, "subscribe_title", "forbidden", status=403)
         limits = service.config.web.subscribe_limits
         client = client_key(service.client_ip(request))
@@ -327,7 +372,9 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             page = _notice(service, language, "subscribe_title", "too_many", status=429)
             page.headers["Retry-After"] = str(int(limits.ip_window.total_seconds()))
             return page
-        if mailing_list is None:
+        offered = forms.offer(service.config, service.store.engine)
+        choice = forms.read_choice(form, offered, default_lists=[list_id])
+        if mailing_list is None and not choice.lists:
             return _notice(service, language, "subscribe_title", "unknown_list", status=400)
         try:
             email = normalise_address(str(form.get("email") or ""))
@@ -338,40 +385,94 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         if form.get(HONEYPOT):
             log.info("POST /subscribe from %s: honeypot filled in, nothing sent", client)
             return answer  # the same answer, so the bot learns nothing
-        subscriber = _join(service, mailing_list, email, str(form.get("name") or ""), locale)
-        if subscriber.status not in ("pending", *LEFT):
+        consent = consent_record(
+            "form", now=utcnow(), client=client_of(service, request), language=language
+        )
+        waiting = []
+        for chosen_id, digests in choice.lists.items():
+            chosen_list = service.mailing_list(chosen_id)
+            assert chosen_list is not None  # read_choice keeps only configured lists
+            subscriber = _join(
+                service, chosen_list, email, str(form.get("name") or ""), locale,
+                digests=digests, sections=choice.sections, consent=consent,
+            )  # fmt: skip
+            if subscriber.status in ("pending", *LEFT):
+                waiting.append((chosen_list, subscriber))
+        if not waiting:
             return answer  # already active (or active at once): nothing to confirm
         if not service.limits.allow(
             "address:" + hashlib.sha256(email.lower().encode()).hexdigest()[:40],
             limits.per_address,
             limits.address_window,
         ):
-            log.warning("list %s: confirmation to %s held back (limit)", list_id, subscriber.id)
+            log.warning("confirmation to %s held back (limit)", waiting[0][1].id)
             return answer
-        if subscriber.status in LEFT:  # back to pending: only the confirmation activates it
-            service.subscribers.set_status(subscriber.id, "pending", expected=[subscriber.status])
-        answer.background = BackgroundTask(
-            _send_confirmation, service, *_queue_confirmation(service, mailing_list, subscriber,
-                                                              language)
-        )  # fmt: skip
+        queued = []
+        for chosen_list, subscriber in waiting:
+            if subscriber.status in LEFT:  # back to pending: only the confirmation activates it
+                service.subscribers.set_status(
+                    subscriber.id, "pending", expected=[subscriber.status]
+                )
+            queued.append(_queue_confirmation(service, chosen_list, subscriber, language))
+        answer.background = BackgroundTask(_send_all, service, queued)
         return answer
 
     return handle
 
 
+async def _send_all(service: _Service, queued: list[tuple[int, Envelope, bytes]]) -> None:
+    for mail_id, envelope, message in queued:
+        await _send_confirmation(service, mail_id, envelope, message)
+
+
 def _join(
-    service: _Service, mailing_list: MailingList, email: str, name: str, locale: str
+    service: _Service,
+    mailing_list: MailingList,
+    email: str,
+    name: str,
+    locale: str,
+    *,
+    digests: tuple[str, ...] = (),
+    sections: tuple[str, ...] = (),
+    consent: dict[str, Any] | None = None,
 ) -> Subscriber:
     """The subscriber the form asks for: new (pending, or active at once without double
-    opt-in), or the stored one unchanged (one who left is the caller's to handle)."""
-    return service.subscribers.add(
+    opt-in), or the stored one unchanged (one who left is the caller's to handle; their
+    choices in this form apply once they confirm)."""
+    subscriber, made = service.subscribers.add(
         mailing_list.id,
         email,
         name=clean_name(name),
         locale=locale if locale in TEXT else "",
         status="pending" if mailing_list.double_opt_in else "active",
         origin="web",
-    )[0]
+        digests=digests,
+        sections=sections,
+        consent=consent,
+    )
+    if made:
+        Consent(service.store.engine).record(
+            subscriber.id, "subscribed", {"origin": "form"},
+            Client((consent or {}).get("ip", ""), (consent or {}).get("user_agent", "")),
+        )  # fmt: skip
+    elif subscriber.status in LEFT:  # coming back: the new form's choices and consent
+        Consent(service.store.engine).change(
+            subscriber, Client(), digests=digests, sections=sections,
+            locale=locale if locale in TEXT else None,
+        )  # fmt: skip
+        _set_consent(service, subscriber.id, consent)
+    return subscriber
+
+
+def _set_consent(service: _Service, subscriber_id: str, consent: dict[str, Any] | None) -> None:
+    from sqlalchemy import update
+
+    from kabar.store.tables import subscribers
+
+    with service.store.engine.begin() as connection:
+        connection.execute(
+            update(subscribers).where(subscribers.c.id == subscriber_id).values(consent=consent)
+        )
 
 
 def clean_name(text: str) -> str:
@@ -463,16 +564,44 @@ def _confirm(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             body = f"<p>{_say(text['confirm_ask'], **names)}</p>"
             body += _button(text["confirm_button"], ("confirm", "yes"))
             return _page(service, language, text["confirm_title"], body)
+        welcome = None
         if request.method == "POST" and service.subscribers.set_status(
             subscriber.id, "active", expected=["pending"]
         ):
             log.info("list %s: %s confirmed", subscriber.list_id, subscriber.id)
+            Consent(service.store.engine).confirmed(subscriber, client_of(service, request))
             subscriber = service.subscribers.get(subscriber.id) or subscriber
+            welcome = welcome_mail(service, subscriber, language)
         if subscriber.status != "active":  # left or bounced since: the link is spent
             return _invalid(service)
-        return _notice(service, language, "confirm_title", "confirmed", names)
+        page = _notice(service, language, "confirm_title", "confirmed", names)
+        if welcome is not None:
+            page.background = BackgroundTask(_send_confirmation, service, *welcome)
+        return page
 
     return handle
+
+
+def welcome_mail(
+    service: _Service, subscriber: Subscriber, language: str
+) -> tuple[int, Envelope, bytes] | None:
+    """The list's welcome mail, queued and recorded, when the list asks for one."""
+    from kabar.web.welcome import welcome_message
+
+    mailing_list = service.mailing_list(subscriber.list_id)
+    if mailing_list is None or not mailing_list.welcome:
+        return None
+    links = (
+        service.links.preferences_url(subscriber.id),
+        service.links.unsubscribe_url(subscriber.id),
+    )
+    message_id, message = welcome_message(service.config, mailing_list, subscriber, language, links)
+    mail_id = Mails(service.store.engine).queue(
+        "welcome", list_id=mailing_list.id, subscriber_id=subscriber.id,
+        email=subscriber.email, message_id=message_id,
+    )  # fmt: skip
+    envelope = Envelope(parseaddr(mailing_list.from_)[1], subscriber.email, message_id)
+    return mail_id, envelope, message
 
 
 def routes(
@@ -480,11 +609,15 @@ def routes(
 ) -> list[BaseRoute]:
     """The subscribe and unsubscribe routes, for the app `kabar serve` runs; what they
     open themselves is closed by the function added to `closers`."""
+    from kabar.web import preferences
+
     service = _Service(config, store)
     if closers is not None:
         closers.append(service.close)
     return [
         Route("/unsubscribe/{token}", _unsubscribe(service), methods=["GET", "POST"]),
+        Route("/subscribe", _subscribe_page(service), methods=["GET"]),
         Route("/subscribe", _subscribe(service), methods=["POST"]),
         Route("/subscribe/confirm/{token}", _confirm(service), methods=["GET", "POST"]),
+        *preferences.routes(service),
     ]
