@@ -127,17 +127,23 @@ def shots_folder(tmp_path: Path) -> Path:
 
 
 def screenshot(driver: Any, folder: Path, name: str) -> None:
+    """The whole page at a phone's and a desktop's width (device metrics, so the
+    viewport is exactly that wide and the shot as tall as the page)."""
     for width in (375, 1280):
-        driver.set_window_size(width, 900)
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, max(int(height) + 20, 400))
-        path = folder / f"{name}-{width}.png"
-        driver.save_screenshot(str(path))
-        assert path.stat().st_size > 1000
+        metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{name} scrolls sideways at {width} px"
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", {**metrics, "height": int(height)}
+        )
+        path = folder / f"{name}-{width}.png"
+        driver.save_screenshot(str(path))
+        assert path.stat().st_size > 1000
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def outbox_mails(config: Config) -> list[EmailMessage]:

@@ -285,7 +285,7 @@ class PreparedIssue:
         """The variant rendered for this (locale, sections), else for the locale with
         every section; None for the issue's own rendering (a locale it was not rendered
         in, say a subscriber who joined after rendering, gets that too)."""
-        wanted = tuple(sorted(sections))
+        wanted = section_set(sections)
         for candidate in (wanted, ()) if wanted else ((),):
             if locale == self.view.language and not candidate:
                 return None
@@ -472,7 +472,7 @@ def prepare_issue(
     language = digest.locale or mailing_list.locale or config.site.language
     cards = _cards(config, store, digest, articles, issue_time, related or open_related)
     wanted = {(lang, ()) for lang in locales} | {
-        (lang, tuple(sorted(sections))) for lang, sections in choices
+        (lang, section_set(sections)) for lang, sections in choices
     }
     pairs = sorted(
         {(lang if lang in SUPPORTED_LANGUAGES else language, sections) for lang, sections in wanted}
@@ -531,6 +531,11 @@ def _render_variants(
         else v
         for v in rendered
     ]  # fmt: skip
+
+
+def section_set(sections: Sequence[str]) -> tuple[str, ...]:
+    """A choice of sections as variants compare them: case-folded, sorted, once each."""
+    return tuple(sorted({section.casefold() for section in sections}))
 
 
 def in_sections(cards: Sequence[CardView], sections: Sequence[str]) -> list[CardView]:
