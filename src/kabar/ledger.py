@@ -151,6 +151,19 @@ def _claimable(now: Any) -> ColumnElement[bool]:
     )
 
 
+def _claimed_columns(d: Any, s: Any) -> tuple[Any, ...]:
+    """What a claim reads, in Claimed's order after the claim token."""
+    return (d.id, d.subscriber_id, s.email, s.name, s.locale, s.status, d.message_id,
+            d.attempts, d.variant)  # fmt: skip
+
+
+def _claimed(token: str, row: Any) -> Claimed:
+    return Claimed(
+        delivery_id=row[0], claim=token, subscriber_id=row[1], email=row[2], name=row[3],
+        locale=row[4], status=row[5], message_id=row[6], attempts=row[7], variant=row[8] or "",
+    )  # fmt: skip
+
+
 # The statements of the sending loop, built once: building one costs more than running it.
 def _claim_statements() -> tuple[Any, Any]:
     d, s = deliveries.c, subscribers.c
@@ -172,10 +185,7 @@ def _claim_statements() -> tuple[Any, Any]:
         )
     )
     read = (
-        select(
-            d.id, d.subscriber_id, s.email, s.name, s.locale, s.status, d.message_id,
-            d.attempts, d.variant,
-        )
+        select(*_claimed_columns(d, s))
         .join(subscribers, s.id == d.subscriber_id)
         .where(d.claim == bindparam("c_token"))
     )
@@ -437,13 +447,7 @@ class Ledger:
             if not connection.execute(_CLAIM, values).rowcount:
                 return []
             rows = connection.execute(_CLAIMED, {"c_token": token})
-            return [
-                Claimed(
-                    row[0], token, row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                    row[8] or "",
-                )
-                for row in rows
-            ]
+            return [_claimed(token, row) for row in rows]
 
     def renew(self, claims: Iterable[str], *, lease_until: datetime) -> None:
         """Extend the leases of claims still held (a live sender's heartbeat)."""

@@ -295,7 +295,7 @@ class Subscribers:
                 subscriber = Subscriber(
                     new_id(), list_id, row.email, row.name, row.locale, status, "import", now, now,
                     consent=consent,
-                )
+                )  # fmt: skip
                 fresh.append(_to_row(subscriber))
             if fresh:
                 connection.execute(insert(subscribers), fresh)

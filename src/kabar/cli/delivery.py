@@ -204,7 +204,7 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
 
 
 def _variants(variants: dict[str, int]) -> str:
-    """"2: id/all 40, en/all 2": the issue's renderings and their subscribers."""
+    """How `status` shows the renderings: "2: id/all 40, en/all 2"."""
     if not variants:
         return "-"
     return f"{len(variants)}: " + ", ".join(f"{k} {n}" for k, n in sorted(variants.items()))
