@@ -224,7 +224,7 @@ class Variant:
     view: IssueView
     sections: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def key(self) -> str:
         return variant_key(self.language, self.sections)
 
@@ -313,7 +313,11 @@ class PreparedIssue:
 
     def by_key(self, key: str) -> PreparedIssue:
         """The issue as the variant the ledger names (`route`) renders it."""
-        return self._as(next((v for v in self.variants if v.key == key), None))
+        return self._as(self._variants_by_key.get(key))
+
+    @cached_property
+    def _variants_by_key(self) -> dict[str, Variant]:
+        return {variant.key: variant for variant in self.variants}
 
     def _as(self, variant: Variant | None) -> PreparedIssue:
         if variant is None:

@@ -220,13 +220,16 @@ def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str
 ) -> None:
     """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
+    from kabar.consent import consent_record
+    from kabar.deliver.send import utcnow
     from kabar.subscribers import InvalidAddress, Status, Subscribers
 
     target = _list_id(app, list_id)
     try:
         subscriber, made = Subscribers(app.store.engine).add(
-            target, email, name=name, locale=locale, status=cast(Status, status)
-        )
+            target, email, name=name, locale=locale, status=cast(Status, status),
+            consent=consent_record("admin", now=utcnow(), source="kabar subscribers add"),
+        )  # fmt: skip
     except InvalidAddress as exc:
         raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
     except ValueError as exc:

@@ -450,14 +450,14 @@ def _join(
         sections=sections,
         consent=consent,
     )
+    client = Client((consent or {}).get("ip", ""), (consent or {}).get("user_agent", ""))
     if made:
         Consent(service.store.engine).record(
-            subscriber.id, "subscribed", {"origin": "form"},
-            Client((consent or {}).get("ip", ""), (consent or {}).get("user_agent", "")),
-        )  # fmt: skip
+            subscriber.id, "subscribed", {"origin": "form"}, client
+        )
     elif subscriber.status in LEFT:  # coming back: the new form's choices and consent
         Consent(service.store.engine).change(
-            subscriber, Client(), digests=digests, sections=sections,
+            subscriber, client, digests=digests, sections=sections,
             locale=locale if locale in TEXT else None,
         )  # fmt: skip
         _set_consent(service, subscriber.id, consent)
