@@ -217,7 +217,8 @@ def test_confirming_records_where_from_and_sends_the_welcome_mail(
                p.read_bytes()]  # fmt: skip
     assert len(welcome) == 1
     text = welcome[0].read_bytes().decode()
-    assert "Halo Budi" in text and "/preferences/" in text
+    assert "Halo, Budi!" in text and "/preferences/" in text
+    assert "Terima kasih telah berlangganan Kabar Pembaca dari Kabar Contoh" in text
 
 
 # --- the preference centre --------------------------------------------------------------------
