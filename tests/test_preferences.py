@@ -442,3 +442,26 @@ def test_a_subscriber_who_joined_after_rendering_gets_their_languages_issue(
     key, has_articles = issue.route("id", ("Ekonomi",))
     assert key.startswith("id/") and key != "id/all" and has_articles
     assert issue.route("fr", ("Ekonomi",))[0] == key  # their sections, in the issue's language
+
+
+def test_a_preview_of_a_subscriber_shows_their_sections(config: Config, tmp_path: Path) -> None:
+    people = Subscribers(store_engine(config))
+    people.add("pembaca", "ekonomi@example.com", sections=["Ekonomi"], locale="en")
+    out = tmp_path / "preview"
+    code, _, err = kabar(
+        config, "preview", "harian", "--subscriber", "ekonomi@example.com", "--out", str(out)
+    )
+    assert code == 0, err
+    text = (out / "issue.txt").read_text()
+    assert "Berita Ekonomi" in text and "Berita Nasional" not in text
+    assert "Unsubscribe" in text  # in their language
+
+
+def test_leaving_by_the_unsubscribe_link_is_recorded(config: Config) -> None:
+    subscriber_id = active(config)
+    path = links(config).unsubscribe_url(subscriber_id).removeprefix(BASE)
+    (page,) = browse(config, post(path, {"List-Unsubscribe": "One-Click"}))
+    assert page.status_code == 200
+    (event,) = Consent(store_engine(config)).events(subscriber_id)
+    assert event["detail"] == {"status": ["active", "unsubscribed"]}
+    assert (event["ip"], event["user_agent"]) == (CLIENT[0], "Pembaca/1.0")

@@ -708,6 +708,8 @@ def write_preview(
     config, note = preview_config(config)
     recipient, link_note = preview_recipient(config, store, digest, email)
     local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
+    found = Subscribers(store.engine).find(digest.list_id, email) if email else None
+    sections = found.sections if found else ()
     issue = prepare_issue(
         config,
         store,
@@ -717,9 +719,12 @@ def write_preview(
         since=since,
         exclude=exclude,
         locales=[recipient.locale],
+        choices=[(recipient.locale, sections)],
     )
     if issue is None:
         return None
+    # The subscriber's own variant: their language and, if they picked any, sections.
+    recipient = replace(recipient, variant=issue.route(recipient.locale, sections)[0])
     selected = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     kept = set(issue.article_ids)
     dropped = [one_line(a.title) for a in selected if a.id not in kept]
@@ -733,7 +738,7 @@ def write_preview(
         (folder / name).write_bytes(data)
     notes = [text for text in (note, link_note) if text]
     files = [folder / name for name in contents]
-    return Preview(issue.localised(recipient.locale), files, notes, dropped)
+    return Preview(issue.by_key(recipient.variant), files, notes, dropped)
 
 
 def preview_config(config: Config) -> tuple[Config, str]:

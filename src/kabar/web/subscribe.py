@@ -301,6 +301,10 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             subscriber.id, "unsubscribed", expected=["active", "pending"]
         ):
             log.info("list %s: %s unsubscribed", subscriber.list_id, subscriber.id)
+            Consent(service.store.engine).record(
+                subscriber.id, "changed", {"status": [subscriber.status, "unsubscribed"]},
+                client_of(service, request),
+            )  # fmt: skip
         return _notice(service, language, "unsubscribe_title", "unsubscribed", names)
 
     return handle
