@@ -465,3 +465,74 @@ def test_leaving_by_the_unsubscribe_link_is_recorded(config: Config) -> None:
     (event,) = Consent(store_engine(config)).events(subscriber_id)
     assert event["detail"] == {"status": ["active", "unsubscribed"]}
     assert (event["ip"], event["user_agent"]) == (CLIENT[0], "Pembaca/1.0")
+
+
+def test_a_site_with_two_lists_offers_both_and_confirms_each(
+    write_config: WriteConfig, database_url: str, project: Path
+) -> None:
+    path = write_config(
+        lists=[
+            {"id": "pembaca", "name": "Kabar Pembaca", "from": "Kabar <redaksi@kabar.example.id>"},
+            {"id": "sore", "name": "Kabar Sore", "from": "Kabar <sore@kabar.example.id>"},
+        ],
+        digests=[
+            {"id": "harian", "list": "pembaca", "subject": "Pagi"},
+            {"id": "petang", "list": "sore", "subject": "Sore"},
+        ],
+        web={"base_url": BASE},
+        storage={"database": database_url, "feeds": "public/"},
+    )
+    config = config_module.load(path)
+
+    async def join_both(http: httpx.AsyncClient) -> httpx.Response:
+        page = await http.get("/subscribe?lang=id")
+        assert 'id="list-pembaca"' in page.text and 'id="list-sore"' in page.text
+        data = {"email": "dua@example.com", "list": ["pembaca", "sore"],
+                "form_token": token_of(page.text)}  # fmt: skip
+        return await http.post("/subscribe", data=data, headers={"Origin": "null"})
+
+    (answer,) = browse(config, join_both)
+    assert answer.status_code == 200
+    engine = store_engine(config)
+    rows = sorted((s.list_id, s.status) for s in Subscribers(engine).iter())
+    assert rows == [("pembaca", "pending"), ("sore", "pending")]
+    deadline = time.monotonic() + 5
+    while len(list(Mails(engine).iter(email="dua@example.com"))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sorted(m.list_id for m in Mails(engine).iter()) == ["pembaca", "sore"]
+
+
+def test_the_readmes_embeddable_form_posts_from_an_allowed_origin(
+    write_config: WriteConfig, database_url: str
+) -> None:
+    """The snippet's own fields, posted from the publisher's page (web.allowed_origins)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("```html\n", 1)[1].split("```", 1)[0]
+    fields = {  # what a browser sends: the hidden fields and the ticked boxes
+        name: value
+        for tag in re.findall(r"<input [^>]+>", snippet)
+        if 'type="hidden"' in tag or " checked" in tag
+        for name, value in re.findall(r'name="(\w+)" value="([^"]+)"', tag)
+    }
+    assert fields == {"list": "pembaca", "digest": "mingguan", "section": "Ekonomi", "locale": "id"}
+    path = write_config(
+        lists=[{"id": "pembaca", "from": "Kabar <redaksi@kabar.example.id>"}],
+        digests=[{"id": "harian", "list": "pembaca", "subject": "Pagi", "sections": ["Nasional"]},
+                 {"id": "mingguan", "list": "pembaca", "subject": "Pekan",
+                  "sections": ["Ekonomi"]}],
+        web={"base_url": BASE, "allowed_origins": ["https://berita.example.com"]},
+        storage={"database": database_url, "feeds": "public/"},
+    )  # fmt: skip
+    config = config_module.load(path)
+    data = {**fields, "email": "tamu@example.com", "name": "Tamu", "website": ""}
+    answers = browse(
+        config,
+        post("/subscribe", data, Origin="https://berita.example.com"),
+        post("/subscribe", {**data, "email": "lain@example.com"}, Origin="https://evil.example"),
+    )
+    assert [a.status_code for a in answers] == [200, 403]
+    (joined,) = Subscribers(store_engine(config)).iter()
+    assert (joined.email, joined.digests, joined.sections, joined.locale) == (
+        "tamu@example.com", ("mingguan",), ("Ekonomi",), "id",
+    )  # fmt: skip
