@@ -31,11 +31,6 @@ if TYPE_CHECKING:
     from kabar.web.subscribe import _Service
 
 
-def preferences_url(base: str, token: str) -> str:
-    """Where the preference centre of a token lives (kept here until kabar.urls)."""
-    return f"{base.rstrip('/')}/preferences/{token}"
-
-
 def routes(service: _Service) -> list[BaseRoute]:
     return [
         Route("/preferences/{token}", _centre(service), methods=["GET", "POST"]),
