@@ -100,7 +100,7 @@ def offer(config: Config, engine: Engine) -> Offer:
     """The config's lists and their digests; the sections the digests and feeds name, or
     (none named) the sections of the stored articles."""
     lists = tuple(
-        (m, tuple((d.id, _digest_name(d.id, d.subject)) for d in config.digests
+        (m, tuple((d.id, _digest_name(d.id)) for d in config.digests
                   if d.list_id == m.id))
         for m in config.lists
     )  # fmt: skip
@@ -121,15 +121,15 @@ def offer(config: Config, engine: Engine) -> Offer:
     return Offer(lists, tuple(sorted(unique.values(), key=str.casefold)))
 
 
-def _digest_name(digest_id: str, subject: str) -> str:
+def _digest_name(digest_id: str) -> str:
     """A digest's name on the form: its id, readable ("harian" → "Harian")."""
     return digest_id.replace("-", " ").replace("_", " ").capitalize()
 
 
 @dataclass(frozen=True)
 class Choice:
-    """What a posted form chose: lists (each with its digests; () for all of them),
-    sections (() for all) and the language."""
+    """What a posted form chose: lists (each with its digests; () for all of them) and
+    sections (() for all)."""
 
     lists: dict[str, tuple[str, ...]]
     sections: tuple[str, ...]
