@@ -302,6 +302,9 @@ class MailingList(Strict):
     locale: Language | None = None
     # A CSV of subscribers imported (new addresses only) before each publish and send.
     import_from: str | None = None
+    # Mail a welcome (templates/welcome.txt.j2, or the admin's) once confirmed.
+    welcome: bool = False
+    welcome_template: str | None = None
 
 
 class Related(Strict):

@@ -19,6 +19,7 @@ subscriber; a message only joins the subscriber's name and URLs into the rendere
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -42,7 +43,7 @@ from kabar.render.locale import Formatter
 from kabar.render.view import CardView, IssueView, RelatedView
 from kabar.select import select_articles
 from kabar.store import Store
-from kabar.subscribers import Links, Subscribers, known_link_secret
+from kabar.subscribers import Links, Subscribers, choice_key, known_link_secret
 from kabar.text import one_line, summarize
 from kabar.urls import Urls
 
@@ -73,9 +74,19 @@ def related_settings(config: Config, digest: Digest) -> Related:
 # --- the prepared issue ---------------------------------------------------------------
 
 
+def variant_key(language: str, sections: Sequence[str]) -> str:
+    """How the ledger names a variant: its language and sections ("all" for every section;
+    a short hash of the list otherwise, as a list of sections may be long)."""
+    if not sections:
+        return f"{language}/all"
+    chosen = choice_key(sections).encode()
+    return f"{language}/{hashlib.sha256(chosen).hexdigest()[:12]}"
+
+
 @dataclass(frozen=True)
 class Variant:
-    """The issue in one more language, for the subscribers who chose it."""
+    """The issue in one more (language, sections) variant, for the subscribers who chose
+    it: `sections` () is every section of the issue."""
 
     language: str
     subject: str
@@ -83,11 +94,17 @@ class Variant:
     html: SlotTemplate
     text: SlotTemplate
     view: IssueView
+    sections: tuple[str, ...] = ()
+
+    @cached_property
+    def key(self) -> str:
+        return variant_key(self.language, self.sections)
 
     def dump(self) -> dict[str, Any]:
         return {
             "language": self.language, "subject": self.subject, "reader": self.reader,
             "html": self.html.to_dict(), "text": self.text.to_dict(), "view": self.view.to_dict(),
+            "sections": list(self.sections),
         }  # fmt: skip
 
     @classmethod
@@ -95,7 +112,7 @@ class Variant:
         return cls(
             language=data["language"], subject=data["subject"], reader=data["reader"],
             html=SlotTemplate.from_dict(data["html"]), text=SlotTemplate.from_dict(data["text"]),
-            view=IssueView.from_dict(data["view"]),
+            view=IssueView.from_dict(data["view"]), sections=tuple(data.get("sections", ())),
         )  # fmt: skip
 
 
@@ -130,25 +147,66 @@ class PreparedIssue:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        return (self.view.language, *(variant.language for variant in self.variants))
+        return tuple(dict.fromkeys((self.view.language, *(v.language for v in self.variants))))
 
-    def localised(self, locale: str) -> PreparedIssue:
-        """The issue as a subscriber with this locale gets it: their language's variant,
-        or the issue's own language when they chose none (or one it was not rendered in,
-        say a subscriber who joined after rendering)."""
-        if not self.variants:
-            return self
-        variant = next((v for v in self.variants if v.language == locale), None)
+    @property
+    def key(self) -> str:
+        return variant_key(self.view.language, ())
+
+    def variant_for(self, locale: str, sections: Sequence[str] = ()) -> Variant | None:
+        """The variant rendered for this (locale, sections), else for the locale with
+        every section; None for the issue's own rendering (a locale it was not rendered
+        in, say a subscriber who joined after rendering, gets that too)."""
+        wanted = section_set(sections)
+        for candidate in (wanted, ()) if wanted else ((),):
+            if locale == self.view.language and not candidate:
+                return None
+            found = next(
+                (v for v in self.variants if v.language == locale and v.sections == candidate),
+                None,
+            )
+            if found is not None:
+                return found
+        if wanted and locale != self.view.language:  # their sections in the issue's language
+            return self.variant_for(self.view.language, wanted)
+        return None
+
+    def route(self, locale: str, sections: Sequence[str]) -> tuple[str, bool]:
+        """The variant key a subscriber gets, and whether it has any article (the ledger
+        records a subscriber whose sections have nothing today as skipped)."""
+        variant = self.variant_for(locale, sections)
+        if variant is None:
+            return self.key, bool(self.view.cards)
+        return variant.key, bool(variant.view.cards)
+
+    def localised(self, locale: str, sections: Sequence[str] = ()) -> PreparedIssue:
+        """The issue as a subscriber with this locale (and these sections) gets it."""
+        return self._as(self.variant_for(locale, sections))
+
+    def by_key(self, key: str) -> PreparedIssue:
+        """The issue as the variant the ledger names (`route`) renders it."""
+        return self._as(self._variants_by_key.get(key))
+
+    @cached_property
+    def _variants_by_key(self) -> dict[str, Variant]:
+        return {variant.key: variant for variant in self.variants}
+
+    def _as(self, variant: Variant | None) -> PreparedIssue:
         if variant is None:
             return self
-        found = self._localised.get(locale)
+        found = self._localised.get(variant.key)
         if found is None:  # kept, so each variant's MIME skeleton is built once
             found = replace(
                 self, subject=variant.subject, reader=variant.reader, html=variant.html,
                 text=variant.text, view=variant.view, variants=(),
             )  # fmt: skip
-            self._localised[locale] = found
+            self._localised[variant.key] = found
         return found
+
+    def _for(self, recipient: Recipient) -> PreparedIssue:
+        if recipient.variant:
+            return self.by_key(recipient.variant)
+        return self.localised(recipient.locale)
 
     @cached_property
     def skeleton(self) -> MessageSkeleton:
@@ -185,7 +243,7 @@ class PreparedIssue:
         return values
 
     def message_for(self, recipient: Recipient) -> bytes:
-        issue = self.localised(recipient.locale)
+        issue = self._for(recipient)
         return issue.skeleton.build(
             email=recipient.email,
             name=recipient.name,
@@ -196,12 +254,12 @@ class PreparedIssue:
         )
 
     def html_for(self, recipient: Recipient) -> str:
-        issue = self.localised(recipient.locale)
+        issue = self._for(recipient)
         values = issue.values_for(recipient)
         return issue.html.fill({key: escape(value) for key, value in values.items()})
 
     def text_for(self, recipient: Recipient) -> str:
-        issue = self.localised(recipient.locale)
+        issue = self._for(recipient)
         return issue.text.fill(issue.values_for(recipient))
 
     def dump(self) -> dict[str, Any]:
@@ -269,6 +327,7 @@ def prepare_issue(
     related: RelatedFactory | None = None,
     exclude: Collection[str] = (),
     locales: Collection[str] = (),
+    choices: Collection[tuple[str, tuple[str, ...]]] = (),
 ) -> PreparedIssue | None:
     """Select the issue's articles and render it once per language; None if empty and
     skippable.
@@ -278,7 +337,9 @@ def prepare_issue(
     `related` opens the related-news provider (default: kabar.related's engine);
     `exclude` holds ids of articles earlier issues carried. `locales` are those the
     audience chose (kabar.subscribers' `locales`): the issue is rendered in its own
-    language and in each of these, never once per subscriber.
+    language and in each of these, never once per subscriber. `choices` are the
+    audience's distinct (locale, sections) pairs (kabar.subscribers' `choices`): each
+    pair that picked sections gets a variant with only those sections' articles.
     """
     articles = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     if not articles and digest.skip_if_empty:
@@ -290,18 +351,16 @@ def prepare_issue(
 
         related = open_related
     cards = _cards(config, store, digest, articles, issue_time, related)
-    others = sorted(set(locales) & set(SUPPORTED_LANGUAGES) - {language})
-    variants = [
-        _render_variant(config, digest, issue_key, issue_time, cards, lang)
-        for lang in (language, *others)
-    ]
-    kept = min(len(variant.view.cards) for variant in variants)
-    variants = [  # every language carries the same articles: the ledger records one list
-        _render_variant(config, digest, issue_key, issue_time, cards[:kept], v.language)
-        if len(v.view.cards) > kept
-        else v
-        for v in variants
-    ]
+    wanted = {(lang, ()) for lang in locales} | {
+        (lang, section_set(sections)) for lang, sections in choices
+    }
+    pairs = sorted(
+        {(lang if lang in SUPPORTED_LANGUAGES else language, sections) for lang, sections in wanted}
+        - {(language, ())}
+    )
+    variants = _render_variants(
+        config, digest, issue_key, issue_time, cards, [(language, ()), *pairs]
+    )
     main, *extra = variants
     domain = parseaddr(mailing_list.from_)[1].rpartition("@")[2] or "localhost"
     return PreparedIssue(
@@ -326,6 +385,47 @@ def prepare_issue(
     )
 
 
+def _render_variants(
+    config: Config,
+    digest: Digest,
+    issue_key: str,
+    issue_time: datetime,
+    cards: Sequence[CardView],
+    pairs: Sequence[tuple[str, tuple[str, ...]]],
+) -> list[Variant]:
+    """One rendering per (language, sections) pair, in order. Each language of one choice
+    of sections carries the same articles (the ledger records one list per choice)."""
+    rendered = [
+        _render_variant(config, digest, issue_key, issue_time, in_sections(cards, sections),
+                        language, sections)
+        for language, sections in pairs
+    ]  # fmt: skip
+    kept: dict[tuple[str, ...], int] = {}
+    for variant in rendered:
+        count = len(variant.view.cards)
+        kept[variant.sections] = min(kept.get(variant.sections, count), count)
+    return [
+        _render_variant(config, digest, issue_key, issue_time,
+                        in_sections(cards, v.sections)[: kept[v.sections]], v.language, v.sections)
+        if len(v.view.cards) > kept[v.sections]
+        else v
+        for v in rendered
+    ]  # fmt: skip
+
+
+def section_set(sections: Sequence[str]) -> tuple[str, ...]:
+    """A choice of sections as variants compare them: case-folded, sorted, once each."""
+    return tuple(sorted({section.casefold() for section in sections}))
+
+
+def in_sections(cards: Sequence[CardView], sections: Sequence[str]) -> list[CardView]:
+    """The cards of these sections (any case); every card when none are given."""
+    if not sections:
+        return list(cards)
+    wanted = {section.casefold() for section in sections}
+    return [card for card in cards if card.section.casefold() in wanted]
+
+
 def _render_variant(
     config: Config,
     digest: Digest,
@@ -333,6 +433,7 @@ def _render_variant(
     issue_time: datetime,
     cards: Sequence[CardView],
     language: str,
+    sections: tuple[str, ...] = (),
 ) -> Variant:
     """The issue rendered in one language (cards trimmed to fit, see render_email)."""
     mailing_list = config.mailing_list(digest.list_id)
@@ -370,6 +471,7 @@ def _render_variant(
         html=rendered.html,
         text=rendered.text,
         view=rendered.view,
+        sections=sections,
     )
 
 
@@ -482,6 +584,8 @@ def write_preview(
     config, note = preview_config(config)
     recipient, link_note = preview_recipient(config, store, digest, email)
     local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
+    found = Subscribers(store.engine).find(digest.list_id, email) if email else None
+    sections = found.sections if found else ()
     issue = prepare_issue(
         config,
         store,
@@ -491,9 +595,12 @@ def write_preview(
         since=since,
         exclude=exclude,
         locales=[recipient.locale],
+        choices=[(recipient.locale, sections)],
     )
     if issue is None:
         return None
+    # The subscriber's own variant: their language and, if they picked any, sections.
+    recipient = replace(recipient, variant=issue.route(recipient.locale, sections)[0])
     selected = select_articles(store, digest, issue_time=issue_time, since=since, exclude=exclude)
     kept = set(issue.article_ids)
     dropped = [one_line(a.title) for a in selected if a.id not in kept]
@@ -507,7 +614,7 @@ def write_preview(
         (folder / name).write_bytes(data)
     notes = [text for text in (note, link_note) if text]
     files = [folder / name for name in contents]
-    return Preview(issue.localised(recipient.locale), files, notes, dropped)
+    return Preview(issue.by_key(recipient.variant), files, notes, dropped)
 
 
 def preview_config(config: Config) -> tuple[Config, str]:

@@ -47,6 +47,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from kabar.store.tables import UTCDateTime, deliveries, issues, leases, subscribers
+from kabar.subscribers import parse_choice, receives
 
 IssueState = Literal[
     "planned", "rendered", "materialised", "sending", "sent", "partial", "failed", "paused",
@@ -89,6 +90,7 @@ class Claimed:
     status: str  # the subscriber's status now: only "active" is sent to
     message_id: str
     attempts: int
+    variant: str = ""  # the issue variant it gets (Ledger.materialise's `route`)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,19 @@ def _claimable(now: Any) -> ColumnElement[bool]:
     )
 
 
+def _claimed_columns(d: Any, s: Any) -> tuple[Any, ...]:
+    """What a claim reads, in Claimed's order after the claim token."""
+    return (d.id, d.subscriber_id, s.email, s.name, s.locale, s.status, d.message_id,
+            d.attempts, d.variant)  # fmt: skip
+
+
+def _claimed(token: str, row: Any) -> Claimed:
+    return Claimed(
+        delivery_id=row[0], claim=token, subscriber_id=row[1], email=row[2], name=row[3],
+        locale=row[4], status=row[5], message_id=row[6], attempts=row[7], variant=row[8] or "",
+    )  # fmt: skip
+
+
 # The statements of the sending loop, built once: building one costs more than running it.
 def _claim_statements() -> tuple[Any, Any]:
     d, s = deliveries.c, subscribers.c
@@ -170,7 +185,7 @@ def _claim_statements() -> tuple[Any, Any]:
         )
     )
     read = (
-        select(d.id, d.subscriber_id, s.email, s.name, s.locale, s.status, d.message_id, d.attempts)
+        select(*_claimed_columns(d, s))
         .join(subscribers, s.id == d.subscriber_id)
         .where(d.claim == bindparam("c_token"))
     )
@@ -350,10 +365,16 @@ class Ledger:
         chunk_size: int,
         message_id: Callable[[str], str],
         now: datetime,
+        digest_id: str | None = None,
+        route: Callable[[str, tuple[str, ...]], tuple[str, bool]] | None = None,
     ) -> bool:
-        """Take the audience snapshot: one pending delivery per active subscriber, split in
-        chunks, in one transaction with the rendered → materialised step. Subscribers who
-        join later wait for the next issue. False if another sender did it first."""
+        """Take the audience snapshot: one pending delivery per active subscriber (who
+        receives `digest_id`, when given), split in chunks, in one transaction with the
+        rendered → materialised step. `route` names each subscriber's variant from their
+        (locale, sections), and whether it has articles: one whose sections have none
+        today is recorded as skipped, so the counts still add up to the audience.
+        Subscribers who join later wait for the next issue. False if another sender did
+        it first."""
         s = subscribers.c
         with self.engine.begin() as connection:
             claimed = connection.execute(
@@ -363,29 +384,46 @@ class Ledger:
             ).rowcount
             if not claimed:
                 return False
+            audience_filter = [s.list_id == list_id, s.status == "active"]
+            if digest_id is not None:
+                audience_filter.append(receives(digest_id))
             chunk, audience, last_id = 0, 0, ""
             while True:
-                ids = list(
-                    connection.execute(
-                        select(s.id)
-                        .where(s.list_id == list_id, s.status == "active", s.id > last_id)
-                        .order_by(s.id)
-                        .limit(chunk_size)
-                    ).scalars()
-                )
-                if not ids:
+                found = connection.execute(
+                    select(s.id, s.locale, s.sections)
+                    .where(*audience_filter, s.id > last_id)
+                    .order_by(s.id)
+                    .limit(chunk_size)
+                ).all()
+                if not found:
                     break
-                connection.execute(
-                    deliveries.insert(),
-                    [_pending_row(key, chunk, sid, message_id(sid)) for sid in ids],
-                )
-                audience += len(ids)
+                rows = []
+                for sid, locale, sections in found:
+                    row = _pending_row(key, chunk, sid, message_id(sid))
+                    if route is not None:
+                        row["variant"], has_articles = route(locale or "", parse_choice(sections))
+                        if not has_articles:
+                            row["state"] = "skipped"
+                            row["reply"] = "nothing in the subscriber's sections"
+                    rows.append(row)
+                connection.execute(deliveries.insert(), rows)
+                audience += len(rows)
                 chunk += 1
-                last_id = ids[-1]
+                last_id = found[-1][0]
             connection.execute(
                 update(issues).where(issues.c.key == key).values(audience=audience, chunks=chunk)
             )
         return True
+
+    def variants(self, key: str) -> dict[str, int]:
+        """How many of the issue's deliveries each variant had ("" before variants)."""
+        query = (
+            select(deliveries.c.variant, func.count())
+            .where(deliveries.c.issue_key == key)
+            .group_by(deliveries.c.variant)
+        )
+        with self.engine.connect() as connection:
+            return {str(variant or ""): int(n) for variant, n in connection.execute(query)}
 
     # --- claims ----------------------------------------------------------------------------
 
@@ -409,10 +447,7 @@ class Ledger:
             if not connection.execute(_CLAIM, values).rowcount:
                 return []
             rows = connection.execute(_CLAIMED, {"c_token": token})
-            return [
-                Claimed(row[0], token, row[1], row[2], row[3], row[4], row[5], row[6], row[7])
-                for row in rows
-            ]
+            return [_claimed(token, row) for row in rows]
 
     def renew(self, claims: Iterable[str], *, lease_until: datetime) -> None:
         """Extend the leases of claims still held (a live sender's heartbeat)."""

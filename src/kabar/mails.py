@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from kabar.store.tables import mails
 
-Kind = Literal["confirm"]
+Kind = Literal["confirm", "welcome"]
 State = Literal["queued", "sent", "failed"]
 
 

@@ -127,6 +127,7 @@ class Recipient:
     unsubscribe_url: str = ""  # https, one-click (RFC 8058); carries the subscriber's token
     unsubscribe_mailto: str = ""
     preferences_url: str = ""
+    variant: str = ""  # the issue variant the ledger gave them ("": by locale)
 
 
 def message_id(issue_key: str, subscriber_id: str, domain: str) -> str:

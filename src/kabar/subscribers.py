@@ -14,6 +14,7 @@ import base64
 import csv
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, insert, or_, select, update
 
 from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
 from kabar.model import Recipient
-from kabar.store.tables import settings, subscribers
+from kabar.store.tables import forgotten, settings, subscribers
 from kabar.urls import Urls
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Subscriber:
     origin: str = "cli"
     created: datetime | None = None
     updated: datetime | None = None
+    sections: tuple[str, ...] = ()  # the sections they want; () for all
+    digests: tuple[str, ...] = ()  # the list's digests they receive; () for all
+    consent: dict[str, Any] | None = None  # how it came and was confirmed (kabar.consent)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +65,11 @@ class Subscriber:
             "locale": self.locale, "status": self.status, "origin": self.origin,
             "created": self.created.isoformat() if self.created else None,
             "updated": self.updated.isoformat() if self.updated else None,
+            "sections": list(self.sections), "digests": list(self.digests),
         }  # fmt: skip
+
+    def receives(self, digest_id: str) -> bool:
+        return not self.digests or digest_id in self.digests
 
 
 def normalise_address(text: str) -> str:
@@ -82,6 +90,22 @@ def normalise_locale(text: str) -> str:
 
 def _key(address: str) -> str:
     return address.lower()
+
+
+def address_hash(address: str) -> str:
+    """What is kept of a forgotten address: enough to recognise it, nothing to read."""
+    return hashlib.sha256(_key(address.strip()).encode()).hexdigest()
+
+
+def choice_key(values: Iterable[str]) -> str:
+    """How a set of sections (or digests) is stored: a sorted JSON list, "" for none, so
+    equal choices compare equal in SQL and an issue renders each distinct one once."""
+    chosen = sorted({" ".join(value.split()) for value in values} - {""})
+    return json.dumps(chosen, ensure_ascii=False) if chosen else ""
+
+
+def parse_choice(stored: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(stored)) if stored else ()
 
 
 def new_id() -> str:
@@ -179,6 +203,9 @@ class Subscribers:
         status: Status = "active",
         origin: str = "cli",
         now: datetime | None = None,
+        sections: Iterable[str] = (),
+        digests: Iterable[str] = (),
+        consent: dict[str, Any] | None = None,
     ) -> tuple[Subscriber, bool]:
         """Add an address (validated); if it is already on the list, return the stored
         subscriber unchanged and False."""
@@ -189,7 +216,8 @@ class Subscribers:
         moment = now or datetime.now(UTC)
         subscriber = Subscriber(
             new_id(), list_id, address, name.strip(), normalise_locale(locale), status, origin,
-            moment, moment,
+            moment, moment, parse_choice(choice_key(sections)), parse_choice(choice_key(digests)),
+            consent,
         )  # fmt: skip
         with self.engine.begin() as connection:
             connection.execute(insert(subscribers).values(_to_row(subscriber)))
@@ -226,6 +254,8 @@ class Subscribers:
         report: ImportReport,
     ) -> None:
         keys = [_key(row.email) for row in batch]
+        hashes = {address_hash(row.email): row for row in batch}
+        consent = {"origin": "import", "at": now.isoformat(), "source": report.path}
         with self.engine.begin() as connection:
             rows = connection.execute(
                 select(subscribers.c.email_key, subscribers.c.status).where(
@@ -233,8 +263,19 @@ class Subscribers:
                 )
             )
             stored = {key: state for key, state in rows}
+            gone = set(
+                connection.execute(
+                    select(forgotten.c.email_hash).where(forgotten.c.email_hash.in_(list(hashes)))
+                ).scalars()
+            )
             fresh = []
             for row in batch:
+                if address_hash(row.email) in gone:
+                    report.rejected.append(
+                        f"{report.path}:{row.line}: an address whose owner asked to be "
+                        "forgotten: not imported (they can subscribe again themselves)"
+                    )
+                    continue
                 state = stored.get(_key(row.email))
                 if state in LEFT:
                     report.existing += 1
@@ -253,8 +294,9 @@ class Subscribers:
                     )
                     continue
                 subscriber = Subscriber(
-                    new_id(), list_id, row.email, row.name, row.locale, status, "import", now, now
-                )
+                    new_id(), list_id, row.email, row.name, row.locale, status, "import", now, now,
+                    consent=consent,
+                )  # fmt: skip
                 fresh.append(_to_row(subscriber))
             if fresh:
                 connection.execute(insert(subscribers), fresh)
@@ -317,6 +359,24 @@ class Subscribers:
         with self.engine.connect() as connection:
             return {str(locale or "") for locale in connection.execute(query).scalars()}
 
+    def choices(self, list_id: str, digest_id: str) -> set[tuple[str, tuple[str, ...]]]:
+        """The distinct (locale, sections) pairs of the active subscribers who receive the
+        digest: an issue is rendered once for each, never once per subscriber."""
+        query = (
+            select(subscribers.c.locale, subscribers.c.sections)
+            .where(
+                subscribers.c.list_id == list_id,
+                subscribers.c.status == "active",
+                receives(digest_id),
+            )
+            .distinct()
+        )
+        with self.engine.connect() as connection:
+            return {
+                (str(locale or ""), parse_choice(sections))
+                for locale, sections in connection.execute(query)
+            }
+
     def counts(self, list_id: str) -> dict[str, int]:
         query = (
             select(subscribers.c.status, func.count())
@@ -361,15 +421,31 @@ class Subscribers:
             )
 
 
+def receives(digest_id: str) -> ColumnElement[bool]:
+    """Subscribers who receive the digest: all the list's digests, or this one chosen."""
+    return or_(
+        subscribers.c.digests == "",
+        subscribers.c.digests.contains(json.dumps(digest_id), autoescape=True),
+    )
+
+
 _FIELDS = tuple(f.name for f in fields(Subscriber))
 
 
 def _to_row(subscriber: Subscriber) -> dict[str, Any]:
-    return {**vars(subscriber), "email_key": _key(subscriber.email)}
+    return {
+        **vars(subscriber),
+        "email_key": _key(subscriber.email),
+        "sections": choice_key(subscriber.sections),
+        "digests": choice_key(subscriber.digests),
+    }
 
 
 def _from_row(row: Any) -> Subscriber:
-    return Subscriber(**{name: row[name] for name in _FIELDS})
+    values = {name: row[name] for name in _FIELDS}
+    values["sections"] = parse_choice(values["sections"])
+    values["digests"] = parse_choice(values["digests"])
+    return Subscriber(**values)
 
 
 # --- signed links ----------------------------------------------------------------------------
@@ -420,7 +496,7 @@ def known_link_secret(config: Config, engine: Engine) -> bytes | None:
     return None if stored is None else str(stored).encode()
 
 
-Purpose = Literal["unsubscribe", "confirm"]
+Purpose = Literal["unsubscribe", "confirm", "preferences", "form"]
 
 
 def sign(secret: bytes, purpose: Purpose, subscriber_id: str) -> str:
@@ -452,17 +528,21 @@ class Links:
     def confirm_url(self, subscriber_id: str) -> str:
         return self.urls.confirm(sign(self.secret, "confirm", subscriber_id))
 
+    def preferences_url(self, subscriber_id: str) -> str:
+        return self.urls.preferences(sign(self.secret, "preferences", subscriber_id))
+
     def recipient(
-        self, subscriber_id: str, email: str, name: str = "", locale: str = ""
-    ) -> Recipient:
-        # The unsubscribe page doubles as the preferences page: it shows the subscription
-        # and asks before changing it. kabar receives no mail, so it offers no mailto link.
-        token = sign(self.secret, "unsubscribe", subscriber_id)
+        self, subscriber_id: str, email: str, name: str = "", locale: str = "", *,
+        variant: str = "",
+    ) -> Recipient:  # fmt: skip
+        # "Atur langganan" opens the preference centre; the unsubscribe link (and
+        # List-Unsubscribe) leaves this list. kabar receives no mail: no mailto link.
         return Recipient(
             subscriber_id=subscriber_id,
             email=email,
             name=name,
             locale=locale,
-            unsubscribe_url=self.urls.unsubscribe(token),
-            preferences_url=self.urls.preferences(token),
+            unsubscribe_url=self.unsubscribe_url(subscriber_id),
+            preferences_url=self.preferences_url(subscriber_id),
+            variant=variant,
         )

@@ -22,6 +22,8 @@ FEEDS_ROUTE = FEEDS_PREFIX + "/{path:path}"
 UNSUBSCRIBE_ROUTE = "/unsubscribe/{token}"
 SUBSCRIBE_ROUTE = "/subscribe"
 CONFIRM_ROUTE = "/subscribe/confirm/{token}"
+PREFERENCES_ROUTE = "/preferences/{token}"
+PREFERENCES_EXPORT_ROUTE = PREFERENCES_ROUTE + "/export"
 
 # Paths in feed storage.
 INDEX_PATH = "index.html"
@@ -96,11 +98,10 @@ class Urls:
         return self.feed_file(issues_feed_path(digest_id, fmt))
 
     def unsubscribe(self, token: str) -> str:
-        """The unsubscribe page, which is also the preferences page."""
         return self.web_base + UNSUBSCRIBE_ROUTE.format(token=token)
 
     def preferences(self, token: str) -> str:
-        return self.unsubscribe(token)
+        return self.web_base + PREFERENCES_ROUTE.format(token=token)
 
     def confirm(self, token: str) -> str:
         return self.web_base + CONFIRM_ROUTE.format(token=token)

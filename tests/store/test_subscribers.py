@@ -135,8 +135,10 @@ def test_add_list_and_remove(write_config: WriteConfig) -> None:
     code, out, _ = invoke(path, "subscribers", "remove", "x@example.com", "--list", "pagi")
     assert (code, out.strip()) == (0, "unsubscribed x@example.com from pagi")
     code, out, _ = invoke(path, "subscribers", "list")
-    assert out.split("\n")[0].split() == ["list", "email", "name", "locale", "status"]
-    assert [line.split()[-1] for line in out.strip().splitlines()[1:]] == [
+    assert out.split("\n")[0].split() == [
+        "list", "email", "name", "locale", "status", "digests", "sections",
+    ]  # fmt: skip
+    assert [line.split()[-3] for line in out.strip().splitlines()[1:]] == [
         "unsubscribed",
         "active",
     ]

@@ -55,7 +55,7 @@ def test_expired_keys_are_swept(store: Store) -> None:
 
 def test_the_limits_live_in_redis_only_with_dramatiq_and_a_redis() -> None:
     from kabar.config import Config
-    from kabar.web.subscribe import _Service
+    from kabar.web.pages import Service
 
     def limits_for(engine: dict[str, str]) -> object:
         config = Config.model_validate({
@@ -63,7 +63,7 @@ def test_the_limits_live_in_redis_only_with_dramatiq_and_a_redis() -> None:
             "storage": {"database": "sqlite://"}, "engine": engine,
         })  # fmt: skip
         with Store.open("sqlite://") as store:
-            service = _Service(config, store)
+            service = Service(config, store)
             try:
                 return service.limits
             finally:

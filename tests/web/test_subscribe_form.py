@@ -250,9 +250,9 @@ def test_per_ip_limit_and_forwarded_for_only_from_trusted_proxies(
 def test_client_ip_behind_trusted_proxies() -> None:
     from starlette.requests import Request
 
-    from kabar.web.subscribe import _Service, client_key
+    from kabar.web.pages import Service, client_key
 
-    def ip(service: _Service, peer: str, forwarded: str) -> str:
+    def ip(service: Service, peer: str, forwarded: str) -> str:
         headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
         scope = {"type": "http", "client": (peer, 1), "headers": headers}
         return service.client_ip(Request(scope))
@@ -261,7 +261,7 @@ def test_client_ip_behind_trusted_proxies() -> None:
         "version": 1, "site": {"title": "t", "url": BASE},
         "web": {"trusted_proxies": ["10.0.0.0/8", "::1"]},
     })  # fmt: skip
-    service = _Service(config, None)
+    service = Service(config, None)
     assert ip(service, "203.0.113.5", "1.2.3.4") == "203.0.113.5"  # the peer is no proxy
     assert ip(service, "10.1.1.1", "1.2.3.4, 203.0.113.5") == "203.0.113.5"
     assert ip(service, "10.1.1.1", "1.2.3.4, 203.0.113.5, 10.2.2.2") == "203.0.113.5"

@@ -160,6 +160,8 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     issues = ledger.issues(digest_id=digest_id, limit=limit)
     counts = ledger.counts([issue.key for issue in issues])
     rows = [_issue_row(issue, counts[issue.key]) for issue in issues]
+    for row in rows:  # how many renderings the issue had, and how many subscribers each
+        row["variants"] = {k: n for k, n in ledger.variants(row["issue"]).items() if k}
     if as_json:
         for row in rows:
             echo_json(row)
@@ -169,9 +171,20 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
         return
     columns = ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
     echo_table(
-        ("issue", "state", *columns, "detail"),
-        ((r["issue"], r["state"], *(str(r[c]) for c in columns), r["detail"]) for r in rows),
-    )
+        ("issue", "state", *columns, "variants", "detail"),
+        (
+            (r["issue"], r["state"], *(str(r[c]) for c in columns), _variants(r["variants"]),
+             r["detail"])
+            for r in rows
+        ),
+    )  # fmt: skip
+
+
+def _variants(variants: dict[str, int]) -> str:
+    """How `status` shows the renderings: "2: id/all 40, en/all 2"."""
+    if not variants:
+        return "-"
+    return f"{len(variants)}: " + ", ".join(f"{k} {n}" for k, n in sorted(variants.items()))
 
 
 @click.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import click
 
@@ -81,23 +81,129 @@ def subscribers_import(
 @_list_option
 @click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
               "complained"]), help="Only subscribers with this status.")  # fmt: skip
+@click.option("--digest", "digest_id", metavar="ID", help="Only those who receive this digest.")
+@click.option("--section", metavar="NAME", help="Only those who picked this section.")
+@click.option("--language", metavar="CODE", help="Only those who chose this language (id, en).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_app
-def subscribers_list(app: App, list_id: str | None, status: str | None, as_json: bool) -> None:
-    """List subscribers (of every list unless --list is given), by address."""
+def subscribers_list(
+    app: App, list_id: str | None, status: str | None, digest_id: str | None,
+    section: str | None, language: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """List subscribers (of every list unless --list is given), by address.
+
+    --digest keeps those who receive the digest (all the list's digests, or it chosen);
+    --section those who picked the section (any case); --language those whose language
+    is CODE.
+    """
     from kabar.subscribers import Status, Subscribers
 
     if list_id is not None:
         _list_id(app, list_id)
-    found = Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
+    if digest_id is not None and digest_id not in {d.id for d in app.config.digests}:
+        fail(f"unknown digest id {digest_id!r}")
+    found = (
+        s
+        for s in Subscribers(app.store.engine).iter(list_id, status=cast("Status | None", status))
+        if (digest_id is None or (s.list_id == app.config.digest(digest_id).list_id
+                                  and s.receives(digest_id)))
+        and (section is None or section.casefold() in {x.casefold() for x in s.sections})
+        and (language is None or s.locale == language)
+    )  # fmt: skip
     if as_json:
         for subscriber in found:
             echo_json(subscriber.to_dict())
         return
     echo_table(
-        ("list", "email", "name", "locale", "status"),
-        ((s.list_id, s.email, s.name, s.locale, s.status) for s in found),
-    )
+        ("list", "email", "name", "locale", "status", "digests", "sections"),
+        (
+            (s.list_id, s.email, s.name, s.locale, s.status, ",".join(s.digests) or "all",
+             ",".join(s.sections) or "all")
+            for s in found
+        ),
+    )  # fmt: skip
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def subscribers_show(app: App, email: str, as_json: bool) -> None:
+    """Show EMAIL's subscriptions on every list with their consent record: how each came
+    (form, import, api, admin, preferences), when, from which IP and user agent, in which
+    language, and when and from where it was confirmed. Exit status 1 if not found."""
+    from kabar.consent import Consent, described_consent
+
+    rows = _rows_of(app, email)
+    records = [row.to_dict() | {"consent": described_consent(row)} for row in rows]
+    if as_json:
+        echo_json({"email": rows[0].email, "subscriptions": records})
+        return
+    for record in records:
+        consent = record.pop("consent")
+        click.echo(f"{record['list']}: {record['status']}")
+        for key in ("name", "locale", "digests", "sections", "created", "updated"):
+            value = record[key]
+            shown = ", ".join(value) or "all" if isinstance(value, list) else value or "-"
+            click.echo(f"  {key}: {shown}")
+        for key, value in consent.items():
+            click.echo(f"  consent.{key}: {value if value not in (None, '') else '-'}")
+    del Consent  # imported for the record's shape only
+
+
+def _rows_of(app: App, email: str) -> list[Any]:
+    from kabar.consent import Consent
+    from kabar.subscribers import InvalidAddress
+
+    try:
+        rows = Consent(app.store.engine).rows_of(email)
+    except InvalidAddress as exc:
+        raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
+    if not rows:
+        fail(f"{email} is not on any list", EXIT_PARTIAL)
+    return rows
+
+
+@subscribers.command("export")
+@click.argument("email")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON to this file [default: standard output].",
+)  # fmt: skip
+@pass_app
+def subscribers_export(app: App, email: str, output: Path | None) -> None:
+    """Write everything kabar holds about EMAIL as JSON: subscriptions with consent and
+    changes, deliveries, bounces and mails (a data subject's access request). The
+    preference centre offers the reader the same file."""
+    import json
+
+    from kabar.consent import Consent
+
+    _rows_of(app, email)
+    data = json.dumps(Consent(app.store.engine).export(email), ensure_ascii=False, indent=2)
+    if output is None:
+        click.echo(data)
+    else:
+        output.write_text(data + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--dry-run", is_flag=True, help="Say what would be erased; erase nothing.")
+@pass_app
+def subscribers_forget(app: App, email: str, dry_run: bool) -> None:
+    """Erase EMAIL's personal data: every subscription, delivery, mail and recorded change.
+    Only a SHA-256 of the address is kept, so a later import does not bring it back; its
+    owner can still subscribe again through the form."""
+    from kabar.consent import Consent
+
+    rows = _rows_of(app, email)
+    if dry_run:
+        click.echo(f"would erase {len(rows)} subscription(s) of {rows[0].email}")
+        return
+    erased = Consent(app.store.engine).forget(email)
+    click.echo(f"erased {erased} subscription(s); kept only a hash of the address")
 
 
 @subscribers.command("add")
@@ -114,13 +220,16 @@ def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str
 ) -> None:
     """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
+    from kabar.consent import consent_record
+    from kabar.deliver.send import utcnow
     from kabar.subscribers import InvalidAddress, Status, Subscribers
 
     target = _list_id(app, list_id)
     try:
         subscriber, made = Subscribers(app.store.engine).add(
-            target, email, name=name, locale=locale, status=cast(Status, status)
-        )
+            target, email, name=name, locale=locale, status=cast(Status, status),
+            consent=consent_record("admin", now=utcnow(), source="kabar subscribers add"),
+        )  # fmt: skip
     except InvalidAddress as exc:
         raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
     except ValueError as exc:

@@ -255,11 +255,13 @@ class IssueRunner:
         carried = await in_thread(
             carried_before, self.ledger, digest, issue.key, issue.issue_time, since
         )
-        locales = await in_thread(Subscribers(self.store.engine).locales, issue.list_id)
+        choices = await in_thread(
+            Subscribers(self.store.engine).choices, issue.list_id, issue.digest_id
+        )
         prepared = await in_thread(
             prepare_issue, self.config, self.store, digest,
             issue_key=issue.key, issue_time=issue.issue_time, since=since, exclude=carried,
-            locales=locales,
+            choices=choices,
         )  # fmt: skip
         crash_point("mid_render")
         now = self.clock()
@@ -292,6 +294,7 @@ class IssueRunner:
         self.ledger.materialise(
             issue.key, issue.list_id, chunk_size=self.config.delivery.chunk_size,
             message_id=lambda sid: prepared.message_id_for(Recipient(sid, "")), now=self.clock(),
+            digest_id=issue.digest_id, route=prepared.route,
         )  # fmt: skip
 
     # --- in the background (the scheduler) ----------------------------------------------------
@@ -346,7 +349,7 @@ def dry_run(config: Config, store: Store, plan: Plan) -> dict[str, Any]:
         prepared = prepare_issue(
             config, store, plan.digest, issue_key=plan.key, issue_time=plan.issue_time,
             since=since, exclude=carried,
-            locales=Subscribers(store.engine).locales(plan.digest.list_id),
+            choices=Subscribers(store.engine).choices(plan.digest.list_id, plan.digest.id),
         )  # fmt: skip
     audience = Subscribers(store.engine).counts(plan.digest.list_id)["active"]
     return {

@@ -352,8 +352,9 @@ class Sender:
         if claimed.status != "active":  # left after the audience was taken
             return self._outcome(claimed, "skipped", None, f"subscriber is {claimed.status}")
         recipient = self.links.recipient(
-            claimed.subscriber_id, claimed.email, claimed.name, claimed.locale
-        )
+            claimed.subscriber_id, claimed.email, claimed.name, claimed.locale,
+            variant=claimed.variant,
+        )  # fmt: skip
         try:
             return prepared.message_for(recipient)
         except Exception as exc:

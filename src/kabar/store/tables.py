@@ -142,6 +142,10 @@ subscribers = Table(
     Column("origin", String(16), nullable=False),  # import|cli|web
     Column("created", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),  # last status change
+    # --- the subscriber's choices and consent (migration 0007)
+    Column("sections", Text, nullable=False, default=""),  # JSON list, sorted; "": all
+    Column("digests", Text, nullable=False, default=""),  # JSON list of digest ids; "": all
+    Column("consent", JSON, nullable=True),  # how it came and was confirmed (kabar.consent)
     UniqueConstraint("list_id", "email_key"),
     Index(None, "list_id", "status", "id"),
 )
@@ -190,6 +194,8 @@ deliveries = Table(
     Column("reply", Text, nullable=False, default=""),  # the last reply text
     Column("codes", Text, nullable=False, default=""),  # every reply code, oldest first
     Column("sent", UTCDateTime),
+    # The rendering it gets: "{language}/{sections}" (migration 0007); None before that.
+    Column("variant", String(200), nullable=True),
     UniqueConstraint("issue_key", "subscriber_id"),
     Index(None, "issue_key", "chunk", "state"),
     Index(None, "claim"),
@@ -256,4 +262,34 @@ rate_limits = Table(
     Column("hits", Text, nullable=False),  # milliseconds since the epoch, space-separated
     Column("expires", UTCDateTime, nullable=False),  # the newest hit leaves the window then
     Index(None, "expires"),
+)
+
+# --- the subscriber's side (migration 0007) ----------------------------------------------
+
+# Every change a subscriber (or an admin) made to a subscription: what, when, from where.
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        String(32),
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),  # subscribed|confirmed|changed|left|...
+    Column("detail", JSON, nullable=False),  # {"field": [before, after], ...}
+    Column("ip", Text, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Index(None, "subscriber_id"),
+)
+
+# Addresses whose owners asked to be forgotten: only a SHA-256 of the lower-cased address,
+# so an import cannot bring them back while nothing else about them is kept.
+forgotten = Table(
+    "forgotten",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("forgotten", UTCDateTime, nullable=False),
 )
