@@ -163,13 +163,17 @@ def serve_metrics(host: str, port: int) -> None:
 
 def metrics_routes() -> list[Any]:
     """`GET /metrics` for the app `kabar serve` runs."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.exposition import choose_encoder
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST,
-                        headers={"Cache-Control": "no-store"})  # fmt: skip
+        # The format the scraper asks for (Accept): OpenMetrics, or Prometheus text.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(
+            encoder(REGISTRY),
+            headers={"Content-Type": content_type, "Cache-Control": "no-store"},
+        )
 
     return [Route("/metrics", metrics, methods=["GET"])]
