@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,7 +26,7 @@ def create_app(
 
     storage = storage or FeedStorage.from_config(config)
     closers: list[Callable[[], None]] = []
-    operations = _operations_routes(config, storage, store, closers)
+    operations, api = _operations_routes(config, storage, store, closers)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -44,13 +45,15 @@ def create_app(
     )
     app.state.config = config
     app.state.storage = storage
+    app.state.api = api
     return app
 
 
 def _operations_routes(
     config: Config, storage: FeedStorage, store: Store | None, closers: list[Callable[[], None]]
-) -> list[BaseRoute]:
-    """/healthz, /readyz, /metrics and /api/v1, sharing one store opened on first use."""
+) -> tuple[list[BaseRoute], Any]:
+    """/healthz, /readyz, /metrics and /api/v1, sharing one store opened on first use;
+    and the API (its feed rebuilder is waited for in tests and benchmarks)."""
     from kabar.api import routes as api_routes
     from kabar.observe import health
     from kabar.observe.metrics import metrics_routes
@@ -59,8 +62,9 @@ def _operations_routes(
     shared = SharedStore(config, store)
     api = api_routes.Api(config, shared, storage)
     closers.extend([api.close, shared.close])
-    return [
+    routes = [
         *health.routes(config, storage, shared.engine),
         *metrics_routes(),
         Mount("/api/v1", routes=api.routes()),
     ]
+    return routes, api
