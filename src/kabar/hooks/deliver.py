@@ -86,12 +86,12 @@ class WebhookSender:
         report = PassReport(disabled=[])
         report.fanned_out = await asyncio.to_thread(self.fan_out)
         due = await asyncio.to_thread(self._due)
-        results = await asyncio.gather(*(self._post(row) for row in due))
-        for _row, error in zip(due, results, strict=True):
-            if error is None:
-                report.sent += 1
-            else:
-                report.failed += 1
+        by_endpoint: dict[str, list[dict[str, Any]]] = {}
+        for row in due:
+            by_endpoint.setdefault(row["endpoint"], []).append(row)
+        for sent, failed in await asyncio.gather(*map(self._post_in_order, by_endpoint.values())):
+            report.sent += sent
+            report.failed += failed
         for endpoint_id in sorted({row["endpoint"] for row in due}):
             if await asyncio.to_thread(self._disable_if_failing, endpoint_id):
                 assert report.disabled is not None
@@ -148,11 +148,22 @@ class WebhookSender:
             .where(webhook_deliveries.c.state == "pending",
                    webhook_deliveries.c.next_attempt <= self.clock(),
                    webhook_deliveries.c.endpoint.in_(configured))
-            .order_by(webhook_deliveries.c.next_attempt, webhook_deliveries.c.id)
+            .order_by(webhook_events.c.created, webhook_deliveries.c.id)
             .limit(BATCH)
         )  # fmt: skip
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    async def _post_in_order(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        """One endpoint's due events, oldest first; at the first failure the rest wait for
+        the next pass, so a receiver that is down gets one request a pass, not a flood,
+        and events arrive in order."""
+        sent = 0
+        for row in rows:
+            if await self._post(row) is not None:
+                return sent, 1
+            sent += 1
+        return sent, 0
 
     async def _post(self, row: dict[str, Any]) -> str | None:
         """POST one delivery and record the result; the error, or None when it went."""
