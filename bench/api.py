@@ -22,12 +22,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 from ruamel.yaml import YAML
 
+START = datetime(2026, 12, 5, tzinfo=timezone(timedelta(hours=7)))
 SECTIONS = ["Nasional", "Dunia", "Ekonomi", "Olahraga", "Teknologi", "Hiburan"]
 WORDS = [
     "pemerintah", "presiden", "menteri", "rakyat", "harga", "pasar", "ekonomi", "pemilu",
@@ -45,12 +47,12 @@ def free_port() -> int:
 def record(rng: random.Random, n: int) -> dict[str, Any]:
     words = [rng.choice(WORDS) for _ in range(180)]
     paragraphs = [" ".join(words[i : i + 45]).capitalize() + "." for i in range(0, 180, 45)]
-    minute = n % 1440
+    published = START + timedelta(seconds=n)  # the last posted is the newest in the feed
     return {
         "url": f"https://bench.example.id/cms/{n}",
         "title": " ".join(rng.choice(WORDS) for _ in range(8)).capitalize() + f" {n}",
         "body": "".join(f"<p>{p}</p>" for p in paragraphs),
-        "published": f"2026-12-05T{minute // 60:02d}:{minute % 60:02d}:00+07:00",
+        "published": published.isoformat(),
         "section": SECTIONS[n % len(SECTIONS)],
         "tags": [f"topik-{n % 50}"],
     }
@@ -130,7 +132,9 @@ def run(articles: int, batch: int, clients: int) -> None:
                     stored = sum(pool.map(post, batches))
                 posted = time.perf_counter() - started
                 last_url = records[-1]["url"]
+                deadline = time.monotonic() + 120
                 while last_url not in client.get("/feeds/semua.json").text:
+                    assert time.monotonic() < deadline, "the last article never reached the feed"
                     time.sleep(0.02)
                 total = time.perf_counter() - started
         finally:
