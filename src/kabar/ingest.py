@@ -302,9 +302,11 @@ def ingest_records(
     records: list[Any],
     *,
     now: datetime | None = None,
+    related: Callable[[list[Article]], None] | None = None,
 ) -> RecordsReport:
     """Records in the JSON ingest format (the HTTP API's posts), stored as articles of
-    `source_id` and added to the related-news index, as `kabar ingest` does with a file."""
+    `source_id` and added to the related-news index, as `kabar ingest` does with a file.
+    `related` takes the stored articles for the index instead (a long-lived terms worker)."""
     from kabar.sources.jsonl import article_from_record
 
     moment = now or datetime.now(UTC)
@@ -323,10 +325,16 @@ def ingest_records(
             result.report.failed += 1
     problems.close()
     if articles:
-        with _RelatedTerms(config, store) as terms:
-            result.report.stored += _store(store, articles, moment, terms)
+        if related is None:
+            with _RelatedTerms(config, store) as terms:
+                result.report.stored += _store(store, articles, moment, terms)
+            stored = store.canonical(articles)
+        else:
+            result.report.stored += store.upsert(articles, now=moment)
+            stored = store.canonical(articles)
+            related(stored)  # after the commit: the terms refer to stored articles
         result.report.files = 1
-        result.stored_ids = [article.id for article in store.canonical(articles)]
+        result.stored_ids = [article.id for article in stored]
     _counted(result.report)
     return result
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,9 +84,15 @@ class Api:
         self.rebuilder = FeedRebuilder(
             self._build_feeds, delay=config.api.rebuild_delay.total_seconds()
         )
+        self._terms: Any = None  # kabar.related.worker.TermsWorker, on the first post
+        self._terms_lock = threading.Lock()
 
     def close(self) -> None:
         self.rebuilder.close()
+        with self._terms_lock:
+            if self._terms is not None:
+                self._terms.close()
+                self._terms = None
         if isinstance(self._limits, RedisLimits):
             self._limits.close()
 
@@ -106,6 +113,32 @@ class Api:
         if self._links is None:
             self._links = Links(self.config, link_secret(self.config, self.shared.engine()))
         return self._links
+
+    def _add_terms(self, articles: list[Any]) -> None:
+        """Posted articles' terms go to a second process that lives as long as the app,
+        so analysing one post overlaps storing the next (kabar.related.worker); a store
+        without a file (an in-memory SQLite) analyses them here."""
+        if not articles:
+            return
+        with self._terms_lock:
+            if self._terms is None:
+                from kabar.related import RelatedEngine
+                from kabar.related.worker import TermsWorker
+
+                store = self.shared.store
+                fallback = RelatedEngine.open(self.config, store)
+                url = store.engine.url
+                if url.database in (None, "", ":memory:"):
+                    fallback.add(articles)
+                    return
+                self._terms = TermsWorker(url.render_as_string(hide_password=False), fallback)
+            self._terms.add(articles)
+
+    def terms_stored(self) -> None:
+        """Wait until the posted articles' terms are stored (tests, benchmarks)."""
+        with self._terms_lock:
+            if self._terms is not None:
+                self._terms.wait()
 
     def _build_feeds(self, feed_ids: list[str]) -> None:
         from kabar.feeds import build_feeds
@@ -197,8 +230,9 @@ class Api:
         from kabar.ingest import ingest_records
 
         result = await asyncio.to_thread(
-            ingest_records, self.config, self.shared.store, source_id, records
-        )
+            ingest_records, self.config, self.shared.store, source_id, records,
+            related=self._add_terms,
+        )  # fmt: skip
         stored = result.report.stored
         if stored.inserted or stored.updated:
             from kabar.schedule import feeds_fed_by
