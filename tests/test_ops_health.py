@@ -99,3 +99,22 @@ def test_the_shipped_dashboard_and_alert_rules_parse() -> None:
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert {"KabarComplaintRate", "KabarBounceRate", "KabarIssueStalled",
             "KabarSchedulerLag"} <= alerts  # fmt: skip
+
+
+def test_a_bad_webhook_endpoint_is_a_located_config_error(write_config: WriteConfig) -> None:
+    from click.testing import CliRunner
+
+    from kabar.cli import cli
+
+    path = write_config(
+        webhooks={"endpoints": [{"id": "crm", "url": "ftp://crm.example.id", "secret_env": "X",
+                                 "events": ["subscriber.gone"]}]},
+        metrics={"port": 70000},
+    )  # fmt: skip
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert any(f"{path}:" in line and "webhooks.endpoints.0.url" in line for line in lines)
+    assert any("webhooks.endpoints.0.events.0" in line and "subscriber.created" in line
+               for line in lines)  # fmt: skip
+    assert any("metrics.port" in line for line in lines)
