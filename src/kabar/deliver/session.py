@@ -237,6 +237,8 @@ async def _with_operations(
     def apply(new: Config) -> None:
         scheduler.reload(new)
         jobs.config = webhooks.config = new
+        # New issues see new digests and lists; the transport (SMTP connections) stays.
+        jobs.runner.config = jobs.runner.sender.config = new
 
     watcher = ConfigWatcher(config, apply)
 
