@@ -219,3 +219,12 @@ def test_a_missing_secret_fails_only_that_endpoint_and_keeps_the_event(
     assert "KABAR_HOOK_SECRET" in error and SECRET not in error
     monkeypatch.setenv("KABAR_HOOK_SECRET", SECRET)
     assert deliver(config, store).sent == 1
+
+
+def test_kabar_run_once_sends_the_due_events(
+    config: Config, store: Store, receiver: Receiver
+) -> None:
+    Subscribers(store.engine).add("pembaca", "gita@example.com")
+    result = CliRunner().invoke(cli, ["-c", str(config.path), "run", "--once"])
+    assert result.exit_code == 0, result.output
+    assert [verified(seen)["data"]["email"] for seen in receiver.seen] == ["gita@example.com"]

@@ -212,12 +212,27 @@ async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Cloc
                 runner.background_wait = False
                 await scheduler.run_due()
                 await runner.drain()
+                await _webhooks_once(config, store)
             finally:
                 scheduler.release()
             return not Ledger(store.engine).issues(states=("paused",))
         await _with_operations(config, store, scheduler, jobs, session.stopped)
         await runner.drain()
         return True
+
+
+async def _webhooks_once(config: Config, store: Store) -> None:
+    """`kabar run --once` (from cron) also sends the webhook events that are due."""
+    from kabar.hooks.deliver import WebhookSender
+
+    if not config.webhooks.endpoints:
+        return
+    webhooks = WebhookSender(config, store.engine)
+    try:
+        report = await webhooks.run_once()
+        log.info("webhooks: %d sent, %d to retry", report.sent, report.failed)
+    finally:
+        await webhooks.close()
 
 
 async def _with_operations(
