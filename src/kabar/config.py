@@ -518,6 +518,49 @@ class Engine(Strict):
         return None
 
 
+# --- operations: metrics, the HTTP API, webhooks out --------------------------------------
+
+
+class Metrics(Strict):
+    """The Prometheus port of `kabar run` and `kabar worker` (`kabar serve` has /metrics)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class Api(Strict):
+    """The CMS's HTTP API under /api/v1 of `kabar serve`."""
+
+    rate_limit: int = Field(default=600, ge=1, le=1_000_000)  # requests per token per window
+    rate_window: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    max_articles: int = Field(default=1000, ge=1, le=10_000)  # per request
+    # Feed rebuilds after API posts wait this long for more posts, then run once.
+    rebuild_delay: Duration = Field(default=timedelta(seconds=1), ge=timedelta(0))
+
+
+WebhookEvent = Literal[
+    "subscriber.created", "subscriber.confirmed", "subscriber.unsubscribed",
+    "subscriber.bounced", "subscriber.complained", "issue.started", "issue.finished",
+    "feed.updated",
+]  # fmt: skip
+
+
+class WebhookEndpoint(Strict):
+    id: Identifier
+    url: str = Field(pattern=r"^https?://")
+    secret_env: EnvName  # holds a Standard Webhooks secret: whsec_ and base64
+    events: list[WebhookEvent] = Field(min_length=1)
+    timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+
+
+class Webhooks(Strict):
+    endpoints: list[WebhookEndpoint] = []
+    retry_backoff: Duration = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    retry_backoff_max: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
+    # An endpoint that has failed every attempt for this long is disabled (and reported).
+    disable_after: Duration = Field(default=timedelta(days=1), gt=timedelta(0))
+
+
 class Config(Strict):
     version: Literal[1]
     root: str = "."
@@ -532,6 +575,9 @@ class Config(Strict):
     web: Web = Web()
     engine: Engine = Engine()
     related: Related = Related()
+    metrics: Metrics = Metrics()
+    api: Api = Api()
+    webhooks: Webhooks = Webhooks()
     # Folders outside `root` that digest templates may also come from.
     template_dirs: list[str] = []
 

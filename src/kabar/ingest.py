@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from kabar.config import Config, FeedSource, JsonSource, PagesSource
@@ -170,7 +170,7 @@ def ingest_path(
                 progress(done, len(files))
         if pending:
             report.stored += _store(store, pending, moment, terms)
-    return report
+    return _counted(report)
 
 
 def _read_one(
@@ -232,7 +232,7 @@ def ingest_url(
         report.fail(f"{source.url}: cannot read: {type(exc).__name__}: {exc}")
     finally:
         problems.close()
-    return report
+    return _counted(report)
 
 
 def _store(
@@ -283,6 +283,68 @@ class _RelatedTerms:
     def __exit__(self, *_: object) -> None:
         if self._worker is not None:
             self._worker.close()
+
+
+@dataclass
+class RecordsReport:
+    """What `ingest_records` did: the ids stored (in the order given) and each rejected
+    record's index and reason."""
+
+    report: IngestReport
+    stored_ids: list[str] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def ingest_records(
+    config: Config,
+    store: Store,
+    source_id: str,
+    records: list[Any],
+    *,
+    now: datetime | None = None,
+    related: Callable[[list[Article]], None] | None = None,
+) -> RecordsReport:
+    """Records in the JSON ingest format (the HTTP API's posts), stored as articles of
+    `source_id` and added to the related-news index, as `kabar ingest` does with a file.
+    `related` takes the stored articles for the index instead (a long-lived terms worker)."""
+    from kabar.sources.jsonl import article_from_record
+
+    moment = now or datetime.now(UTC)
+    source = next((s for s in config.sources if s.id == source_id), None)
+    result = RecordsReport(IngestReport(source_id))
+    problems = _FileProblems(result.report, "request")
+    context = replace(
+        context_for(config, source_id, source, moment), warn=problems.warn, reject=problems.reject
+    )
+    articles: list[Article] = []
+    for index, record in enumerate(records):
+        try:
+            articles.append(article_from_record(record, context))
+        except (ReadError, ValueError, TypeError) as exc:
+            result.rejected.append((index, str(exc)))
+            result.report.failed += 1
+    problems.close()
+    if articles:
+        if related is None:
+            with _RelatedTerms(config, store) as terms:
+                result.report.stored += _store(store, articles, moment, terms)
+            stored = store.canonical(articles)
+        else:
+            result.report.stored += store.upsert(articles, now=moment)
+            stored = store.canonical(articles)
+            related(stored)  # after the commit: the terms refer to stored articles
+        result.report.files = 1
+        result.stored_ids = [article.id for article in stored]
+    _counted(result.report)
+    return result
+
+
+def _counted(report: IngestReport) -> IngestReport:
+    from kabar.observe.metrics import count_ingest
+
+    stored = report.stored
+    count_ingest(report.source, stored.inserted, stored.updated, stored.unchanged, report.failed)
+    return report
 
 
 def _files(path: Path) -> Iterator[Path]:

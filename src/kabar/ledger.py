@@ -323,7 +323,10 @@ class Ledger:
             .values(state=new, updated=now, **values)
         )
         with self.engine.begin() as connection:
-            return bool(connection.execute(statement).rowcount)
+            changed = bool(connection.execute(statement).rowcount)
+            if changed:
+                _tell_issue(connection, key, allowed, new, now)
+            return changed
 
     def last_issue_time(self, digest_id: str, list_id: str, before: datetime) -> datetime | None:
         """When the last issue that went out (or is going out) was cut, for since_last."""
@@ -619,6 +622,12 @@ class ResultWriter:
             for outcome in outcomes
             if outcome.state == "bounced" and outcome.subscriber_id
         ]
+        written = self._record_rows(rows, bounced)
+        if bounced:
+            _tell_bounces(self.engine, [str(row["b_id"]) for row in bounced], now)
+        return written
+
+    def _record_rows(self, rows: list[dict[str, Any]], bounced: list[dict[str, Any]]) -> int:
         if self._connection is not None:
             try:
                 return self._commit(self._connection, rows, bounced)
@@ -692,3 +701,55 @@ def _counts(states: dict[str, int]) -> Counts:
         pending=states.get("pending", 0) + states.get("claimed", 0),
         claimed=states.get("claimed", 0),
     )
+
+
+# --- webhook events of issues and bounces ---------------------------------------------------
+
+
+def _tell_issue(
+    connection: Connection, key: str, expected: Sequence[str], new: str, now: datetime
+) -> None:
+    """issue.started when sending begins (not when a paused issue resumes), issue.finished
+    with its counts when it ends; in the transaction that moves the issue."""
+    from kabar.hooks.events import record_event
+
+    if new == "sending" and "paused" not in expected:
+        event = "issue.started"
+    elif new in ("sent", "partial", "failed"):
+        event = "issue.finished"
+    else:
+        return
+    row = connection.execute(select(issues).where(issues.c.key == key)).first()
+    if row is None:
+        return
+    data: dict[str, Any] = {
+        "key": key, "digest": row.digest_id, "list": row.list_id, "state": new,
+        "audience": row.audience,
+    }  # fmt: skip
+    if event == "issue.finished":
+        states = connection.execute(
+            select(deliveries.c.state, func.count())
+            .where(deliveries.c.issue_key == key)
+            .group_by(deliveries.c.state)
+        )
+        data["counts"] = _counts({state: int(count) for state, count in states}).to_dict()
+    record_event(connection, event, data, now=now)
+
+
+def _tell_bounces(engine: Engine, subscriber_ids: Sequence[str], now: datetime) -> None:
+    """subscriber.bounced for each subscriber this commit set to bounced (right after it:
+    the results go through the driver's own cursor)."""
+    from kabar.hooks.events import record_event, subscriber_data
+    from kabar.observe.metrics import BOUNCES
+
+    with engine.begin() as connection:
+        rows = connection.execute(
+            select(subscribers).where(
+                subscribers.c.id.in_(list(subscriber_ids)),
+                subscribers.c.status == "bounced",
+                subscribers.c.updated == now,
+            )
+        )
+        for row in rows:
+            record_event(connection, "subscriber.bounced", subscriber_data(row._mapping), now=now)
+            BOUNCES.labels(row.list_id).inc()

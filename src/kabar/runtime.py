@@ -217,10 +217,11 @@ async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Cloc
                 runner.background_wait = False
                 await scheduler.run_due()
                 await runner.drain()
+                await _webhooks_once(config, store)
             finally:
                 scheduler.release()
             return not Ledger(store.engine).issues(states=("paused",))
-        await scheduler.serve(session.stopped)
+        await _with_operations(config, store, scheduler, jobs, session.stopped)
         await runner.drain()
         return True
 
@@ -297,3 +298,58 @@ def send_issue(config: Config, store: Store, request: SendRequest) -> SendResult
             return await runner.run(key, wait=request.wait)
 
     return SendResult(key=key, issue=asyncio.run(deliver()))
+
+
+async def _webhooks_once(config: Config, store: Store) -> None:
+    """`kabar run --once` (from cron) also sends the webhook events that are due."""
+    from kabar.hooks.deliver import WebhookSender
+
+    if not config.webhooks.endpoints:
+        return
+    webhooks = WebhookSender(config, store.engine)
+    try:
+        report = await webhooks.run_once()
+        log.info("webhooks: %d sent, %d to retry", report.sent, report.failed)
+    finally:
+        await webhooks.close()
+
+
+async def _with_operations(
+    config: Config, store: Store, scheduler: Any, jobs: _Jobs, stopped: asyncio.Event
+) -> None:
+    """Serve the scheduler with what a daemon adds: webhooks out, config reloads (SIGHUP,
+    file changes) and per-issue progress in the metrics (only while it holds the lease)."""
+    from datetime import timedelta
+
+    from kabar.hooks.deliver import WebhookSender
+    from kabar.observe.metrics import export_issue_progress
+    from kabar.observe.progress import issue_progress
+    from kabar.reload import ConfigWatcher
+
+    webhooks = WebhookSender(config, store.engine)
+
+    def apply(new: Config) -> None:
+        scheduler.reload(new)
+        jobs.config = webhooks.config = new
+        # New issues see new digests and lists; the transport (SMTP connections) stays.
+        jobs.runner.config = jobs.runner.sender.config = new
+
+    watcher = ConfigWatcher(config, apply)
+
+    async def deliver_webhooks() -> None:
+        report = await webhooks.run_once()
+        if report.sent or report.failed:
+            log.info("webhooks: %d sent, %d to retry", report.sent, report.failed)
+
+    export_issue_progress(lambda: issue_progress(store.engine) if scheduler.serving else iter(()))
+    scheduler.extra_jobs += [
+        (timedelta(seconds=2), watcher.poll),
+        (timedelta(seconds=5), deliver_webhooks),
+    ]
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, watcher.request)
+    try:
+        await scheduler.serve(stopped)
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        await webhooks.close()

@@ -24,20 +24,20 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
-from kabar.config import Config, CronSchedule, Digest, IntervalSchedule
+from kabar.config import Config, CronSchedule, Digest, IntervalSchedule, format_duration
 from kabar.ledger import OPEN_STATES, Ledger, insert_ignore
-from kabar.store.tables import schedule_state
+from kabar.store.tables import job_runs, schedule_state
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,9 @@ class Scheduler:
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.jobs = jobs_from_config(config)
+        self._alarm: Any = None  # the AsyncIOScheduler while serving
+        # (interval, coroutine function): more periodic work while serving (webhooks, reload)
+        self.extra_jobs: list[tuple[timedelta, Callable[[], Awaitable[None]]]] = []
 
     # --- the tick --------------------------------------------------------------------------
 
@@ -364,9 +367,29 @@ class Scheduler:
 
     async def run_due(self) -> list[TickReport]:
         """Every job once (kabar run --once, and at daemon start)."""
-        reports = [await self.tick(job) for job in self.jobs]
+        reports = [await self.run_job(job) for job in self.jobs]
         self.resume_open_issues()
         return reports
+
+    async def run_job(self, job: Job) -> TickReport:
+        """A tick, with its lag and outcome kept for metrics and `kabar jobs`."""
+        from kabar.observe.metrics import JOB_RUNS, SCHEDULER_LAG
+
+        started = self.clock()
+        outcome, detail = "ok", ""
+        report = TickReport(job.id)
+        try:
+            report = await self.tick(job)
+        except Exception as exc:
+            outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("%s: the run failed", job.id)
+        lag = (started - report.ran[-1]).total_seconds() if report.ran else 0.0
+        if report.ran:
+            SCHEDULER_LAG.labels(job.id).set(max(lag, 0.0))
+        JOB_RUNS.labels(job.id, outcome).inc()
+        if report.ran or outcome == "failed":
+            record_job_run(self.engine, job.id, started, self.clock(), lag, outcome, detail)
+        return report
 
     # --- schedule state ----------------------------------------------------------------------
 
@@ -417,12 +440,12 @@ class Scheduler:
         if stop.is_set():
             return
         await self.run_due()
-        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler = self._alarm = AsyncIOScheduler(timezone=UTC)
         for job in self.jobs:
-            scheduler.add_job(
-                self.tick, job.trigger, args=[job], id=job.id, name=job.id,
-                misfire_grace_time=None, coalesce=True, max_instances=1,
-            )  # fmt: skip
+            self._add_alarm(job)
+        for every, function in self.extra_jobs:
+            scheduler.add_job(function, IntervalTrigger(seconds=every.total_seconds()),
+                              max_instances=1, coalesce=True)  # fmt: skip
         keep_every = min(sweep_every.total_seconds(), self.lease_ttl.total_seconds() / 3)
         scheduler.add_job(
             self._keep, IntervalTrigger(seconds=keep_every), args=[stop],
@@ -436,7 +459,43 @@ class Scheduler:
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+            self._alarm = None
             self.release()
+
+    @property
+    def serving(self) -> bool:
+        """Whether this scheduler holds the lease and runs its jobs."""
+        return self._alarm is not None
+
+    def _add_alarm(self, job: Job) -> None:
+        assert self._alarm is not None
+        self._alarm.add_job(
+            self.run_job, job.trigger, args=[job], id=job.id, name=job.id,
+            misfire_grace_time=None, coalesce=True, max_instances=1, replace_existing=True,
+        )  # fmt: skip
+
+    def reload(self, config: Config) -> list[str]:
+        """Take a new (already validated) config: jobs added, removed and rescheduled, each
+        logged. A run in progress finishes under the config it began with."""
+        old = {job.id: job for job in self.jobs}
+        new = {job.id: job for job in jobs_from_config(config)}
+        changes = []
+        for job_id in old.keys() - new.keys():
+            changes.append(f"removed {job_id}")
+            if self._alarm is not None:
+                self._alarm.remove_job(job_id)
+        for job_id, job in new.items():
+            before = old.get(job_id)
+            if before is not None and (before.schedule, before.zone) == (job.schedule, job.zone):
+                continue
+            changes.append(f"{'rescheduled' if before else 'added'} {job_id}: {describe(job)}")
+            if self._alarm is not None:
+                self._add_alarm(job)
+        self.config = config
+        self.jobs = list(new.values())
+        for change in sorted(changes):
+            log.info("scheduler: %s", change)
+        return sorted(changes)
 
     async def _keep(self, stop: asyncio.Event) -> None:
         """Renew the lease and resume unfinished issues (retries that came due)."""
@@ -475,3 +534,49 @@ def _rounded(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+def describe(job: Job) -> str:
+    """The job's schedule as the config says it: `cron 0 7 * * * Asia/Jakarta`, `every 15m`."""
+    if isinstance(job.schedule, CronSchedule):
+        return f"cron {job.schedule.cron} {job.zone.key}"
+    return f"every {format_duration(job.schedule.every)}"
+
+
+def next_runs(job: Job, after: datetime, count: int = 3) -> list[datetime]:
+    times: list[datetime] = []
+    moment: datetime | None = after
+    while moment is not None and len(times) < count:
+        moment = job.trigger.get_next_fire_time(times[-1] if times else None,
+                                                moment + timedelta(microseconds=1))  # fmt: skip
+        if moment is not None:
+            times.append(moment)
+    return times
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job_id: str
+    started: datetime
+    finished: datetime
+    lag_seconds: int
+    outcome: str
+    detail: str
+
+
+def record_job_run(
+    engine: Engine, job_id: str, started: datetime, finished: datetime, lag: float,
+    outcome: str, detail: str,
+) -> None:  # fmt: skip
+    values = {
+        "job_id": job_id, "started": started, "finished": finished,
+        "lag_seconds": max(int(lag), 0), "outcome": outcome, "detail": detail[:2000],
+    }  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(delete(job_runs).where(job_runs.c.job_id == job_id))
+        connection.execute(insert(job_runs).values(values))
+
+
+def last_runs(engine: Engine) -> dict[str, JobRun]:
+    with engine.connect() as connection:
+        return {row.job_id: JobRun(**row._mapping) for row in connection.execute(select(job_runs))}

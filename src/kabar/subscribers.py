@@ -28,6 +28,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, Engine, delete, func, insert, or_, select, update
 
 from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
+from kabar.hooks.events import STATUS_EVENTS, record_event, subscriber_data
 from kabar.model import Recipient
 from kabar.store.tables import forgotten, settings, subscribers
 from kabar.urls import Urls
@@ -221,6 +222,7 @@ class Subscribers:
         )  # fmt: skip
         with self.engine.begin() as connection:
             connection.execute(insert(subscribers).values(_to_row(subscriber)))
+            _tell(connection, "subscriber.created", _to_row(subscriber), moment)
         return subscriber, True
 
     def import_csv(
@@ -403,13 +405,33 @@ class Subscribers:
         )
         if expected is not None:
             query = query.where(subscribers.c.status.in_(list(expected)))
+        moment = now or datetime.now(UTC)
         with self.engine.begin() as connection:
-            changed = connection.execute(
-                query.values(status=status, updated=now or datetime.now(UTC))
-            ).rowcount
+            changed = connection.execute(query.values(status=status, updated=moment)).rowcount
+            if changed and status in STATUS_EVENTS:
+                row = connection.execute(
+                    select(subscribers).where(subscribers.c.id == subscriber_id)
+                ).first()
+                _tell(connection, STATUS_EVENTS[status], row._mapping if row else {}, moment)
         if changed:
             log.info("subscriber %s is now %s", subscriber_id, status)
         return bool(changed)
+
+    def update_profile(self, subscriber_id: str, **changes: str) -> bool:
+        """Change the name or locale (never the status: see set_status)."""
+        values = {key: value for key, value in changes.items() if key in ("name", "locale")}
+        if not values:
+            return False
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(subscribers).where(subscribers.c.id == subscriber_id).values(**values)
+                ).rowcount
+            )
+
+    @staticmethod
+    def row_to_subscriber(row: Any) -> Subscriber:
+        return _from_row(row)
 
     def purge(self, subscriber_id: str) -> bool:
         """Erase a subscriber and their delivery history (a request to be forgotten)."""
@@ -439,6 +461,12 @@ def _to_row(subscriber: Subscriber) -> dict[str, Any]:
         "sections": choice_key(subscriber.sections),
         "digests": choice_key(subscriber.digests),
     }
+
+
+def _tell(connection: Any, event_type: str, row: Any, moment: datetime) -> None:
+    """Record the webhook event of a change, in the transaction that makes it."""
+    if row:
+        record_event(connection, event_type, subscriber_data(row), now=moment)
 
 
 def _from_row(row: Any) -> Subscriber:

@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 HELPERS = {"smtp_sink.py"}
 # A line each script prints only once it has measured something.
 FIGURES = {
+    "api.py": r"api end to end: [\d,]+ articles in [\d.]+ s, [\d,]+ articles/s",
     "deliver.py": r"kabar end to end: [\d,]+ msg/s",
     "distributed.py": r"embedded: [\d.]+ s, [\d,]+ msg/s",
     "feeds.py": r"incremental build after 1 new article: \d+ ms",

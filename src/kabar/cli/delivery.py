@@ -187,29 +187,54 @@ def _variants(variants: dict[str, int]) -> str:
     return f"{len(variants)}: " + ", ".join(f"{k} {n}" for k, n in sorted(variants.items()))
 
 
+_METRICS_PORT = click.option(
+    "--metrics-port", type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port [default: metrics.port; none if unset].",
+)  # fmt: skip
+
+
+def _serve_metrics(app: App, port: int | None) -> None:
+    from kabar.observe.metrics import serve_metrics
+
+    chosen = port or app.config.metrics.port
+    if chosen is None:
+        return
+    try:
+        serve_metrics(app.config.metrics.host, chosen)
+    except OSError as exc:
+        fail(f"--metrics-port: cannot listen on {app.config.metrics.host}:{chosen}: "
+             f"{exc.strerror or exc}")  # fmt: skip
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
+@_METRICS_PORT
 @pass_app
-def run(app: App, once: bool) -> None:
+def run(app: App, once: bool, metrics_port: int | None) -> None:
     """The scheduler daemon: ingest, feed and digest jobs on the schedules in the config.
 
     Each job works out from the database what is due (catch_up and max_lateness apply
     after downtime), so restarts neither lose nor repeat runs. Unfinished issues are
     resumed. One scheduler runs per database: a second `kabar run` waits for the first
     to stop; `kabar run --once` exits with status 1 instead. SIGTERM drains the sends in
-    flight and exits.
+    flight and exits. SIGHUP (or saving the config file) reloads the config: checked
+    first, kept as it was if bad, with each job added, removed or rescheduled logged.
     """
     import asyncio
 
     from kabar.runtime import run_scheduler
+
+    if not once:
+        _serve_metrics(app, metrics_port)
 
     if not asyncio.run(run_scheduler(app.config, app.store, once=once)):
         sys.exit(EXIT_PARTIAL)
 
 
 @click.command()
+@_METRICS_PORT
 @pass_app
-def worker(app: App) -> None:
+def worker(app: App, metrics_port: int | None) -> None:
     """Send chunks of issues queued on the broker (engine.mode: dramatiq).
 
     Start one or more on each sending machine, next to one `kabar run` (the scheduler,
@@ -224,4 +249,5 @@ def worker(app: App) -> None:
         fail("kabar worker needs engine.mode: dramatiq; in embedded mode kabar run sends itself")
     from kabar.distributed import run_worker
 
+    _serve_metrics(app, metrics_port)
     run_worker(app.config, app.store)

@@ -15,7 +15,8 @@ from kabar.cli.app import App, fail, pass_app
 @pass_app
 def serve(app: App, host: str | None, port: int | None) -> None:
     """Serve feed storage over HTTP: feeds under /feeds/ with ETag, Last-Modified, 304s
-    and gzip, and an index page with autodiscovery links.
+    and gzip, and an index page with autodiscovery links; the subscribe pages; /healthz,
+    /readyz and /metrics; the HTTP API under /api/v1 (tokens: kabar tokens create).
 
     Exits 2 with one line when the address cannot be listened on (a port in use).
     """

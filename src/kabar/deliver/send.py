@@ -23,6 +23,7 @@ import random
 import signal
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from kabar.config import Config
 from kabar.deliver.transport import Envelope, Reply, Transport
 from kabar.digest import PreparedIssue, load_prepared
 from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome, ResultWriter
+from kabar.observe.metrics import SEND_SECONDS, count_message
 from kabar.subscribers import Links
 
 log = logging.getLogger(__name__)
@@ -338,7 +340,9 @@ class Sender:
                     outcome = work
                 else:
                     envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
+                    started = time.perf_counter()
                     reply = await self.transport.send(lane, envelope, work)
+                    SEND_SECONDS.observe(time.perf_counter() - started)
                     outcome = await self._judge(key, claimed, reply)
                 last = (claimed, outcome, self._recorder.submit(outcome))
             if last is not None:
@@ -367,6 +371,7 @@ class Sender:
     ) -> None:
         await committed
         self._resolve([claimed])
+        count_message(outcome.state, outcome.code)
         if self.progress is not None:
             self.progress(issue_key, outcome)
 

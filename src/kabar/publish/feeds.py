@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from kabar.config import Config, Feed
 from kabar.model import Article
+from kabar.observe.metrics import FEED_BUILD_SECONDS
 from kabar.publish.storage import FeedStorage
 from kabar.render.document import FeedDocument, Format
 from kabar.render.feed_index import IndexEntry, render_index
@@ -268,14 +269,20 @@ def build_feeds(
         t for feed_id in every if not feed_ids or feed_id in feed_ids for t in every[feed_id]
     ]
     changed_feeds: list[str] = []
+    updated: dict[str, list[str]] = {}  # feed id: its changed documents' URLs (webhooks)
     for done, target in enumerate(targets, 1):
-        changed_feeds += _build_target(build, target)
+        with FEED_BUILD_SECONDS.labels(target.feed.id).time():
+            changed = _build_target(build, target)
+        changed_feeds += changed
+        if changed:
+            updated.setdefault(target.feed.id, []).extend(build.url(path) for path in changed)
         if progress:
             progress(done, len(targets))
     report.documents = len(targets)
     build.put(INDEX_PATH, _index(build, [t for ts in every.values() for t in ts]))
     if not dry_run:
         _write_states(storage, build.states)
+        _tell_updated(store, updated)
     hub = config.web.websub_hub
     if hub and ping and changed_feeds and not dry_run:
         from kabar.publish.websub import ping_hub
@@ -332,6 +339,17 @@ def _extend_archive(build: _Build, target: FeedTarget, state: FeedState) -> Feed
 
 def _next_page(store: Store, selection: FeedSelection, state: FeedState, size: int) -> list[Key]:
     return feed_keys(store, selection.oldest_after(state.last_published, state.last_id, size))
+
+
+def _tell_updated(store: Store, updated: dict[str, list[str]]) -> None:
+    """A feed.updated webhook event per feed whose documents changed."""
+    if not updated:
+        return
+    from kabar.hooks.events import record_event
+
+    with store.engine.begin() as connection:
+        for feed_id, urls in updated.items():
+            record_event(connection, "feed.updated", {"feed": feed_id, "urls": urls})
 
 
 def _fingerprint(settings: FeedDocument, keys: Sequence[Key]) -> str:

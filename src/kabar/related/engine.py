@@ -34,6 +34,7 @@ import numpy as np
 
 from kabar.config import Config, Related
 from kabar.model import Article
+from kabar.observe.metrics import RELATED_DOCUMENTS
 from kabar.related import persist, snapshot
 from kabar.related.analysis import analyser_for, analyser_key, article_language
 from kabar.related.index import Doc, RelatedIndex, canonical_url
@@ -136,6 +137,7 @@ class RelatedEngine:
         if analysed and self._loaded:
             with self._lock:
                 self.index.merge_if_due()
+            RELATED_DOCUMENTS.set(len(self.index))
         return analysed
 
     def _add_chunk(self, chunk: Sequence[Article]) -> int:
@@ -183,6 +185,7 @@ class RelatedEngine:
             if not self._loaded:
                 self._load()
                 self._loaded = True
+            RELATED_DOCUMENTS.set(len(self.index))
 
     def _load(self) -> None:
         assert self.store is not None

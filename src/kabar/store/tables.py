@@ -293,3 +293,74 @@ forgotten = Table(
     Column("email_hash", String(64), primary_key=True),
     Column("forgotten", UTCDateTime, nullable=False),
 )
+
+
+# --- operations (migration 0008) -----------------------------------------------------------
+
+# Bearer tokens of the HTTP API: the id is shown in lists; only a hash of the secret is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 hex of the secret part
+    Column("name", Text, nullable=False, default=""),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_used", UTCDateTime),
+    Column("revoked", UTCDateTime),
+)
+
+# Events for webhooks out, written in the same transaction as the change they tell of.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # msg_…: the webhook-id header
+    Column("type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body, byte for byte as signed
+    Column("created", UTCDateTime, nullable=False),
+    Column("fanned_out", Integer, nullable=False, default=0),  # deliveries made for it
+    Index(None, "fanned_out", "created"),
+)
+
+# One row per event per endpoint: the webhook ledger.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "event_id",
+        String(40),
+        ForeignKey("webhook_events.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("endpoint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending|sent|held (endpoint disabled)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("updated", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", "endpoint"),
+    Index(None, "state", "next_attempt"),
+)
+
+# An endpoint's health: failing since when, and disabled after failing too long.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("failing_since", UTCDateTime),
+    Column("disabled", UTCDateTime),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+# The last run of each scheduler job, for `kabar jobs`.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("started", UTCDateTime, nullable=False),
+    Column("finished", UTCDateTime, nullable=False),
+    Column("lag_seconds", Integer, nullable=False, default=0),
+    Column("outcome", String(16), nullable=False),  # ok|failed
+    Column("detail", Text, nullable=False, default=""),
+)

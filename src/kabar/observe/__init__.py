@@ -1,0 +1,1 @@
+"""What an operator watches from outside: Prometheus metrics and health checks."""

@@ -1,0 +1,1 @@
+"""The HTTP API, outgoing webhooks, metrics, health checks, config reload and kabar jobs."""

@@ -1,0 +1,88 @@
+"""Shared by the operations tests: a project with a JSON source the CMS posts to, a feed
+of it, and `kabar serve`'s app in uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+from prometheus_client import REGISTRY
+
+from kabar import config as config_module
+from kabar.config import Config
+from kabar.store import Store
+from kabar.web import create_app
+
+from .project import WriteConfig
+
+CMS_SOURCE = {"id": "cms", "kind": "json", "path": "cms/"}
+CMS_FEED = {"id": "cms", "title": "Dari CMS", "sources": ["cms"], "archive": False}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ops_config(write_config: WriteConfig, database_url: str, **overrides: Any) -> Config:
+    from .project import BASE_CONFIG
+
+    sources = [*BASE_CONFIG["sources"], CMS_SOURCE]
+    settings: dict[str, Any] = {
+        "storage": {"database": database_url, "feeds": "public/"},
+        "sources": sources,
+        "feeds": [CMS_FEED],
+        "web": {"base_url": "https://kabar.example.id", "secret_env": "KABAR_SECRET"},
+        "api": {"rebuild_delay": "100ms"},
+        **overrides,
+    }
+    path = write_config(**settings)
+    (path.parent / "cms").mkdir(exist_ok=True)
+    (path.parent / "public").mkdir(exist_ok=True)
+    return config_module.load(path)
+
+
+@contextmanager
+def serving(config: Config, store: Store | None = None) -> Iterator[httpx.Client]:
+    """`kabar serve`'s app in uvicorn on 127.0.0.1, and a client for it."""
+    port = free_port()
+    app = create_app(config, store=store)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's current value in this process (0 when never set)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def article(number: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "url": f"https://kabar.example.id/cms/{number}",
+        "title": f"Berita nomor {number} dari CMS",
+        "body": f"<p>Isi berita {number}: banjir di Jakarta, pemerintah membuka posko.</p>",
+        "published": "2026-12-05T08:00:00+07:00",
+        "section": "Metro",
+        **fields,
+    }
