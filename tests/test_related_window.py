@@ -4,13 +4,20 @@ loading that query's window from the stored terms."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
+from click.testing import CliRunner
+
+from kabar import config as config_module
+from kabar.cli import cli
 from kabar.config import Config, Related
 from kabar.model import Article
 from kabar.related import RelatedEngine
 from kabar.related.engine import SLACK
 from kabar.store import Store
+
+from .conftest import WriteConfig
 
 WIB = timezone(timedelta(hours=7))
 START = datetime(2023, 1, 1, 9, tzinfo=WIB)
@@ -94,3 +101,17 @@ def test_articles_leaving_the_window_are_evicted_as_new_ones_come(
     assert first < len(engine.index) <= most and len(engine.index.docs) <= most
     items = engine.related(article(DAYS - 1), settings=SETTINGS)
     assert [i.article_id for i in items] == ["a235", "a231", "a227"]
+
+
+def test_related_before_a_past_time_loads_that_window(write_config: WriteConfig) -> None:
+    path = write_config()
+    config = config_module.load(path)
+    with Store.open(config.database_url) as store:
+        RelatedEngine.open(config, store).add(stored(store, range(DAYS)))  # as ingest does
+    issue_time = article(61).published - timedelta(hours=1)  # a digest's issue that day
+    result = CliRunner().invoke(
+        cli, ["-c", str(path), "related", "a060", "--before", issue_time.isoformat(), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    block = json.loads(result.output)
+    assert [item["id"] for item in block["related"]] == ["a056", "a052", "a048"]
