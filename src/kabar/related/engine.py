@@ -223,18 +223,17 @@ class RelatedEngine:
         before the newest article, and on), reaching further back for a query that
         overlaps it; or, for a query wholly before it, that query's window with `SLACK`
         either side. Moving the span loads what it gains from the stored terms and
-        evicts what it leaves."""
-        with self._lock:
-            if self.store is None or (self._loaded and self._span.covers(since, until)):
-                return
-            present = self._present_span()
-            if present.since is None or until > present.since:
-                wanted = persist.Span(
-                    None if present.since is None else min(present.since, since - SLACK)
-                )
-            else:
-                wanted = persist.Span(since - SLACK, until + SLACK)
-            self._move_to(wanted)
+        evicts what it leaves. The caller holds the lock, through its query too."""
+        if self.store is None or (self._loaded and self._span.covers(since, until)):
+            return
+        present = self._present_span()
+        if present.since is None or until > present.since:
+            wanted = persist.Span(
+                None if present.since is None else min(present.since, since - SLACK)
+            )
+        else:
+            wanted = persist.Span(since - SLACK, until + SLACK)
+        self._move_to(wanted)
 
     def _move_to(self, span: persist.Span) -> None:
         """Hold the articles of `span`: those already loaded stay, the rest is read."""
@@ -373,12 +372,12 @@ class RelatedEngine:
         if settings.per_item == 0:
             return []
         moment = before or article.published
-        if self.store is not None:
-            self._reach = max(self._reach, settings.window)
-            self._cover(moment - settings.window, moment)
-        query = self._query(article)
-        excluded = {canonical_url(url) for url in exclude} | {query.canonical_url}
         with self._lock:
+            if self.store is not None:
+                self._reach = max(self._reach, settings.window)
+                self._cover(moment - settings.window, moment)
+            query = self._query(article)  # weighed with the IDF of the span held
+            excluded = {canonical_url(url) for url in exclude} | {query.canonical_url}
             chosen, chosen_numbers = self._chosen(article, before, excluded)
             chosen = chosen[: settings.per_item]
             taken = _Taken(
