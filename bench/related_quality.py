@@ -19,7 +19,14 @@
    show a copy of the article itself or two copies of one story; goal 0. The same
    corpus without the near-copy cut shows how often it would happen.
 
-Usage: python bench/related_quality.py [--data DIR] [--quick]
+4. With `--variants`: candidate changes to the ranking, measured by brute force on
+   IndoSum (the engine's own weighted rows, every candidate in the window scored; no
+   near-copy or diversity filtering, so figures sit a little off the engine's): latent
+   topic dimensions, a floor relative to each article's own scores, named-entity overlap,
+   BM25 mixed with topics, topic-space feedback, hubness correction, the block's
+   coherence, recency. Each prints coverage and P@3 with its interval.
+
+Usage: python bench/related_quality.py [--data DIR] [--quick] [--variants]
 IndoSum (CC BY-SA 4.0, Kurniawan & Louvan 2018) and SIB-200 (CC BY-SA 4.0, Adelani et al.
 2023) are read from ../shared/data/indosum and ../shared/data/sib200 beside the repository
 by default; neither is copied into it. `--quick` measures small subsets in a few seconds
@@ -49,8 +56,8 @@ from kabar.model import Article, article_id
 from kabar.related import RelatedEngine
 from kabar.related import engine as engine_module
 from kabar.related.analysis import analyser_for, tokens
-from kabar.related.terms import char_grams
-from kabar.related.vectors import WORD_SHARE
+from kabar.related.terms import analyse, char_grams
+from kabar.related.vectors import WORD_FEATURES, WORD_SHARE
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -180,6 +187,169 @@ def indosum_report(path: Path, *, quick: bool = False) -> None:
             f"  {label:36s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} "
             f"[{low:.4f}, {high:.4f}] of {s.shown} blocks  near-copy share {s.near_copies:.4f}"
         )
+
+
+# --- IndoSum: ranking variants, by brute force ----------------------------------------
+
+
+class Variants:
+    """The engine's weighted rows of every IndoSum article, and the scores the variants
+    mix: word cosine, topic similarity, recency, each [query, article]."""
+
+    def __init__(self, corpus: IndoSum, settings: Related) -> None:
+        from kabar.related import topics
+
+        self.corpus, self.settings, self.topics = corpus, settings, topics
+        engine = RelatedEngine.build(corpus.articles, site_language="id", defaults=settings)
+        self.engine = engine
+        numbers = [engine.index.by_id[a.id] for a in corpus.articles]
+        self.rows = engine.index.weighted_rows(numbers)
+        indptr, indices, weights = self.rows
+        self.matrix = csr_matrix((weights, indices, indptr))
+        self.queries = np.array(corpus.queries)
+        self.cosine = (self.matrix[self.queries] @ self.matrix.T).toarray()
+        self.window = in_window(corpus, settings.window) & (self.cosine > 0)
+        self.window &= self.cosine < engine_module.NEAR_COPY
+        times = np.array([a.published.timestamp() for a in corpus.articles])
+        self.age = np.clip(times[self.queries][:, None] - times[None, :], 0, None)
+
+    def topic_vectors(self, dimensions: int) -> np.ndarray:
+        default = self.topics.DIMENSIONS
+        self.topics.DIMENSIONS = dimensions
+        try:
+            fitted = self.topics.Topics.fit(*self.rows, len(self.corpus.articles))
+        finally:
+            self.topics.DIMENSIONS = default
+        assert fitted is not None
+        return fitted.vectors(*self.rows)
+
+    def recency(self, half_life_days: float) -> np.ndarray:
+        floor = engine_module.RECENCY_FLOOR
+        result: np.ndarray = floor + (1 - floor) * 0.5 ** (self.age / (half_life_days * 86400))
+        return result
+
+    def report(
+        self, label: str, score: np.ndarray, *, floor: float | None = None, shown: object = None
+    ) -> np.ndarray:
+        """Print a variant's coverage and P@3; returns its per-query hits (0 unshown)."""
+        scores = np.where(self.window, score, -np.inf)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :BLOCK]
+        best = np.take_along_axis(scores, top, 1)
+        full = np.isfinite(best).all(axis=1)
+        if floor is not None:
+            full &= (best >= floor).all(axis=1)
+        if shown is not None:
+            full &= np.asarray(shown, dtype=bool)
+        labels = self.corpus.labels
+        hits = (labels[top] == labels[self.queries][:, None]).mean(axis=1)
+        low, high = bootstrap(hits[full])
+        print(
+            f"  {label:58s} coverage {full.mean():.3f}  P@3 {hits[full].mean():.4f} "
+            f"[{low:.4f}, {high:.4f}]"
+        )
+        return np.where(full, hits, 0.0)
+
+
+def variants_report(path: Path, *, quick: bool = False) -> None:
+    corpus = read_indosum(path, QUICK_ARTICLES if quick else None)
+    v = Variants(corpus, Related())
+    print("IndoSum ranking variants, brute force over the engine's rows (see the docstring)")
+    week = v.recency(Related().half_life.total_seconds() / 86400)
+    topic = {d: v.topic_vectors(d) for d in (50, 100, 150, 200, 300)}
+    similarity = {d: np.maximum(t[v.queries] @ t.T, 0) for d, t in topic.items()}
+    mix = 0.8 * (v.cosine + similarity[100]) / 2 * week
+    v.report("word cosine alone (recency, floor 0)", 0.8 * v.cosine * week)
+    v.report("cosine + 100 topics, half each (floor 0)", mix)
+    for dimensions in (50, 150, 200, 300):
+        score = 0.8 * (v.cosine + similarity[dimensions]) / 2 * week
+        v.report(f"  {dimensions} topic dimensions (floor 0)", score)
+    for days in (14, 30, 10**6):
+        score = 0.8 * (v.cosine + similarity[100]) / 2 * v.recency(days)
+        v.report(f"  recency half-life {days} days (floor 0)", score)
+    _relative_floors(v, mix)
+    _other_signals(v, mix, similarity[100], week)
+
+
+def _relative_floors(v: Variants, mix: np.ndarray) -> None:
+    """A floor relative to each article's own scores: a block only where its third item
+    keeps a fraction of the best, or where a confidence measure passes the level that
+    leaves 95% of articles a block."""
+    ranked = -np.sort(-np.where(v.window, mix, -np.inf), axis=1)[:, :20]
+    third, best = ranked[:, BLOCK - 1], ranked[:, 0]
+    for fraction in (0.5, 0.6, 0.7):
+        v.report(f"third >= {fraction} x best (3 or nothing)", mix, shown=third >= fraction * best)
+    with np.errstate(invalid="ignore"):
+        measures = {
+            "third score": third,
+            "third / best": third / best,
+            "mean of the three": ranked[:, :BLOCK].mean(axis=1),
+            "third - tenth": third - ranked[:, 9],
+        }
+    for name, measure in measures.items():
+        measure = np.nan_to_num(measure, nan=-np.inf, neginf=-np.inf)
+        level = np.quantile(measure[np.isfinite(measure)], 0.05)
+        v.report(f"95% coverage kept by {name}", mix, shown=measure >= level)
+
+
+def _other_signals(v: Variants, mix: np.ndarray, topics: np.ndarray, week: np.ndarray) -> None:
+    import re
+
+    from sklearn.preprocessing import normalize
+
+    corpus, queries = v.corpus, v.queries
+    name = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:\s[A-Z][a-z]+)*)")
+
+    def entities(article: Article) -> list[str]:
+        return [e.lower() for e in name.findall(f"{article.title}. {article.body_text}")]
+
+    named = TfidfVectorizer(analyzer=entities, sublinear_tf=True, min_df=2)
+    found = named.fit_transform(corpus.articles)
+    shared = (found[queries] @ found.T).toarray()
+    for share in (0.1, 0.2, 0.3):
+        score = ((1 - share) * (v.cosine + topics) / 2 + share * shared) * week
+        v.report(f"named entities (capitalised names), share {share}", score)
+
+    analysed = analyse([(a, analyser_for("id")) for a in corpus.articles])
+    words = csr_matrix((analysed.counts, analysed.indices, analysed.indptr))[:, :WORD_FEATURES]
+    bm25 = _bm25(v, words.tocsr())
+    v.report("BM25 + topics (BM25 scaled to the query's best)", (bm25 + topics) / 2 * week)
+    v.report("BM25 + cosine + topics, a third each", (bm25 + v.cosine + topics) / 3 * week)
+
+    vectors = v.topic_vectors(100)
+    best = np.argsort(-np.where(v.window, mix, -np.inf), axis=1)[:, :20]
+    for neighbours in (3, 5, 10):
+        expanded = normalize(vectors[queries] + vectors[best[:, :neighbours]].mean(axis=1))
+        fed = np.maximum(expanded @ vectors.T, 0)
+        v.report(f"topic feedback: query + its best {neighbours}", (v.cosine + fed) / 2 * week)
+
+    everything = np.maximum(vectors @ vectors.T, 0)
+    np.fill_diagonal(everything, 0)
+    for k in (5, 20):
+        hub = -np.sort(-everything, axis=1)[:, :k].mean(axis=1)
+        v.report(f"hubness correction (CSLS), k {k}", (v.cosine + topics) / 2 - hub[None, :] / 2)
+
+    for weight in (0.25, 0.5):
+        score = np.where(v.window, mix, -np.inf)
+        for q in range(len(queries)):
+            among = everything[np.ix_(best[q], best[q])]
+            score[q, best[q]] += weight * among.sum(axis=1) / (len(best[q]) - 1)
+        v.report(f"coherence with the best 20, weight {weight}", score)
+
+
+def _bm25(v: Variants, counts: csr_matrix, k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+    """BM25 of each query's kept words against every article, scaled to the best."""
+    frequency = np.bincount(counts.indices, minlength=counts.shape[1])
+    documents = counts.shape[0]
+    idf = np.log(1 + (documents - frequency + 0.5) / (frequency + 0.5))
+    length = np.asarray(counts.sum(axis=1)).ravel()
+    coo = counts.tocoo()
+    saturated = (
+        coo.data * (k1 + 1) / (coo.data + k1 * (1 - b + b * length[coo.row] / length.mean()))
+    )
+    weighted = csr_matrix((saturated * idf[coo.col], (coo.row, coo.col)), shape=counts.shape)
+    scores = ((counts[v.queries] > 0).astype(np.float32) @ weighted.T).toarray()
+    result: np.ndarray = scores / np.maximum(scores.max(axis=1, keepdims=True), 1e-9)
+    return result
 
 
 # --- SIB-200 -----------------------------------------------------------------------------
@@ -436,6 +606,11 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="small subsets, a few seconds (a smoke run)"
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="only the IndoSum ranking variants, by brute force (see the docstring)",
+    )
     args = parser.parse_args()
     indosum, sib200 = args.data / "indosum" / "articles.jsonl", args.data / "sib200"
     missing = [str(p) for p in (indosum, sib200) if not p.exists()]
@@ -444,6 +619,10 @@ def main() -> None:
         sys.exit(2)
     for path in missing:
         print(f"related_quality: skipped, no corpus at {path}")
+    if args.variants:
+        if indosum.exists():
+            variants_report(indosum, quick=args.quick)
+        return
     if indosum.exists():
         indosum_report(indosum, quick=args.quick)
     if sib200.exists():

@@ -9,8 +9,18 @@ index snapshot beside the database, and rebuilding by analysing every article ag
 
 Each article is generated from its own seed when needed, so the bench holds none.
 
+With `--archive-years N` it measures an archive instead: the articles over N years are
+stored in SQLite with their terms, and the engine holds only the window before the newest
+(memory follows the window, not the archive). It prints the start-up (from the stored
+terms, then from the snapshot), p50/p95 of the blocks of digests of the last two weeks,
+a query a year back (which loads that window) and the blocks around it, adds one at a
+time of newer articles (evicting what leaves the window), and the peak RSS of the whole
+run, goal 1 GB: `--archive-years 5 --articles 1000000`.
+
 Usage: python bench/related_speed.py [--articles 100000] [--days 365] [--no-store] [--quick]
-`--quick` runs 3,000 articles over 30 days in a few seconds (a smoke run, not the figures).
+       python bench/related_speed.py --archive-years 5 --articles 1000000 [--quick]
+`--quick` runs 3,000 articles over 30 days in a few seconds (a smoke run, not the figures);
+with `--archive-years`, 5,000 articles.
 """
 
 from __future__ import annotations
@@ -118,14 +128,17 @@ def timed(articles: Iterable[Article], spent: list[float]) -> Iterator[Article]:
         yield article
 
 
-def block_times(engine: RelatedEngine, corpus: Corpus, digests: int) -> list[float]:
-    """Time each related block of `digests` 12-item digests spread over the last months."""
+def block_times(
+    engine: RelatedEngine, corpus: Corpus, digests: int, *, days: int = 90, end: int | None = None
+) -> list[float]:
+    """Time each related block of `digests` 12-item digests spread over `days` before
+    `end` (seconds after START; default: the newest article)."""
     rng = np.random.default_rng(SEED)
     settings = Related()
-    end = int(corpus.seconds[-1])
+    end = int(corpus.seconds[-1]) if end is None else end
     times = []
     for _ in range(digests):
-        issue = end - int(rng.uniform(0, 90 * 86400))
+        issue = end - int(rng.uniform(0, days * 86400))
         first, last = np.searchsorted(corpus.seconds, [issue - 86400, issue])
         issue_time = (START + timedelta(seconds=issue)).astimezone(WIB)
         for i in range(max(int(first), int(last) - 12), int(last)):
@@ -143,10 +156,25 @@ def main() -> None:
     parser.add_argument("--digests", type=int, default=50)
     parser.add_argument("--no-store", action="store_true", help="skip the SQLite part")
     parser.add_argument(
+        "--archive-years",
+        type=int,
+        metavar="N",
+        help="measure an archive of N years in SQLite, the engine holding only the window",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="3,000 articles over 30 days: a smoke run"
     )
     args = parser.parse_args()
     adds = ADDS
+    if args.archive_years:
+        quick = args.quick
+        archive(
+            5_000 if quick else args.articles,
+            args.archive_years,
+            5 if quick else args.digests,
+            300 if quick else ADDS,
+        )
+        return
     if args.quick:
         args.articles, args.days, args.digests, adds = 3000, 30, 5, 300
 
@@ -196,6 +224,99 @@ def main() -> None:
         print(f"peak RSS (whole run)                {peak_rss_mb():7.0f} MB   goal <= 1,536 MB")
 
 
+def archive(count: int, years: int, digests: int, adds: int) -> None:
+    """The archive case: see the module's docstring."""
+    config = Config(version=1, site=Site(title="bench", url="https://kabar.example.id"))
+    days = years * 365
+    corpus = Corpus(count, days)
+    print(f"archive: {count:,} generated articles over {years} years, in SQLite")
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Store.open(f"sqlite:///{folder}/bench.db") as store,
+    ):
+        started = time.perf_counter()
+        writer = RelatedEngine.open(config, store)  # not loaded: stores terms, as ingest does
+        batch: list[Article] = []
+        for article in corpus:
+            batch.append(article)
+            if len(batch) == 1000:
+                store.upsert(batch)
+                writer.add(batch)
+                batch.clear()
+        store.upsert(batch)
+        writer.add(batch)
+        del writer, batch
+        print(
+            f"stored, with terms                  {time.perf_counter() - started:7.0f} s  "
+            f"(generating, upserting and analysing; peak RSS {peak_rss_mb():,.0f} MB)"
+        )
+
+        before = rss_mb()
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.load()
+        first = time.perf_counter() - started
+        held = len(engine.index)
+        print(
+            f"start-up, stored terms read         {first:7.2f} s  ({held:,} articles held: "
+            f"{engine.span.since:%Y-%m-%d} on; the snapshot written too; "
+            f"engine {rss_mb() - before:,.0f} MB)"
+        )
+        del engine
+        started = time.perf_counter()
+        engine = RelatedEngine.open(config, store)
+        engine.load()
+        print(f"start-up, from the snapshot         {time.perf_counter() - started:7.2f} s")
+        started = time.perf_counter()
+        engine.related(corpus.article(len(corpus) - 1))
+        print(f"first block (fits the topics)       {time.perf_counter() - started:7.2f} s")
+        times = block_times(engine, corpus, digests, days=14)
+        p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
+        print(
+            f"related block, {len(times)} blocks of {digests} 12-item digests of the last "
+            f"2 weeks: p50 {p50:.2f} ms, p95 {p95:.2f} ms   goal p95 <= 10 ms"
+        )
+
+        year_back = int(corpus.seconds[-1]) - 365 * 86400
+        index = int(np.searchsorted(corpus.seconds, year_back))
+        started = time.perf_counter()
+        engine.related(corpus.article(index))
+        print(
+            f"a block a year back (loads that window) {time.perf_counter() - started:5.2f} s  "
+            f"({len(engine.index):,} articles held)"
+        )
+        times = block_times(engine, corpus, digests, days=14, end=year_back)
+        p50, p95 = (np.percentile(times, [50, 95]) * 1000).tolist()
+        print(f"  then blocks of digests of those 2 weeks: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
+        started = time.perf_counter()
+        engine.related(corpus.article(len(corpus) - 1))
+        print(f"back to the present                 {time.perf_counter() - started:7.2f} s")
+
+        newer = newer_articles(corpus, adds, days=30)
+        upserts = adds = 0.0
+        for article in newer:
+            started = time.perf_counter()
+            store.upsert([article])
+            upserts += time.perf_counter() - started
+            started = time.perf_counter()
+            engine.add([article])
+            adds += time.perf_counter() - started
+        print(
+            f"add, one at a time, terms stored    {adds / len(newer) * 1000:7.2f} ms   "
+            f"goal <= 5 ms ({len(newer):,} newer articles over 30 days, evictions and "
+            f"merges included; the upsert {upserts / len(newer) * 1000:.2f} ms more; "
+            f"{len(engine.index):,} held after)"
+        )
+        print(f"peak RSS (whole run)                {peak_rss_mb():7.0f} MB   goal <= 1,024 MB")
+
+
+def newer_articles(corpus: Corpus, count: int, *, days: int) -> list[Article]:
+    """`count` articles published over the `days` after the corpus's newest."""
+    extra = Corpus(count, days, seed=SEED + 2, prefix="n")
+    shift = timedelta(seconds=int(corpus.seconds[-1]) + 1)
+    return [a.with_changes(published=a.published + shift, updated=a.updated + shift) for a in extra]
+
+
 def store_part(corpus: Corpus, extra: list[Article]) -> None:
     config = Config(version=1, site=Site(title="bench", url="https://kabar.example.id"))
     with (
@@ -226,7 +347,7 @@ def store_part(corpus: Corpus, extra: list[Article]) -> None:
         engine.load()  # no snapshot yet: reads every stored row, then writes the snapshot
         first_load = time.perf_counter() - started
         started = time.perf_counter()
-        snapshot.save(path, engine.index, "id")
+        snapshot.save(path, engine.index, "id", engine.span)
         writing = time.perf_counter() - started
         persisted = first_load - writing
         print(

@@ -24,11 +24,11 @@ from kabar.api.openapi import openapi_document
 from kabar.api.rebuild import FeedRebuilder
 from kabar.api.tokens import Token, Tokens
 from kabar.config import Config
-from kabar.publish.storage import FeedStorage
 from kabar.ledger import Ledger
 from kabar.limits import DatabaseLimits, Limits, RedisLimits
 from kabar.observe.metrics import API_REQUESTS
 from kabar.observe.shared import SharedStore
+from kabar.publish.storage import FeedStorage
 from kabar.store.tables import subscribers as subscribers_table
 from kabar.subscribers import (
     LEFT,

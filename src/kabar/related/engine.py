@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from kabar.model import Article
 from kabar.observe.metrics import RELATED_DOCUMENTS
 from kabar.related import persist, snapshot
 from kabar.related.analysis import analyser_for, analyser_key, article_language
-from kabar.related.index import Doc, RelatedIndex, canonical_url
+from kabar.related.index import MERGE_EVERY, Doc, RelatedIndex, canonical_url
 from kabar.related.terms import analyse, vocabulary
 from kabar.related.topics import REFIT_DRIFT, SAMPLE, Topics
 from kabar.related.vectors import WORD_FEATURES, Floats, Ints, Row, Rows
@@ -53,6 +53,7 @@ RERANK = 20  # best cosines whose text score mixes in topic similarity (kabar.re
 TOPIC_SHARE = 0.5
 TOPIC_WORDS = 48  # distinct words a query needs for topics to count (a sentence has ~15)
 REASON_TERMS = 3
+SLACK = timedelta(days=15)  # held beyond a window, so spans move once per SLACK, not per add
 _CHUNK = 2000  # articles analysed at a time
 SNAPSHOT_AFTER = 1000  # changes caught up on opening that make the snapshot be rewritten
 _REFETCH_ONE_BY_ONE = 500  # fewer stale articles than this are read by id, else scanned
@@ -105,6 +106,16 @@ class RelatedEngine:
         self._lock = threading.Lock()
         self._topics: Topics | None = None
         self._topics_at = -1  # index size when the topics were last fitted
+        # What is in memory: everything without a store; with one, a span of the archive
+        # (see `_cover`) and the window it keeps behind the newest article.
+        self._span = persist.EVERYTHING
+        self._reach = self.defaults.window
+        self._newest: datetime | None = None
+
+    @property
+    def span(self) -> persist.Span:
+        """The publication times of the articles held in memory."""
+        return self._span
 
     @classmethod
     def open(cls, config: Config, store: Store) -> RelatedEngine:
@@ -157,10 +168,24 @@ class RelatedEngine:
             keys = [analyser_key(lang) for lang in languages]
             persist.save(self.store, given, keys, rows.blobs())
         if self._loaded:
-            docs = [self._doc(a, lang) for a, lang in zip(given, languages, strict=True)]
-            with self._lock:
-                self.index.add(docs, rows)
+            self._index(given, languages, rows)
         return len(given)
+
+    def _index(self, given: Sequence[Article], languages: Sequence[str], rows: Rows) -> None:
+        """Index analysed articles, those of the span held in memory."""
+        inside = [i for i, a in enumerate(given) if self._span.holds(a.published)]
+        if len(inside) < len(given):
+            given, languages = [given[i] for i in inside], [languages[i] for i in inside]
+            rows = rows.take(np.array(inside, dtype=np.int64))
+        if not given:
+            return
+        newest = max(a.published for a in given)
+        docs = [self._doc(a, lang) for a, lang in zip(given, languages, strict=True)]
+        with self._lock:
+            self.index.add(docs, rows)
+            if self._newest is None or newest > self._newest:
+                self._newest = newest
+                self._evict_if_due()
 
     def _needs_terms(self, article: Article) -> bool:
         number = self.index.by_id.get(article.id)
@@ -175,31 +200,76 @@ class RelatedEngine:
     # --- loading -------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the index now (otherwise the first `related` call does).
+        """Load the index now (otherwise the first `related` call does): the articles of
+        the present span, the window (and `SLACK`) before the newest stored article.
 
-        A SQLite store keeps a snapshot of the index beside its file (see
+        A SQLite store keeps a snapshot of that index beside its file (see
         kabar.related.snapshot): it is read and caught up with the store's changes.
         Without a usable one, the index loads from the stored terms, and the snapshot is
         written for the next process."""
         with self._lock:
             if not self._loaded:
-                self._load()
-                self._loaded = True
+                self._move_to(self._present_span())
             RELATED_DOCUMENTS.set(len(self.index))
 
-    def _load(self) -> None:
+    def _present_span(self) -> persist.Span:
+        """The articles from `reach` + `SLACK` before the newest stored one on, with no
+        end: new articles join it."""
         assert self.store is not None
-        path = snapshot.path_for(self.store)
-        restored = snapshot.load(path, self.site_language) if path else None
-        if restored is None:
-            self._catch_up()
+        newest = persist.newest(self.store)
+        return persist.Span(None if newest is None else newest - self._reach - SLACK)
+
+    def _cover(self, since: datetime, until: datetime) -> None:
+        """Make sure the articles published in [since, until) are in memory.
+
+        A store-backed engine holds one span of the archive: the present (the window
+        before the newest article, and on), reaching further back for a query that
+        overlaps it; or, for a query wholly before it, that query's window with `SLACK`
+        either side. Moving the span loads what it gains from the stored terms and
+        evicts what it leaves. The caller holds the lock, through its query too."""
+        if self.store is None or (self._loaded and self._span.covers(since, until)):
+            return
+        present = self._present_span()
+        if present.since is None or until > present.since:
+            wanted = persist.Span(
+                None if present.since is None else min(present.since, since - SLACK)
+            )
         else:
-            self.index = restored
+            wanted = persist.Span(since - SLACK, until + SLACK)
+        self._move_to(wanted)
+
+    def _move_to(self, span: persist.Span) -> None:
+        """Hold the articles of `span`: those already loaded stay, the rest is read."""
+        assert self.store is not None
+        self._newest = persist.newest(self.store)
+        if not self._loaded:
+            self._load(span)
+        elif self._span.overlaps(span):
+            self._span = span
+            self._catch_up_changes()
+            self._compact()
+        else:  # nothing in common: start afresh rather than retire every row
+            self._span, self.index = span, RelatedIndex()
+            self._catch_up()
+        self._loaded = True
+
+    def _load(self, span: persist.Span) -> None:
+        assert self.store is not None
+        self._span = span
+        path = snapshot.path_for(self.store) if span.until is None else None
+        restored = snapshot.load(path, self.site_language) if path else None
+        if restored is not None and restored[1].contains(span):
+            self.index = restored[0]
+            self._loaded = True
             if self._catch_up_changes() < SNAPSHOT_AFTER:
+                self._compact()
                 return
+        else:
+            self.index = RelatedIndex()
+            self._catch_up()
         if path is not None and len(self.index):
             try:
-                snapshot.save(path, self.index, self.site_language)
+                snapshot.save(path, self.index, self.site_language, span)
             except OSError as exc:
                 log.warning("related: cannot write the index snapshot %s: %s", path, exc)
 
@@ -212,10 +282,11 @@ class RelatedEngine:
             self._catch_up_changes()
 
     def _catch_up_changes(self) -> int:
-        """Index what changed in the store; returns how many articles changed."""
+        """Index what changed in the store within the span, and drop what left it;
+        returns how many articles changed."""
         assert self.store is not None
         docs, by_id = self.index.docs, self.index.by_id
-        stored = dict(persist.hashes(self.store))
+        stored = dict(persist.hashes(self.store, self._span))
         changed = [
             i for i, h in stored.items() if i not in by_id or docs[by_id[i]].content_hash != h
         ]
@@ -229,7 +300,7 @@ class RelatedEngine:
         assert self.store is not None
         stale: list[str] = []
         loaded = 0
-        for chunk in persist.read(self.store, self.site_language, ids=ids):
+        for chunk in persist.read(self.store, self.site_language, ids=ids, span=self._span):
             loaded += self.index.add(chunk.docs, Rows.from_blobs(chunk.blobs))
             stale += chunk.stale
         self._loaded = True
@@ -248,12 +319,37 @@ class RelatedEngine:
             "related: %d stored, %d analysed, %d indexed", loaded, len(stale), len(self.index)
         )
 
+    def _evict_if_due(self) -> None:
+        """In the present span, drop the articles that left it once they make up
+        `SLACK` of time: memory follows the window, not the archive."""
+        newest, since = self._newest, self._span.since
+        if self.store is None or self._span.until is not None or newest is None:
+            return
+        if since is not None and since >= newest - self._reach - 2 * SLACK:
+            return
+        self._span = persist.Span(newest - self._reach - SLACK)
+        gone = [
+            d.id
+            for n, d in enumerate(self.index.docs)
+            if n not in self.index.dead and not self._span.holds(d.published)
+        ]
+        self.index.remove(gone)
+        self._compact(always=True)
+
+    def _compact(self, *, always: bool = False) -> None:
+        """Renumber the index without the rows and docs it dropped (a merge keeps the
+        dropped docs' fields; this frees them), when they are many or `always`."""
+        if always or len(self.index.docs) - len(self.index) > MERGE_EVERY:
+            self.index = RelatedIndex.restore(self.index.state())
+
     def _fetch(self, ids: Sequence[str]) -> Iterable[Article]:
         assert self.store is not None
         if len(ids) < _REFETCH_ONE_BY_ONE:
             return [a for a in map(self.store.get, ids) if a is not None]
         wanted = set(ids)
-        return (a for a in self.store.articles(newest_first=False) if a.id in wanted)
+        span = self._span
+        within = self.store.articles(since=span.since, before=span.until, newest_first=False)
+        return (a for a in within if a.id in wanted)
 
     # --- reading -------------------------------------------------------------------
 
@@ -278,12 +374,13 @@ class RelatedEngine:
         min_items = settings.per_item if settings.min_items is None else settings.min_items
         if settings.per_item == 0:
             return []
-        if not self._loaded:
-            self.load()
         moment = before or article.published
-        query = self._query(article)
-        excluded = {canonical_url(url) for url in exclude} | {query.canonical_url}
         with self._lock:
+            if self.store is not None:
+                self._reach = max(self._reach, settings.window)
+                self._cover(moment - settings.window, moment)
+            query = self._query(article)  # weighed with the IDF of the span held
+            excluded = {canonical_url(url) for url in exclude} | {query.canonical_url}
             chosen, chosen_numbers = self._chosen(article, before, excluded)
             chosen = chosen[: settings.per_item]
             taken = _Taken(
@@ -318,13 +415,14 @@ class RelatedEngine:
         items: list[RelatedItem] = []
         numbers: list[int] = []
         seen = set(excluded)
+        elsewhere = self._outside_span(article)
         for link in article.related:
             url = canonical_url(link.url)
             if not url or url in seen:
                 continue
             seen.add(url)
             number = self.index.by_url.get(url)
-            doc = self.index.docs[number] if number is not None else None
+            doc = self.index.docs[number] if number is not None else elsewhere.get(url)
             if doc is not None and before is not None and doc.published >= before:
                 continue
             if number is not None:
@@ -342,6 +440,17 @@ class RelatedEngine:
                 )
             )
         return items, numbers
+
+    def _outside_span(self, article: Article) -> dict[str, Doc]:
+        """Stored articles the publisher chose for `article` that the span held leaves
+        out, by canonical URL."""
+        if self.store is None or self._span == persist.EVERYTHING:
+            return {}
+        missing = [
+            link.url for link in article.related
+            if canonical_url(link.url) not in self.index.by_url
+        ]  # fmt: skip
+        return persist.at_urls(self.store, self.site_language, missing) if missing else {}
 
     def _found(
         self, query: _Query, before: datetime, settings: Related, taken: _Taken, wanted: int

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,13 @@ from scipy.sparse import csc_matrix
 from kabar.model import offset_minutes
 from kabar.related.analysis import ANALYSER_VERSION
 from kabar.related.index import BLOCK_ROWS, Doc, IndexState, RelatedIndex
+from kabar.related.persist import EVERYTHING, Span
 from kabar.related.vectors import Rows
 from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when what `save` writes changes
+FORMAT = 3  # bump when what `save` writes changes
 SUFFIX = ".related.npz"
 _FIELDS = ("id", "url", "canonical_url", "title", "summary", "section", "language", "content_hash")
 
@@ -45,7 +46,8 @@ def path_for(store: Store) -> Path | None:
     return database.with_name(database.name + SUFFIX)
 
 
-def save(path: Path, index: RelatedIndex, site_language: str) -> None:
+def save(path: Path, index: RelatedIndex, site_language: str, span: Span = EVERYTHING) -> None:
+    """Write the index, which holds the articles published in `span`."""
     state = index.state()
     docs = state.docs
     fields: dict[str, Any] = {name: [getattr(d, name) for d in docs] for name in _FIELDS}
@@ -53,6 +55,7 @@ def save(path: Path, index: RelatedIndex, site_language: str) -> None:
     fields["offset"] = [offset_minutes(d.published) for d in docs]
     meta = _meta(site_language) | {
         "documents": state.documents, "idf_documents": state.idf_documents,
+        "since": _micros_or_none(span.since),
     }  # fmt: skip
     matrices = [matrix for _, matrix in state.blocks]
     arrays = {
@@ -75,8 +78,9 @@ def save(path: Path, index: RelatedIndex, site_language: str) -> None:
     log.debug("related: index snapshot of %d articles written to %s", len(docs), path)
 
 
-def load(path: Path, site_language: str) -> RelatedIndex | None:
-    """The index in the snapshot, or None when there is none or it doesn't fit."""
+def load(path: Path, site_language: str) -> tuple[RelatedIndex, Span] | None:
+    """The index in the snapshot and the span of articles it holds (it was written for
+    the present: no end), or None when there is none or it doesn't fit."""
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes())
@@ -106,7 +110,13 @@ def load(path: Path, site_language: str) -> RelatedIndex | None:
         docs, rows, times, arrays["df"], int(meta["documents"]), arrays["idf"],
         int(meta["idf_documents"]), _blocks(arrays, len(docs)),
     )  # fmt: skip
-    return RelatedIndex.restore(state)
+    since = meta.get("since")
+    start = None if since is None else datetime.fromtimestamp(since / 1_000_000, UTC)
+    return RelatedIndex.restore(state), Span(start)
+
+
+def _micros_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1_000_000)
 
 
 def _blocks(arrays: dict[str, Any], documents: int) -> list[tuple[Any, csc_matrix]]:
