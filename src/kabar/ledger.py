@@ -10,6 +10,7 @@ NOTHING) move by compare-and-set:
 A delivery row per (issue, subscriber) moves
 
     pending → claimed (a lease) → sent | retry_wait | failed | bounced | skipped
+    sent → bounced | complained (what comes back later: kabar.inbound)
 
 A sender commits its claim before talking SMTP and the result after the reply, and only
 under the claim it holds: a sender whose lease ran out cannot overwrite the new holder's
@@ -47,6 +48,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from kabar.store.tables import UTCDateTime, deliveries, issues, leases, subscribers
+from kabar.suppression import suppressed_clause
 
 IssueState = Literal[
     "planned", "rendered", "materialised", "sending", "sent", "partial", "failed", "paused",
@@ -57,7 +59,9 @@ OPEN_STATES: tuple[IssueState, ...] = ("planned", "rendered", "materialised", "s
 CARRYING_STATES: tuple[IssueState, ...] = (
     "rendered", "materialised", "sending", "sent", "partial", "paused",
 )  # fmt: skip
-DeliveryState = Literal["pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped"]
+DeliveryState = Literal[
+    "pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped", "complained"
+]
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Counts:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0  # the subscriber left after the audience was taken
+    complained: int = 0  # sent, then reported as spam (kabar.inbound)
     pending: int = 0  # pending or claimed
     claimed: int = 0
 
@@ -123,8 +128,8 @@ class Counts:
     def to_dict(self) -> dict[str, int]:
         return {
             "audience": self.audience, "sent": self.sent, "deferred": self.deferred,
-            "failed": self.failed, "bounced": self.bounced, "skipped": self.skipped,
-            "pending": self.pending,
+            "failed": self.failed, "bounced": self.bounced, "complained": self.complained,
+            "skipped": self.skipped, "pending": self.pending,
         }  # fmt: skip
 
 
@@ -369,6 +374,7 @@ class Ledger:
                     connection.execute(
                         select(s.id)
                         .where(s.list_id == list_id, s.status == "active", s.id > last_id)
+                        .where(~suppressed_clause(s.email_key))  # never a suppressed address
                         .order_by(s.id)
                         .limit(chunk_size)
                     ).scalars()
@@ -654,6 +660,7 @@ def _counts(states: dict[str, int]) -> Counts:
         failed=states.get("failed", 0),
         bounced=states.get("bounced", 0),
         skipped=states.get("skipped", 0),
+        complained=states.get("complained", 0),
         pending=states.get("pending", 0) + states.get("claimed", 0),
         claimed=states.get("claimed", 0),
     )

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
 from kabar.model import Recipient
-from kabar.store.tables import settings, subscribers
+from kabar.store.tables import settings, subscribers, suppressions
+from kabar.suppression import Suppressions
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ _BATCH = 1000
 
 class InvalidAddress(ValueError):
     """An address email-validator rejects (syntax only: no DNS lookups)."""
+
+
+class SuppressedAddress(ValueError):
+    """An address on the suppression list (kabar.suppression): never added to a list."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,8 @@ class Subscribers:
         existing = self.find(list_id, address)
         if existing is not None:
             return existing, False
+        if Suppressions(self.engine).is_suppressed(address):
+            raise SuppressedAddress(f"{address} is on the suppression list")
         moment = now or datetime.now(UTC)
         subscriber = Subscriber(
             new_id(), list_id, address, name.strip(), normalise_locale(locale), status, origin,
@@ -232,9 +240,15 @@ class Subscribers:
                 )
             )
             stored = {key: state for key, state in rows}
+            suppressed = _suppressed_keys(connection, keys)
             fresh = []
             for row in batch:
                 state = stored.get(_key(row.email))
+                if _key(row.email) in suppressed:
+                    report.rejected.append(
+                        f"{report.path}:{row.line}: {row.email} is on the suppression list"
+                    )
+                    continue
                 if state in LEFT:
                     report.existing += 1
                     line = (
@@ -363,6 +377,17 @@ class Subscribers:
 _FIELDS = tuple(f.name for f in fields(Subscriber))
 
 
+def _suppressed_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    """Those of the lower-cased addresses the suppression list holds, or their domains."""
+    domains = {key.rpartition("@")[2] for key in keys}
+    found = set(
+        connection.execute(
+            select(suppressions.c.value).where(suppressions.c.value.in_([*keys, *domains]))
+        ).scalars()
+    )
+    return {key for key in keys if key in found or key.rpartition("@")[2] in found}
+
+
 def _to_row(subscriber: Subscriber) -> dict[str, Any]:
     return {**vars(subscriber), "email_key": _key(subscriber.email)}
 
@@ -444,6 +469,7 @@ class Links:
     def __init__(self, config: Config, secret: bytes) -> None:
         self.base = (config.web.base_url or config.site.url).rstrip("/")
         self.secret = secret
+        self.mailto_pattern = config.bounces.unsubscribe_address
 
     def unsubscribe_url(self, subscriber_id: str) -> str:
         return f"{self.base}/unsubscribe/{sign(self.secret, 'unsubscribe', subscriber_id)}"
@@ -451,11 +477,21 @@ class Links:
     def confirm_url(self, subscriber_id: str) -> str:
         return f"{self.base}/subscribe/confirm/{sign(self.secret, 'confirm', subscriber_id)}"
 
+    def unsubscribe_mailto(self, subscriber_id: str) -> str:
+        """`mailto:` the signed unsubscribe address (bounces.unsubscribe_address), which
+        kabar.inbound reads; "" when none is configured."""
+        from kabar import verp
+
+        if not self.mailto_pattern or not re.fullmatch(r"[0-9a-z]{1,32}", subscriber_id):
+            return ""
+        token = verp.unsubscribe_token(self.secret, subscriber_id)
+        return f"mailto:{verp.address(self.mailto_pattern, token)}?subject=unsubscribe"
+
     def recipient(
         self, subscriber_id: str, email: str, name: str = "", locale: str = ""
     ) -> Recipient:
         # The unsubscribe page doubles as the preferences page: it shows the subscription
-        # and asks before changing it. kabar receives no mail, so it offers no mailto link.
+        # and asks before changing it. The mailto link comes second: one-click https first.
         url = self.unsubscribe_url(subscriber_id)
         return Recipient(
             subscriber_id=subscriber_id,
@@ -463,5 +499,6 @@ class Links:
             name=name,
             locale=locale,
             unsubscribe_url=url,
+            unsubscribe_mailto=self.unsubscribe_mailto(subscriber_id),
             preferences_url=url,
         )

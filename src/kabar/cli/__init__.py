@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from kabar import __version__
-from kabar.cli import content, delivery, preview, project, subscribers, web
+from kabar.cli import bounces, content, delivery, preview, project, subscribers, web
 from kabar.cli.app import App, fail
 from kabar.config import MissingSecretError
 
@@ -58,6 +58,8 @@ for command in (
     preview.preview,
     preview.related,
     web.serve,
+    bounces.bounces,
+    bounces.suppression,
 ):
     cli.add_command(command)
 

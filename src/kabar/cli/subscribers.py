@@ -114,7 +114,7 @@ def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str
 ) -> None:
     """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
-    from kabar.subscribers import InvalidAddress, Status, Subscribers
+    from kabar.subscribers import InvalidAddress, Status, Subscribers, SuppressedAddress
 
     target = _list_id(app, list_id)
     try:
@@ -123,6 +123,8 @@ def subscribers_add(
         )
     except InvalidAddress as exc:
         raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
+    except SuppressedAddress as exc:
+        fail(f"{exc} (kabar suppression remove lifts it)", EXIT_PARTIAL)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--locale") from None
     if made:

@@ -29,7 +29,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Protocol, TypeVar
 
+from kabar import verp
 from kabar.config import Config
+from kabar.deliver import breaker
 from kabar.deliver.transport import Envelope, Reply, Transport
 from kabar.digest import PreparedIssue, load_prepared
 from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome, ResultWriter
@@ -337,7 +339,8 @@ class Sender:
                 if isinstance(work, Outcome):
                     outcome = work
                 else:
-                    envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
+                    sender = self._verp_sender(key, claimed) or envelope_from
+                    envelope = Envelope(sender, claimed.email, claimed.message_id)
                     reply = await self.transport.send(lane, envelope, work)
                     outcome = await self._judge(key, claimed, reply)
                 last = (claimed, outcome, self._recorder.submit(outcome))
@@ -366,6 +369,8 @@ class Sender:
     ) -> None:
         await committed
         self._resolve([claimed])
+        if outcome.state == "bounced" and issue_key not in self.paused:
+            await self._watch_bounce_rate(issue_key)
         if self.progress is not None:
             self.progress(issue_key, outcome)
 
@@ -435,6 +440,26 @@ class Sender:
     def _envelope_sender(self, issue: Issue) -> str:
         mailing_list = self.config.mailing_list(issue.list_id)
         return parseaddr(mailing_list.from_)[1]
+
+    async def _watch_bounce_rate(self, issue_key: str) -> None:
+        """Pause the issue when its hard bounces pass the share (kabar.deliver.breaker)."""
+        policy = self.config.bounces.policy
+        reason = await in_thread(
+            breaker.check, self.ledger.engine, issue_key, policy, now=self.clock()
+        )
+        if reason:
+            self.paused.add(issue_key)
+
+    def _verp_sender(self, issue_key: str, claimed: Claimed) -> str | None:
+        """The delivery's own envelope sender (bounces.address), so what comes back names
+        it; None without one configured."""
+        pattern = self.config.bounces.address
+        if not pattern:
+            return None
+        token = verp.delivery_token(
+            self.links.secret, claimed.delivery_id, issue_key, claimed.subscriber_id
+        )
+        return verp.address(pattern, token)
 
     def _resolve(self, claims: Iterable[Claimed]) -> None:
         for claimed in claims:

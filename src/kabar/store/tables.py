@@ -193,6 +193,7 @@ deliveries = Table(
     UniqueConstraint("issue_key", "subscriber_id"),
     Index(None, "issue_key", "chunk", "state"),
     Index(None, "claim"),
+    Index(None, "message_id"),  # what a complaint's returned original names (0006)
 )
 
 # Where each schedule got to: the last logical fire time it handled.
@@ -256,4 +257,41 @@ rate_limits = Table(
     Column("hits", Text, nullable=False),  # milliseconds since the epoch, space-separated
     Column("expires", UTCDateTime, nullable=False),  # the newest hit leaves the window then
     Index(None, "expires"),
+)
+
+# --- what comes back (migration 0006) --------------------------------------------------
+
+# Addresses, or whole domains, no issue, import or subscription ever includes.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("value", String(320), primary_key=True),  # a lower-cased address, or a domain
+    Column("kind", String(16), nullable=False),  # address|domain
+    Column("reason", String(32), nullable=False),  # complaint|admin|import
+    Column("detail", Text, nullable=False, default=""),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+# One row per result read from what came back (a DSN's recipient, a complaint, a mailto
+# unsubscribe, an auto-reply, something not understood). `key` (the returned message's
+# Message-ID plus the delivery) makes reading the same message twice change nothing.
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # hard|soft|delayed|complaint|unsubscribe|…
+    Column("source", String(16), nullable=False),  # maildir|imap|file|ses|mailgun|…
+    Column("received", UTCDateTime, nullable=False),
+    Column("message_id", Text, nullable=False, default=""),  # of the returned message
+    Column("delivery_id", Integer),  # the delivery the VERP token or Message-ID named
+    Column("issue_key", String(200)),
+    Column("subscriber_id", String(32)),
+    Column("email", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False, default=""),  # the DSN's status, 5.1.1
+    Column("detail", Text, nullable=False, default=""),  # the diagnostic, or why not understood
+    Column("effect", Text, nullable=False, default=""),  # what kabar changed because of it
+    Index(None, "subscriber_id", "kind", "received"),
+    Index(None, "issue_key", "kind"),
+    Index(None, "kind", "received"),
 )

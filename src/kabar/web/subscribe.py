@@ -60,6 +60,7 @@ from kabar.subscribers import (
     normalise_address,
     verify,
 )
+from kabar.suppression import Suppressions
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,9 @@ def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
         if form.get(HONEYPOT):
             log.info("POST /subscribe from %s: honeypot filled in, nothing sent", client)
             return answer  # the same answer, so the bot learns nothing
+        if Suppressions(service.store.engine).is_suppressed(email):
+            log.info("POST /subscribe: a suppressed address, nothing sent")
+            return answer  # the same answer: the form tells nobody who is suppressed
         subscriber = _join(service, mailing_list, email, str(form.get("name") or ""), locale)
         if subscriber.status not in ("pending", *LEFT):
             return answer  # already active (or active at once): nothing to confirm
