@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kabar.config import Mailbox, read_secret
+from kabar.deliver.send import crash_point
 from kabar.inbound.process import Processed, Processor
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def fetch_maildir(processor: Processor, folder: Path, *, source: str = "maildir"
                 contents.append(b"")
         kept = [(p, c) for p, c in zip(batch, contents, strict=True) if c]
         results = processor.messages([c for _, c in kept], source)
+        crash_point("inbound_after_commit")
         for (path, _), processed in zip(kept, results, strict=True):
             _move_maildir(path, folder, unrecognised, processed)
     return len(paths)
