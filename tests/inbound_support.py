@@ -5,8 +5,8 @@ section B, RFC 3834)."""
 from __future__ import annotations
 
 import uuid
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ Date: {_date()}
 Message-ID: {message_id}
 Auto-Submitted: auto-replied
 MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="RAA14128.773615765/mta.example.net"
+Content-Type: multipart/report; report-type=delivery-status;
+    boundary="RAA14128.773615765/mta.example.net"
 
 --RAA14128.773615765/mta.example.net
 Content-Type: text/plain

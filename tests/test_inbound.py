@@ -40,12 +40,14 @@ from .inbound_support import (
 )
 
 ADDRESSES = Addresses(BOUNCE_PATTERN, UNSUBSCRIBE_PATTERN)
+# The sent issue's deliveries by address: (delivery id, subscriber id, VERP, Message-ID).
+Sent = tuple[Config, Store, dict[str, tuple[int, str, str, str]]]
 
 
 @pytest.fixture
 def sent(
     write_config: WriteConfig, database_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Config, Store, dict[str, tuple[int, str, str, str]]]:
+) -> Sent:
     """An issue of 6 sent through the outbox: by address, (delivery id, subscriber id,
     VERP address, Message-ID)."""
     monkeypatch.setenv("KABAR_SECRET", SECRET)
@@ -129,7 +131,8 @@ def test_an_mta_bounce_without_a_report_part_is_read_by_flufl_bounce() -> None:
         "This message was created automatically by mail delivery software.\r\n\r\n"
         "A message that you sent could not be delivered to one or more of its\r\n"
         "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
-        "  gone@example.net\r\n    SMTP error from remote mail server after RCPT TO:<gone@example.net>:\r\n"
+        "  gone@example.net\r\n"
+        "    SMTP error from remote mail server after RCPT TO:<gone@example.net>:\r\n"
         "    550 5.1.1 User unknown\r\n"
     ).encode()
     findings = read(exim, ADDRESSES).findings
@@ -141,7 +144,7 @@ def test_an_mta_bounce_without_a_report_part_is_read_by_flufl_bounce() -> None:
 # --- acting ---------------------------------------------------------------------------------
 
 
-def test_hard_bounce_marks_the_subscriber_and_the_delivery_once(sent) -> None:  # type: ignore[no-untyped-def]
+def test_hard_bounce_marks_the_subscriber_and_the_delivery_once(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca000@example.com"
     delivery_id, _, to, _ = by_address[address]
@@ -160,7 +163,7 @@ def test_hard_bounce_marks_the_subscriber_and_the_delivery_once(sent) -> None:  
     assert status_of(store, address) == "active"
 
 
-def test_soft_bounces_count_within_the_window(sent) -> None:  # type: ignore[no-untyped-def]
+def test_soft_bounces_count_within_the_window(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca001@example.com"
     to = by_address[address][2]
@@ -175,10 +178,10 @@ def test_soft_bounces_count_within_the_window(sent) -> None:  # type: ignore[no-
     assert status_of(store, address) == "bounced"
 
 
-def test_a_forged_token_changes_nothing_and_is_kept_for_a_person(sent) -> None:  # type: ignore[no-untyped-def]
+def test_a_forged_token_changes_nothing_and_is_kept_for_a_person(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca002@example.com"
-    delivery_id, subscriber_id, to, _ = by_address[address]
+    delivery_id, subscriber_id, _, _ = by_address[address]
     forged = verp.address(
         BOUNCE_PATTERN, verp.delivery_token(b"not-the-secret", delivery_id, "x", subscriber_id)
     )
@@ -189,10 +192,10 @@ def test_a_forged_token_changes_nothing_and_is_kept_for_a_person(sent) -> None: 
     assert delivery_state(store, delivery_id) == "sent"
 
 
-def test_a_complaint_unsubscribes_everywhere_and_suppresses(sent) -> None:  # type: ignore[no-untyped-def]
+def test_a_complaint_unsubscribes_everywhere_and_suppresses(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca003@example.com"
-    delivery_id, subscriber_id, to, message_id = by_address[address]
+    delivery_id, _, _, message_id = by_address[address]
     sore, _ = Subscribers(store.engine).add("sore", address)
     # Feedback loops write to a fixed address: the original's Message-ID names it.
     report = arf(
@@ -215,7 +218,7 @@ def test_a_complaint_unsubscribes_everywhere_and_suppresses(sent) -> None:  # ty
     assert report_csv.imported == 0 and "suppression list" in report_csv.rejected[0]
 
 
-def test_not_spam_feedback_is_no_complaint(sent) -> None:  # type: ignore[no-untyped-def]
+def test_not_spam_feedback_is_no_complaint(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca004@example.com"
     _, _, to, message_id = by_address[address]
@@ -227,7 +230,7 @@ def test_not_spam_feedback_is_no_complaint(sent) -> None:  # type: ignore[no-unt
     assert status_of(store, address) == "active"
 
 
-def test_mailto_unsubscribe_counts_only_with_a_valid_token(sent) -> None:  # type: ignore[no-untyped-def]
+def test_mailto_unsubscribe_counts_only_with_a_valid_token(sent: Sent) -> None:
     config, store, by_address = sent
     address = "pembaca005@example.com"
     subscriber_id = by_address[address][1]
@@ -239,10 +242,10 @@ def test_mailto_unsubscribe_counts_only_with_a_valid_token(sent) -> None:  # typ
     assert status_of(store, address) == "unsubscribed"
 
 
-def test_the_sent_message_carries_the_mailto_and_feedback_id(sent) -> None:  # type: ignore[no-untyped-def]
+def test_the_sent_message_carries_the_mailto_and_feedback_id(sent: Sent) -> None:
     import email as email_module
 
-    config, store, by_address = sent
+    config, _, _ = sent
     outbox = config.resolve(config.delivery.outbox)
     message = email_module.message_from_bytes(next((outbox / "new").iterdir()).read_bytes())
     listing = str(message["List-Unsubscribe"])
@@ -259,13 +262,13 @@ def test_the_sent_message_carries_the_mailto_and_feedback_id(sent) -> None:  # t
 # --- mailboxes ------------------------------------------------------------------------------
 
 
-def test_fetch_keeps_the_unrecognised_for_a_person_and_ignores_auto_replies(  # type: ignore[no-untyped-def]
-    sent, write_config: WriteConfig, database_url: str, tmp_path: Path
+def test_fetch_keeps_the_unrecognised_for_a_person_and_ignores_auto_replies(
+    sent: Sent, write_config: WriteConfig, database_url: str, tmp_path: Path
 ) -> None:
-    _, store, by_address = sent
+    _, _, by_address = sent
     box = tmp_path / "Maildir"
     to = by_address["pembaca000@example.com"][2]
-    mystery = b"From: someone@example.org\r\nTo: x@kabar.example.id\r\nSubject: halo\r\n\r\nhalo\r\n"
+    mystery = b"From: a@example.org\r\nTo: x@kabar.example.id\r\nSubject: halo\r\n\r\nhalo\r\n"
     write_maildir(box, [dsn(to, "pembaca000@example.com", "5.1.1"), auto_reply(to), mystery])
     config = inbound_config(
         write_config, database_url=database_url, mailbox={"kind": "maildir", "path": str(box)}
@@ -282,8 +285,8 @@ def test_fetch_keeps_the_unrecognised_for_a_person_and_ignores_auto_replies(  # 
     assert listing.exit_code == 0 and '"kind": "unrecognised"' in listing.output
 
 
-def test_a_crash_after_the_commit_loses_nothing(  # type: ignore[no-untyped-def]
-    sent, write_config: WriteConfig, database_url: str, tmp_path: Path
+def test_a_crash_after_the_commit_loses_nothing(
+    sent: Sent, write_config: WriteConfig, database_url: str, tmp_path: Path
 ) -> None:
     _, store, by_address = sent
     box = tmp_path / "Maildir"
@@ -345,9 +348,7 @@ def test_the_breaker_pauses_an_issue_whose_first_deliveries_bounce(
     from kabar.deliver import breaker
 
     monkeypatch.setenv("KABAR_SECRET", SECRET)
-    config = inbound_config(
-        write_config, database_url=database_url, policy={"breaker_minimum": 2}
-    )
+    config = inbound_config(write_config, database_url=database_url, policy={"breaker_minimum": 2})
     prepare_store(config, store, 20)
     ledger = Ledger(store.engine)
     issue = send_now(config, store, wait=False)

@@ -149,7 +149,7 @@ def test_fetch_over_imap_from_dovecot(
             "username": dovecot.user,
             "password_env": "KABAR_BOUNCE_PASSWORD",
             "ca_file": str(dovecot.cafile),
-        },  # fmt: skip
+        },
     )
     ids = _send_issue(config, store, postfix)
     output = _run(config, "bounces", "fetch", "--json")

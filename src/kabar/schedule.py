@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -258,6 +258,10 @@ class Runners(Protocol):
         """Begin (or resume) delivering an issue, without waiting for it."""
 
 
+# A hook run every so often while the scheduler holds its lease: (job id, interval, action).
+Periodic = tuple[str, timedelta, Callable[[], Awaitable[None]]]
+
+
 @dataclass
 class TickReport:
     job: str
@@ -277,7 +281,9 @@ class Scheduler:
         owner: str,
         clock: Clock,
         lease_ttl: timedelta = timedelta(seconds=60),
+        periodic: Sequence[Periodic] = (),
     ) -> None:
+        self.periodic = list(periodic)  # fixed-interval hooks, such as the bounce mailbox poll
         self.config = config
         self.engine = engine
         self.ledger = Ledger(engine)
@@ -422,6 +428,11 @@ class Scheduler:
             scheduler.add_job(
                 self.tick, job.trigger, args=[job], id=job.id, name=job.id,
                 misfire_grace_time=None, coalesce=True, max_instances=1,
+            )  # fmt: skip
+        for name, every, action in self.periodic:
+            scheduler.add_job(
+                action, IntervalTrigger(seconds=every.total_seconds()), id=name, name=name,
+                max_instances=1, coalesce=True,
             )  # fmt: skip
         keep_every = min(sweep_every.total_seconds(), self.lease_ttl.total_seconds() / 3)
         scheduler.add_job(

@@ -92,12 +92,17 @@ def bounces_process(app: App, path: Path, as_json: bool) -> None:
             "unsubscribe",
             "auto_reply",
             "unrecognised",
-        ]  # fmt: skip
+        ]
     ),
     help="Only results of this kind.",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Show at most this many, the newest.")  # fmt: skip
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many, the newest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @pass_app
 def bounces_list(app: App, kind: str | None, limit: int, as_json: bool) -> None:
@@ -142,9 +147,11 @@ def suppression_list(app: App, as_json: bool) -> None:
         return
     echo_table(
         ("value", "kind", "reason", "created", "detail"),
-        ((e.value, e.kind, e.reason, e.created.isoformat(timespec="seconds"), e.detail)
-         for e in entries),
-    )  # fmt: skip
+        (
+            (e.value, e.kind, e.reason, e.created.isoformat(timespec="seconds"), e.detail)
+            for e in entries
+        ),
+    )
 
 
 @suppression.command("add")

@@ -17,6 +17,7 @@ from kabar.config import Config
 from kabar.deliver.issue import IssueRunner, open_transport
 from kabar.deliver.send import Clock, Dispatcher, Tally, utcnow
 from kabar.ledger import Ledger, Outcome
+from kabar.schedule import Periodic
 from kabar.store import Store
 from kabar.subscribers import Subscribers, link_secret
 
@@ -194,6 +195,17 @@ class _Jobs:
         self.runner.start(key)
 
 
+def _bounce_polls(config: Config, store: Store) -> list[Periodic]:
+    """The bounce mailbox's poll (kabar.inbound), when bounces.mailbox is configured."""
+    from kabar.inbound.poll import mailbox_poll
+    from kabar.subscribers import link_secret
+
+    if config.bounces.mailbox is None:
+        return []
+    poll = mailbox_poll(config, store.engine, link_secret(config, store.engine))
+    return [poll] if poll else []
+
+
 async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Clock = utcnow) -> bool:
     """`kabar run`: False when --once could not get the lease or work is left undone."""
     from kabar.deliver.send import sender_id
@@ -203,13 +215,18 @@ async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Cloc
     session = Session(config, store, clock=clock, progress_bar=False)
     async with session as runner:
         jobs = _Jobs(config, store, runner)
-        scheduler = Scheduler(config, store.engine, jobs, owner=sender_id(), clock=clock)
+        polls = _bounce_polls(config, store)
+        scheduler = Scheduler(
+            config, store.engine, jobs, owner=sender_id(), clock=clock, periodic=polls
+        )
         if once:
             if not scheduler.acquire():
                 log.error("another scheduler runs on this database: %s", scheduler.holder())
                 return False
             try:
                 runner.background_wait = False
+                for _, _, poll in polls:
+                    await poll()
                 await scheduler.run_due()
                 await runner.drain()
             finally:

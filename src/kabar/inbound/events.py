@@ -28,6 +28,6 @@ def recent(engine: Engine, *, kind: str | None = None, limit: int = 50) -> list[
             "message_id": row["message_id"],
             "detail": row["detail"],
             "effect": row["effect"],
-        }  # fmt: skip
+        }
         for row in rows
     ]

@@ -15,6 +15,7 @@ the batch's results are committed:
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import mailbox as stdlib_mailbox
@@ -81,10 +82,9 @@ def _move_maildir(path: Path, folder: Path, unrecognised: Path, processed: Proce
         destination = target / "new" / path.name.partition(":2,")[0]
     else:
         destination = target / "cur" / _seen_name(path)
-    try:
+    # Moved by another reader meanwhile: it read the same results, which changed nothing.
+    with contextlib.suppress(FileNotFoundError):
         os.replace(path, destination)
-    except FileNotFoundError:
-        pass  # moved by another reader: it read the same results, which changed nothing
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -148,10 +148,8 @@ def fetch_imap(processor: Processor, settings: Mailbox, *, ca_file: str | None =
             ) from None
         return _fetch_folder(imap, processor, settings)
     finally:
-        try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
             imap.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
 
 
 def _fetch_folder(imap: imaplib.IMAP4, processor: Processor, settings: Mailbox) -> int:

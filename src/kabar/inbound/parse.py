@@ -122,6 +122,8 @@ def _dsn(message: Message, token: str | None) -> list[Finding]:
         if not isinstance(blocks, list):
             continue
         for block in blocks[1:]:  # the first block is about the whole message
+            if not isinstance(block, Message):
+                continue
             finding = _recipient_block(block, token, original)
             if finding is not None:
                 found.append(finding)
@@ -164,7 +166,7 @@ def _complaint(message: Message, token: str | None, addresses: Addresses) -> Fin
     for part in message.walk():
         if part.get_content_type() == "message/feedback-report":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 fields = payload[0]
     feedback = str(fields.get("Feedback-Type", "")).strip().lower() if fields else ""
     original = _original(message)

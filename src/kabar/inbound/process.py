@@ -56,8 +56,12 @@ class Tally:
             self.repeated += not result.fresh
 
     def to_dict(self) -> dict[str, object]:
-        return {"messages": self.messages, "kinds": dict(sorted(self.by_kind.items())),
-                "repeated": self.repeated, "paused": self.paused}  # fmt: skip
+        return {
+            "messages": self.messages,
+            "kinds": dict(sorted(self.by_kind.items())),
+            "repeated": self.repeated,
+            "paused": self.paused,
+        }
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.by_kind.items())) or "nothing"
@@ -107,7 +111,7 @@ class Processor:
                             why_not=why_not,
                             policy=policy,
                             now=now,
-                        )  # fmt: skip
+                        )
                     )
                 done.append(processed)
         for processed in done:
