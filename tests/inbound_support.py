@@ -10,11 +10,19 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+
 from kabar import config as config_module
+from kabar import verp
 from kabar.config import Config
+from kabar.inbound.process import Processor
+from kabar.store import Store
+from kabar.store.tables import deliveries, subscribers
+from kabar.subscribers import Subscribers
 
 from .conftest import WriteConfig
-from .delivery_setup import DIGEST
+from .delivery_setup import DIGEST, SECRET, prepare_store, send_now
 
 BOUNCE_PATTERN = "bounces+{token}@bounce.kabar.example.id"
 UNSUBSCRIBE_PATTERN = "unsubscribe+{token}@bounce.kabar.example.id"
@@ -211,3 +219,59 @@ def write_maildir(folder: Path, messages: list[bytes]) -> Path:
     for number, data in enumerate(messages):
         (folder / "new" / f"{1700000000 + number}.M{number}P1.test").write_bytes(data)
     return folder
+
+
+# The sent issue's deliveries by address: (delivery id, subscriber id, VERP, Message-ID).
+Sent = tuple[Config, Store, dict[str, tuple[int, str, str, str]]]
+
+
+@pytest.fixture(name="sent")
+def sent_issue(
+    write_config: WriteConfig, database_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Sent:
+    """An issue of 6 sent through the outbox: by address, (delivery id, subscriber id,
+    VERP address, Message-ID)."""
+    monkeypatch.setenv("KABAR_SECRET", SECRET)
+    config = inbound_config(write_config, database_url=database_url)
+    prepare_store(config, store, 6)
+    issue = send_now(config, store)
+    assert issue is not None and issue.state == "sent"
+    return config, store, deliveries_by_address(store)
+
+
+def deliveries_by_address(store: Store) -> dict[str, tuple[int, str, str, str]]:
+    d, s = deliveries.c, subscribers.c
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(d.id, d.issue_key, d.subscriber_id, d.message_id, s.email).join(
+                subscribers, s.id == d.subscriber_id
+            )
+        ).all()
+    return {
+        row.email: (
+            row.id, row.subscriber_id,
+            verp.address(BOUNCE_PATTERN, verp.delivery_token(
+                SECRET.encode(), row.id, row.issue_key, row.subscriber_id)),
+            row.message_id,
+        )
+        for row in rows
+    }  # fmt: skip
+
+
+def processor(config: Config, store: Store, now: datetime | None = None) -> Processor:
+    clock = (lambda: now) if now else (lambda: datetime.now(UTC))
+    return Processor(config, store.engine, SECRET.encode(), clock=clock)
+
+
+def status_of(store: Store, email: str, list_id: str = "pembaca") -> str:
+    found = Subscribers(store.engine).find(list_id, email)
+    assert found is not None
+    return found.status
+
+
+def delivery_state(store: Store, delivery_id: int) -> str:
+    with store.engine.connect() as connection:
+        state = connection.execute(
+            select(deliveries.c.state).where(deliveries.c.id == delivery_id)
+        ).scalar_one()
+    return str(state)

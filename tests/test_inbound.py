@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from kabar import verp
 from kabar.cli import cli
-from kabar.config import Config
 from kabar.inbound.parse import Addresses, read
-from kabar.inbound.process import Processor
 from kabar.ledger import Ledger
 from kabar.store import Store
-from kabar.store.tables import deliveries, subscribers
 from kabar.subscribers import Subscribers, SuppressedAddress
 from kabar.suppression import Suppressions
 
@@ -31,69 +27,21 @@ from .delivery_setup import SECRET, prepare_store, send_now
 from .inbound_support import (
     BOUNCE_PATTERN,
     UNSUBSCRIBE_PATTERN,
+    Sent,
     arf,
     auto_reply,
+    deliveries_by_address,
+    delivery_state,
     dsn,
     inbound_config,
+    processor,
+    sent_issue,  # noqa: F401 - the `sent` fixture
+    status_of,
     unsubscribe_mail,
     write_maildir,
 )
 
 ADDRESSES = Addresses(BOUNCE_PATTERN, UNSUBSCRIBE_PATTERN)
-# The sent issue's deliveries by address: (delivery id, subscriber id, VERP, Message-ID).
-Sent = tuple[Config, Store, dict[str, tuple[int, str, str, str]]]
-
-
-@pytest.fixture
-def sent(
-    write_config: WriteConfig, database_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> Sent:
-    """An issue of 6 sent through the outbox: by address, (delivery id, subscriber id,
-    VERP address, Message-ID)."""
-    monkeypatch.setenv("KABAR_SECRET", SECRET)
-    config = inbound_config(write_config, database_url=database_url)
-    prepare_store(config, store, 6)
-    issue = send_now(config, store)
-    assert issue is not None and issue.state == "sent"
-    return config, store, deliveries_by_address(store)
-
-
-def deliveries_by_address(store: Store) -> dict[str, tuple[int, str, str, str]]:
-    d, s = deliveries.c, subscribers.c
-    with store.engine.connect() as connection:
-        rows = connection.execute(
-            select(d.id, d.issue_key, d.subscriber_id, d.message_id, s.email).join(
-                subscribers, s.id == d.subscriber_id
-            )
-        ).all()
-    return {
-        row.email: (
-            row.id, row.subscriber_id,
-            verp.address(BOUNCE_PATTERN, verp.delivery_token(
-                SECRET.encode(), row.id, row.issue_key, row.subscriber_id)),
-            row.message_id,
-        )
-        for row in rows
-    }  # fmt: skip
-
-
-def processor(config: Config, store: Store, now: datetime | None = None) -> Processor:
-    clock = (lambda: now) if now else (lambda: datetime.now(UTC))
-    return Processor(config, store.engine, SECRET.encode(), clock=clock)
-
-
-def status_of(store: Store, email: str, list_id: str = "pembaca") -> str:
-    found = Subscribers(store.engine).find(list_id, email)
-    assert found is not None
-    return found.status
-
-
-def delivery_state(store: Store, delivery_id: int) -> str:
-    with store.engine.connect() as connection:
-        state = connection.execute(
-            select(deliveries.c.state).where(deliveries.c.id == delivery_id)
-        ).scalar_one()
-    return str(state)
 
 
 # --- reading ------------------------------------------------------------------------------

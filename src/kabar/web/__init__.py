@@ -19,7 +19,7 @@ def create_app(
 ) -> Starlette:
     """Feeds (and the archive) from feed storage; subscribe and unsubscribe pages; the
     security headers on every response."""
-    from kabar.web import feeds, subscribe
+    from kabar.web import feeds, inbound, subscribe
     from kabar.web.headers import SecurityHeaders
 
     storage = storage or FeedStorage.from_config(config)
@@ -32,7 +32,11 @@ def create_app(
             close()
 
     app = Starlette(
-        routes=[*feeds.routes(config, storage), *subscribe.routes(config, store, closers=closers)],
+        routes=[
+            *feeds.routes(config, storage),
+            *subscribe.routes(config, store, closers=closers),
+            *inbound.routes(config, store, closers=closers),  # relays' bounce webhooks
+        ],
         middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
