@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 HELPERS = {"smtp_sink.py"}
 # A line each script prints only once it has measured something.
 FIGURES = {
+    "bounces.py": r"bounces: [\d,]+ messages in [\d.]+ s, [\d,]+ msg/s",
     "deliver.py": r"kabar end to end: [\d,]+ msg/s",
     "distributed.py": r"embedded: [\d.]+ s, [\d,]+ msg/s",
     "feeds.py": r"incremental build after 1 new article: \d+ ms",

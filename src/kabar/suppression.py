@@ -69,6 +69,16 @@ def suppressed_clause(email_key: Any) -> Any:
     )
 
 
+def suppress_address(connection: Connection, email: str, detail: str, now: datetime) -> bool:
+    """Suppress an address already validated (a subscriber's), inside the caller's
+    transaction; False if it was there already."""
+    from kabar.ledger import insert_ignore
+
+    row = {"value": email.lower(), "kind": "address", "reason": "complaint",
+           "detail": detail[:500], "created": now}  # fmt: skip
+    return insert_ignore(connection, suppressions, row)
+
+
 class Suppressions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

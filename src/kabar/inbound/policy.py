@@ -27,16 +27,59 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kabar import verp
 from kabar.config import BouncePolicy
 from kabar.inbound.parse import Finding, Kind
-from kabar.ledger import insert_ignore
-from kabar.store.tables import deliveries, inbound_events, subscribers
-from kabar.suppression import Suppressions
+from kabar.store.tables import UTCDateTime, deliveries, inbound_events, subscribers
+from kabar.suppression import suppress_address
 
 log = logging.getLogger(__name__)
+
+
+_d, _s, _e = deliveries.c, subscribers.c, inbound_events.c
+# Built once: building a statement cost more than running it, thousands of times a minute.
+_DELIVERY = (
+    select(_d.issue_key, _d.subscriber_id, _s.email)
+    .join(subscribers, _s.id == _d.subscriber_id)
+    .where(_d.id == bindparam("delivery_id"))
+)
+_MARK_DELIVERY = (
+    update(deliveries)
+    .where(_d.id == bindparam("m_delivery_id"), _d.state == "sent")
+    .values(state=bindparam("m_state"))
+)
+_BOUNCE_ADDRESS = (
+    update(subscribers)
+    .where(_s.email_key == bindparam("b_email_key"), _s.status == "active")
+    .values(status="bounced", updated=bindparam("now", type_=UTCDateTime))
+)
+_SOFT_COUNT = select(func.count()).where(
+    _e.subscriber_id == bindparam("subscriber_id"),
+    _e.kind == "soft",
+    _e.received > bindparam("since", type_=UTCDateTime),
+)
+_EFFECT = (
+    update(inbound_events)
+    .where(_e.key == bindparam("event_key"))
+    .values(effect=bindparam("e_effect"))
+)
+
+
+_INSERT_EVENT: dict[str, Any] = {}  # by dialect name
+
+
+def _insert_event(connection: Connection, row: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING of one event; True when it was new."""
+    name = connection.dialect.name
+    statement = _INSERT_EVENT.get(name)
+    if statement is None:
+        dialect = postgresql if name == "postgresql" else sqlite
+        statement = dialect.insert(inbound_events).on_conflict_do_nothing()
+        _INSERT_EVENT[name] = statement = statement.returning(inbound_events.c.id)
+    return connection.execute(statement, row).first() is not None
 
 
 @dataclass(frozen=True)
@@ -93,12 +136,7 @@ def _by_delivery_token(connection: Connection, secret: bytes, token: str) -> Tar
     delivery_id = verp.token_delivery(token)
     if delivery_id is None:
         return None
-    d, s = deliveries.c, subscribers.c
-    row = connection.execute(
-        select(d.issue_key, d.subscriber_id, s.email)
-        .join(subscribers, s.id == d.subscriber_id)
-        .where(d.id == delivery_id)
-    ).first()
+    row = connection.execute(_DELIVERY, {"delivery_id": delivery_id}).first()
     if row is None or not verp.delivery_token_matches(
         secret, token, delivery_id, row.issue_key, row.subscriber_id
     ):
@@ -154,13 +192,11 @@ def record(
     }  # fmt: skip
     if kind == "unrecognised" and why_not:
         row["detail"] = f"{finding.kind}: {why_not}"[:500]
-    if not insert_ignore(connection, inbound_events, row):
+    if not _insert_event(connection, row):
         return Result(kind, False, target, "read before: nothing changed")
     effect = _apply(connection, kind, target, policy, now) if target else why_not
     if effect:
-        connection.execute(
-            update(inbound_events).where(inbound_events.c.key == row["key"]).values(effect=effect)
-        )
+        connection.execute(_EFFECT, {"event_key": row["key"], "e_effect": effect[:500]})
     return Result(kind, True, target, effect)
 
 
@@ -183,30 +219,17 @@ def _apply(
 
 def _hard(connection: Connection, target: Target, now: datetime) -> str:
     _mark_delivery(connection, target, "bounced")
-    changed = _set_status(
-        connection, _same_address(connection, target.email), "bounced", ("active",), now
-    )
-    return (
-        f"bounced ({changed} subscription{'s' if changed != 1 else ''})"
-        if changed
-        else "no active subscription"
-    )
+    changed = _bounce_address(connection, target.email, now)
+    return f"bounced ({changed} subscription(s))" if changed else "no active subscription"
 
 
 def _soft(connection: Connection, target: Target, policy: BouncePolicy, now: datetime) -> str:
-    e = inbound_events.c
     count = connection.execute(
-        select(func.count()).where(
-            e.subscriber_id == target.subscriber_id,
-            e.kind == "soft",
-            e.received > now - policy.soft_window,
-        )
+        _SOFT_COUNT, {"subscriber_id": target.subscriber_id, "since": now - policy.soft_window}
     ).scalar_one()
     if count < policy.soft_limit:
         return f"soft bounce {count} of {policy.soft_limit} in the window"
-    changed = _set_status(
-        connection, _same_address(connection, target.email), "bounced", ("active",), now
-    )
+    changed = _bounce_address(connection, target.email, now)
     return f"bounced after {count} soft bounces" if changed else "no active subscription"
 
 
@@ -218,21 +241,26 @@ def _complaint(connection: Connection, target: Target, now: datetime) -> str:
     )  # fmt: skip
     others = [sid for sid in _same_address(connection, target.email) if sid != target.subscriber_id]
     left = _set_status(connection, others, "unsubscribed", ("active", "pending"), now)
-    Suppressions(connection.engine).add(
-        target.email, reason="complaint", detail=f"subscriber {target.subscriber_id}",
-        now=now, connection=connection,
-    )  # fmt: skip
+    detail = f"complaint, subscriber {target.subscriber_id}"
+    suppress_address(connection, target.email, detail, now)
     return f"complained; unsubscribed from {left} other list(s); suppressed"
 
 
 def _mark_delivery(connection: Connection, target: Target, state: str) -> None:
     """A sent delivery becomes bounced or complained, so the issue's counts tell it."""
-    if target.delivery_id is None:
-        return
-    d = deliveries.c
-    connection.execute(
-        update(deliveries).where(d.id == target.delivery_id, d.state == "sent").values(state=state)
+    if target.delivery_id is not None:
+        params = {"m_delivery_id": target.delivery_id, "m_state": state}
+        connection.execute(_MARK_DELIVERY, params)
+
+
+def _bounce_address(connection: Connection, email: str, now: datetime) -> int:
+    """Every active subscription of the address (on any list) becomes bounced."""
+    changed = int(
+        connection.execute(_BOUNCE_ADDRESS, {"b_email_key": email.lower(), "now": now}).rowcount
     )
+    if changed:
+        log.info("%d subscription(s) now bounced", changed)
+    return changed
 
 
 def _same_address(connection: Connection, email: str) -> list[str]:
