@@ -99,7 +99,7 @@ def parse_message(data: bytes) -> Message:
     if top.get_content_type() != "multipart/report" or not boundary or not isinstance(body, str):
         return email.message_from_bytes(data)
     pieces = ("\n" + body).split("\n--" + boundary)
-    parts = []
+    parts: list[Message | str] = []
     for piece in pieces[1:]:
         if piece.startswith("--"):
             break  # the closing boundary: the rest is epilogue
