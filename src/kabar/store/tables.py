@@ -144,6 +144,7 @@ subscribers = Table(
     Column("updated", UTCDateTime, nullable=False),  # last status change
     UniqueConstraint("list_id", "email_key"),
     Index(None, "list_id", "status", "id"),
+    Index(None, "email_key"),  # an address on every list: a bounce, a complaint (0006)
 )
 
 # One issue per key "{digest}:{list}:{local period}"; `state` moves by compare-and-set.

@@ -52,9 +52,11 @@ def upgrade() -> None:
     op.create_index("ix_inbound_events_issue_key_kind", "inbound_events", ["issue_key", "kind"])
     op.create_index("ix_inbound_events_kind_received", "inbound_events", ["kind", "received"])
     op.create_index("ix_deliveries_message_id", "deliveries", ["message_id"])
+    op.create_index("ix_subscribers_email_key", "subscribers", ["email_key"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_subscribers_email_key", table_name="subscribers")
     op.drop_index("ix_deliveries_message_id", table_name="deliveries")
     op.drop_table("inbound_events")
     op.drop_table("suppressions")
