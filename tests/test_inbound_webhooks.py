@@ -236,7 +236,7 @@ def test_mailgun_complaint_needs_its_signature(setup: Setup) -> None:
     address = "pembaca003@example.com"
     timestamp, token = "1764921600", "f" * 50
     signature = hmac.new(b"kunci-mailgun", f"{timestamp}{token}".encode(), hashlib.sha256)
-    event = {
+    event: dict[str, Any] = {
         "signature": {"timestamp": timestamp, "token": token, "signature": signature.hexdigest()},
         "event-data": {
             "id": "mg-1", "event": "complained", "recipient": address,
