@@ -5,7 +5,8 @@ two ids, so each list has its own unsubscribe token. Ids are random, and tokens 
 HMAC of the id, so links cannot be guessed or enumerated.
 
 Statuses: pending (double opt-in, not yet confirmed), active, unsubscribed, bounced
-(a 5.1.x reply), complained. Only active subscribers receive issues.
+(a 5.1.x reply, or a DSN read later: kabar.inbound), complained (a spam report). Only
+active subscribers receive issues; no address on the suppression list is ever added.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from kabar import verp
 from kabar.config import BouncePolicy
-from kabar.inbound.parse import Finding, Kind
+from kabar.inbound.parse import ACTING, Finding, Kind
 from kabar.store.tables import UTCDateTime, deliveries, inbound_events, subscribers
 from kabar.suppression import suppress_address
 
@@ -175,11 +175,8 @@ def record(
 ) -> Result:
     """Insert the finding's event and, if it is new, apply the policy; one transaction
     with the caller's other findings."""
-    kind: Kind = (
-        finding.kind
-        if target is not None or finding.kind not in ("hard", "soft", "complaint", "unsubscribe")
-        else "unrecognised"
-    )
+    # A finding that would act but names nobody (no token, or a forged one) is for a person.
+    kind: Kind = "unrecognised" if target is None and finding.kind in ACTING else finding.kind
     row = {
         "key": key[:400], "kind": kind, "source": source, "received": now,
         "message_id": message_id[:500],
