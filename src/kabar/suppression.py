@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, literal, or_, select
+from sqlalchemy import Connection, Engine, delete, exists, literal, or_, select
 
 from kabar.store.tables import suppressions
 
@@ -59,14 +59,13 @@ def parse_entry(text: str) -> tuple[str, Kind]:
 
 def suppressed_clause(email_key: Any) -> Any:
     """A SQL condition: true when the lower-cased address column `email_key` is
-    suppressed, by itself or by its domain (domains hold no LIKE wildcards: see _DOMAIN)."""
+    suppressed, by itself or by its domain. Two lookups rather than one with OR, so the
+    address is found by the primary key and only domain entries are scanned (by kind);
+    domains hold no LIKE wildcards (see _DOMAIN)."""
     x = suppressions.c
-    return exists().where(
-        or_(
-            and_(x.kind == "address", x.value == email_key),
-            and_(x.kind == "domain", email_key.like(literal("%@") + x.value)),
-        )
-    )
+    by_address = exists().where(x.value == email_key)
+    by_domain = exists().where(x.kind == "domain", email_key.like(literal("%@") + x.value))
+    return or_(by_address, by_domain)
 
 
 def suppress_address(connection: Connection, email: str, detail: str, now: datetime) -> bool:

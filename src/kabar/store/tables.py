@@ -271,6 +271,7 @@ suppressions = Table(
     Column("reason", String(32), nullable=False),  # complaint|admin|import
     Column("detail", Text, nullable=False, default=""),
     Column("created", UTCDateTime, nullable=False),
+    Index(None, "kind"),  # the domain entries, scanned for each address of a snapshot
 )
 
 # One row per result read from what came back (a DSN's recipient, a complaint, a mailto

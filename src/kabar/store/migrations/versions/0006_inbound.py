@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("created", TZ, nullable=False),
         sa.PrimaryKeyConstraint("value", name="pk_suppressions"),
     )
+    op.create_index("ix_suppressions_kind", "suppressions", ["kind"])
     op.create_table(
         "inbound_events",
         sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
