@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kabar import verp
 from kabar.cli import cli
@@ -321,3 +323,54 @@ def test_the_breaker_pauses_an_issue_whose_first_deliveries_bounce(
     processor(config, store).messages(more, "file")
     assert ledger.issue(key).state == "sending"  # type: ignore[union-attr]
     assert breaker.hard_bounces_in_sample(store.engine, key, 1000) == (4, 20)
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=3000))
+def test_any_bytes_read_into_findings(data: bytes) -> None:
+    reading = read(data, ADDRESSES)
+    assert reading.message_id
+    assert reading.findings  # always something, if only "unrecognised"
+
+
+_FIELD = st.text(alphabet=st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(recipient=_FIELD, status=_FIELD, action=_FIELD, boundary_junk=_FIELD)
+def test_mangled_reports_read_into_findings(
+    recipient: str, status: str, action: str, boundary_junk: str
+) -> None:
+    to = verp.address(BOUNCE_PATTERN, verp.delivery_token(b"k", 3, "i", "s"))
+    data = dsn(to, recipient or "x@example.net", status, action=action)
+    data = data.replace(b"--RAA14128", b"--RAA14128" + boundary_junk.encode(), 2)
+    reading = read(data, ADDRESSES)
+    assert reading.findings
+    assert all(f.kind != "unsubscribe" for f in reading.findings)  # never from a DSN
+
+
+def test_a_message_no_reader_survives_is_kept_for_a_person(
+    sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kabar.inbound.process as process_module
+
+    config, store, by_address = sent
+    address = "pembaca000@example.com"
+    good = dsn(by_address[address][2], address, "5.1.1")
+
+    def fragile(data: bytes, addresses: Addresses) -> object:
+        if b"poison" in data:
+            raise ValueError("a reader's own bug")
+        return read(data, addresses)
+
+    monkeypatch.setattr(process_module, "read", fragile)
+    done = processor(config, store).messages([b"Subject: poison\r\n\r\n", good], "file")
+    assert [d.recognised for d in done] == [False, True]
+    listed = CliRunner().invoke(
+        cli, ["-c", str(config.path), "bounces", "list", "--json", "--kind", "unrecognised"]
+    )
+    assert "could not be read: ValueError: a reader's own bug" in listed.output
+    assert status_of(store, address) == "bounced"

@@ -187,7 +187,7 @@ def record(
         "status": finding.status[:16], "detail": (finding.detail or why_not)[:500],
         "effect": "",
     }  # fmt: skip
-    if kind == "unrecognised" and why_not:
+    if kind != finding.kind:  # an acting finding naming nobody: say what it would have been
         row["detail"] = f"{finding.kind}: {why_not}"[:500]
     if not _insert_event(connection, row):
         return Result(kind, False, target, "read before: nothing changed")

@@ -9,6 +9,7 @@ circuit breaker (kabar.deliver.breaker).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,8 +84,18 @@ class Processor:
 
     def messages(self, batch: Sequence[bytes], source: str) -> list[Processed]:
         """Parse and commit a batch of raw messages; the caller moves them afterwards."""
-        readings = [read(data, self.addresses) for data in batch]
-        return self.readings(readings, source)
+        return self.readings([self._read(data) for data in batch], source)
+
+    def _read(self, data: bytes) -> Reading:
+        """The message's findings; one that no reader survives is kept for a person, so
+        it can never block the mailbox (read again and again, failing each time)."""
+        try:
+            return read(data, self.addresses)
+        except Exception as exc:
+            log.exception("a returned message could not be read")
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()[:40]
+            reason = f"could not be read: {type(exc).__name__}: {exc}"[:300]
+            return Reading(digest, [Finding("unrecognised", detail=reason)])
 
     def readings(
         self, readings: Sequence[Reading], source: str, *, by_address: bool = False
