@@ -561,6 +561,82 @@ class Webhooks(Strict):
     disable_after: Duration = Field(default=timedelta(days=1), gt=timedelta(0))
 
 
+# --- what comes back (kabar.inbound) ---------------------------------------------------
+
+_ADDRESS_PATTERN = re.compile(r"^[A-Za-z0-9._+-]*\{token\}[A-Za-z0-9._+-]*@[A-Za-z0-9.-]+$")
+
+
+def check_address_pattern(value: str) -> str:
+    if not _ADDRESS_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"expected an address with {{token}} in its local part, such as "
+            f"bounces+{{token}}@bounce.example.id, got {value!r}"
+        )
+    return value
+
+
+AddressPattern = Annotated[str, AfterValidator(check_address_pattern)]
+
+
+class Mailbox(Strict):
+    """Where the bounce address's mail lands: a Maildir a local MTA writes, or IMAP."""
+
+    kind: Literal["maildir", "imap"]
+    path: str | None = None  # maildir
+    host: str | None = None  # imap, TLS from the first byte (imaps)
+    port: int = Field(default=993, ge=1, le=65535)
+    username: str | None = None
+    password_env: EnvName | None = None
+    ca_file: str | None = None  # trust this CA bundle (a private server's)
+    folder: str = "INBOX"
+    done_folder: str = "kabar-done"
+    unrecognised_folder: str = "kabar-unrecognised"
+    every: Duration = Field(default=timedelta(minutes=5), gt=timedelta(0))  # `kabar run` polls
+
+    @model_validator(mode="after")
+    def _complete(self) -> Mailbox:
+        if self.kind == "maildir" and not self.path:
+            raise ValueError("a maildir mailbox needs `path`")
+        if self.kind == "imap" and not (self.host and self.username and self.password_env):
+            raise ValueError("an imap mailbox needs `host`, `username` and `password_env`")
+        return self
+
+
+class BouncePolicy(Strict):
+    """How what comes back changes subscribers (listmonk's and the big senders' defaults)."""
+
+    soft_limit: int = Field(default=3, ge=1, le=100)  # soft bounces in the window → bounced
+    soft_window: Duration = Field(default=timedelta(days=14), gt=timedelta(0))
+    # An issue pauses when hard bounces among its first `breaker_sample` deliveries pass
+    # this share of them: a bad import shows itself before it ruins the sender's name.
+    breaker_share: float = Field(default=0.05, gt=0, le=1)
+    breaker_sample: int = Field(default=1000, ge=10)
+    # ... and only once this many have bounced: one stale address on a small list is not
+    # a bad import.
+    breaker_minimum: int = Field(default=10, ge=1)
+
+
+class BounceWebhooks(Strict):
+    """Relays that report by HTTP POST to `kabar serve`; each is on when its secret is named."""
+
+    ses: bool = False  # Amazon SES via SNS: checked against SNS's signing certificate
+    ses_topics: list[str] = []  # accept only these TopicArns (empty: any)
+    mailgun_key_env: EnvName | None = None  # Mailgun's HTTP webhook signing key
+    postmark_username: str = "kabar"
+    postmark_password_env: EnvName | None = None  # basic auth on the webhook URL
+    generic_secret_env: EnvName | None = None  # HMAC-SHA256 of the body, for any relay
+
+
+class Bounces(Strict):
+    # The envelope sender of each delivery (VERP): {token} names the delivery, signed.
+    address: AddressPattern | None = None
+    # The mailto: unsubscribe address in List-Unsubscribe, beside the one-click https link.
+    unsubscribe_address: AddressPattern | None = None
+    mailbox: Mailbox | None = None
+    policy: BouncePolicy = BouncePolicy()
+    webhooks: BounceWebhooks = BounceWebhooks()
+
+
 class Config(Strict):
     version: Literal[1]
     root: str = "."
@@ -578,6 +654,7 @@ class Config(Strict):
     metrics: Metrics = Metrics()
     api: Api = Api()
     webhooks: Webhooks = Webhooks()
+    bounces: Bounces = Bounces()
     # Folders outside `root` that digest templates may also come from.
     template_dirs: list[str] = []
 

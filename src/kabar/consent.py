@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
+from kabar.addresses import normalise_address
 from kabar.store.tables import deliveries, forgotten, issues, mails, subscriber_events, subscribers
 from kabar.subscribers import (
     Status,
@@ -26,7 +27,6 @@ from kabar.subscribers import (
     Subscribers,
     address_hash,
     choice_key,
-    normalise_address,
 )
 
 Origin = Literal["form", "import", "api", "admin", "preferences"]

@@ -379,7 +379,7 @@ def prepare_issue(
         text=main.text,
         view=main.view,
         reply_to=mailing_list.reply_to,
-        feedback_id=_feedback_id(config, digest),
+        feedback_id=_feedback_id(config, digest, issue_key),
         signer=DkimSigner.from_config(config),
         variants=tuple(extra),
     )
@@ -541,11 +541,14 @@ def _fill(template: str, fields: dict[str, str]) -> str:
     return one_line(_SUBJECT_FIELD.sub(lambda match: fields[match.group(1)], template))
 
 
-def _feedback_id(config: Config, digest: Digest) -> str | None:
+def _feedback_id(config: Config, digest: Digest, issue_key: str = "") -> str | None:
     pattern = config.delivery.feedback_id
     if not pattern:
         return None
-    return one_line(pattern.replace("{digest}", digest.id).replace("{list}", digest.list_id))
+    # Feedback-ID's fields are separated by ":", which the issue key also uses.
+    issue = issue_key.replace(":", ".")
+    filled = pattern.replace("{issue}", issue).replace("{digest}", digest.id)
+    return one_line(filled.replace("{list}", digest.list_id))
 
 
 # --- preview ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ NOTHING) move by compare-and-set:
 A delivery row per (issue, subscriber) moves
 
     pending → claimed (a lease) → sent | retry_wait | failed | bounced | skipped
+    sent → bounced | complained (what comes back later: kabar.inbound)
 
 A sender commits its claim before talking SMTP and the result after the reply, and only
 under the claim it holds: a sender whose lease ran out cannot overwrite the new holder's
@@ -31,7 +32,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Table,
     and_,
     bindparam,
     delete,
@@ -40,14 +40,15 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from kabar.store import insert_ignore
 from kabar.store.tables import UTCDateTime, deliveries, issues, leases, subscribers
 from kabar.subscribers import parse_choice, receives
+from kabar.suppression import suppressed_clause
 
 IssueState = Literal[
     "planned", "rendered", "materialised", "sending", "sent", "partial", "failed", "paused",
@@ -58,7 +59,9 @@ OPEN_STATES: tuple[IssueState, ...] = ("planned", "rendered", "materialised", "s
 CARRYING_STATES: tuple[IssueState, ...] = (
     "rendered", "materialised", "sending", "sent", "partial", "paused",
 )  # fmt: skip
-DeliveryState = Literal["pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped"]
+DeliveryState = Literal[
+    "pending", "claimed", "sent", "retry_wait", "failed", "bounced", "skipped", "complained"
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Counts:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0  # the subscriber left after the audience was taken
+    complained: int = 0  # sent, then reported as spam (kabar.inbound)
     pending: int = 0  # pending or claimed
     claimed: int = 0
 
@@ -125,21 +129,13 @@ class Counts:
     def to_dict(self) -> dict[str, int]:
         return {
             "audience": self.audience, "sent": self.sent, "deferred": self.deferred,
-            "failed": self.failed, "bounced": self.bounced, "skipped": self.skipped,
-            "pending": self.pending,
+            "failed": self.failed, "bounced": self.bounced, "complained": self.complained,
+            "skipped": self.skipped, "pending": self.pending,
         }  # fmt: skip
 
 
 def new_token() -> str:
     return secrets.token_hex(12)
-
-
-def insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when the row was inserted."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    key = next(iter(table.primary_key.columns))
-    statement = dialect.insert(table).values(values).on_conflict_do_nothing().returning(key)
-    return connection.execute(statement).first() is not None
 
 
 def _claimable(now: Any) -> ColumnElement[bool]:
@@ -387,7 +383,11 @@ class Ledger:
             ).rowcount
             if not claimed:
                 return False
-            audience_filter = [s.list_id == list_id, s.status == "active"]
+            audience_filter = [
+                s.list_id == list_id,
+                s.status == "active",
+                ~suppressed_clause(s.email_key),  # never a suppressed address
+            ]
             if digest_id is not None:
                 audience_filter.append(receives(digest_id))
             chunk, audience, last_id = 0, 0, ""
@@ -698,6 +698,7 @@ def _counts(states: dict[str, int]) -> Counts:
         failed=states.get("failed", 0),
         bounced=states.get("bounced", 0),
         skipped=states.get("skipped", 0),
+        complained=states.get("complained", 0),
         pending=states.get("pending", 0) + states.get("claimed", 0),
         claimed=states.get("claimed", 0),
     )

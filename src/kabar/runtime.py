@@ -21,6 +21,7 @@ from kabar.deliver.issue import IssueRunner
 from kabar.deliver.send import Clock, Dispatcher, Tally, utcnow
 from kabar.ledger import Counts, Issue, Ledger, Outcome
 from kabar.publish.archive import ArchiveSent
+from kabar.schedule import Periodic
 from kabar.store import Store
 from kabar.subscribers import Subscribers, link_secret
 
@@ -199,6 +200,17 @@ class _Jobs:
         self.runner.start(key)
 
 
+def _bounce_polls(config: Config, store: Store) -> list[Periodic]:
+    """The bounce mailbox's poll (kabar.inbound), when bounces.mailbox is configured."""
+    from kabar.inbound.poll import mailbox_poll
+    from kabar.subscribers import link_secret
+
+    if config.bounces.mailbox is None:
+        return []
+    poll = mailbox_poll(config, store.engine, link_secret(config, store.engine))
+    return [poll] if poll else []
+
+
 async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Clock = utcnow) -> bool:
     """`kabar run`: False when --once could not get the lease or work is left undone."""
     from kabar.deliver.send import sender_id
@@ -208,13 +220,18 @@ async def run_scheduler(config: Config, store: Store, *, once: bool, clock: Cloc
     session = Session(config, store, clock=clock, progress_bar=False)
     async with session as runner:
         jobs = _Jobs(config, store, runner)
-        scheduler = Scheduler(config, store.engine, jobs, owner=sender_id(), clock=clock)
+        polls = _bounce_polls(config, store)
+        scheduler = Scheduler(
+            config, store.engine, jobs, owner=sender_id(), clock=clock, periodic=polls
+        )
         if once:
             if not scheduler.acquire():
                 log.error("another scheduler runs on this database: %s", scheduler.holder())
                 return False
             try:
                 runner.background_wait = False
+                for _, _, poll in polls:
+                    await poll()
                 await scheduler.run_due()
                 await runner.drain()
                 await _webhooks_once(config, store)
@@ -342,9 +359,9 @@ async def _with_operations(
             log.info("webhooks: %d sent, %d to retry", report.sent, report.failed)
 
     export_issue_progress(lambda: issue_progress(store.engine) if scheduler.serving else iter(()))
-    scheduler.extra_jobs += [
-        (timedelta(seconds=2), watcher.poll),
-        (timedelta(seconds=5), deliver_webhooks),
+    scheduler.periodic += [
+        ("kabar:config-reload", timedelta(seconds=2), watcher.poll),
+        ("kabar:webhooks", timedelta(seconds=5), deliver_webhooks),
     ]
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, watcher.request)

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -36,7 +36,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, delete, insert, select, update
 
 from kabar.config import Config, CronSchedule, Digest, IntervalSchedule, format_duration
-from kabar.ledger import OPEN_STATES, Ledger, insert_ignore
+from kabar.ledger import OPEN_STATES, Ledger
+from kabar.store import insert_ignore
 from kabar.store.tables import job_runs, schedule_state
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,10 @@ class Runners(Protocol):
         """Begin (or resume) delivering an issue, without waiting for it."""
 
 
+# A hook run every so often while the scheduler holds its lease: (job id, interval, action).
+Periodic = tuple[str, timedelta, Callable[[], Awaitable[None]]]
+
+
 @dataclass
 class TickReport:
     job: str
@@ -277,7 +282,10 @@ class Scheduler:
         owner: str,
         clock: Clock,
         lease_ttl: timedelta = timedelta(seconds=60),
+        periodic: Sequence[Periodic] = (),
     ) -> None:
+        # Fixed-interval hooks while serving: the bounce mailbox poll, webhooks, reloads.
+        self.periodic = list(periodic)
         self.config = config
         self.engine = engine
         self.ledger = Ledger(engine)
@@ -287,8 +295,6 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.jobs = jobs_from_config(config)
         self._alarm: Any = None  # the AsyncIOScheduler while serving
-        # (interval, coroutine function): more periodic work while serving (webhooks, reload)
-        self.extra_jobs: list[tuple[timedelta, Callable[[], Awaitable[None]]]] = []
 
     # --- the tick --------------------------------------------------------------------------
 
@@ -443,9 +449,11 @@ class Scheduler:
         scheduler = self._alarm = AsyncIOScheduler(timezone=UTC)
         for job in self.jobs:
             self._add_alarm(job)
-        for every, function in self.extra_jobs:
-            scheduler.add_job(function, IntervalTrigger(seconds=every.total_seconds()),
-                              max_instances=1, coalesce=True)  # fmt: skip
+        for name, every, action in self.periodic:
+            scheduler.add_job(
+                action, IntervalTrigger(seconds=every.total_seconds()), id=name, name=name,
+                max_instances=1, coalesce=True,
+            )  # fmt: skip
         keep_every = min(sweep_every.total_seconds(), self.lease_ttl.total_seconds() / 3)
         scheduler.add_job(
             self._keep, IntervalTrigger(seconds=keep_every), args=[stop],

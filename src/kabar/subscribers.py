@@ -5,7 +5,8 @@ two ids, so each list has its own unsubscribe token. Ids are random, and tokens 
 HMAC of the id, so links cannot be guessed or enumerated.
 
 Statuses: pending (double opt-in, not yet confirmed), active, unsubscribed, bounced
-(a 5.1.x reply), complained. Only active subscribers receive issues.
+(a 5.1.x reply, or a DSN read later: kabar.inbound), complained (a spam report). Only
+active subscribers receive issues; no address on the suppression list is ever added.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -24,13 +26,14 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Engine, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, or_, select, update
 
+from kabar.addresses import InvalidAddress, normalise_address
 from kabar.config import SUPPORTED_LANGUAGES, Config, MissingSecretError, read_secret
 from kabar.hooks.events import STATUS_EVENTS, record_event, subscriber_data
 from kabar.model import Recipient
-from kabar.store.tables import forgotten, settings, subscribers
+from kabar.store.tables import forgotten, settings, subscribers, suppressions
+from kabar.suppression import Suppressions
 from kabar.urls import Urls
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,8 @@ LEFT: tuple[Status, ...] = ("unsubscribed", "bounced", "complained")  # only the
 _BATCH = 1000
 
 
-class InvalidAddress(ValueError):
-    """An address email-validator rejects (syntax only: no DNS lookups)."""
+class SuppressedAddress(ValueError):
+    """An address on the suppression list (kabar.suppression): never added to a list."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +74,6 @@ class Subscriber:
 
     def receives(self, digest_id: str) -> bool:
         return not self.digests or digest_id in self.digests
-
-
-def normalise_address(text: str) -> str:
-    """The address as email-validator normalises it; raise InvalidAddress with its reason."""
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise InvalidAddress(str(exc)) from None
 
 
 def normalise_locale(text: str) -> str:
@@ -214,6 +209,8 @@ class Subscribers:
         existing = self.find(list_id, address)
         if existing is not None:
             return existing, False
+        if Suppressions(self.engine).is_suppressed(address):
+            raise SuppressedAddress(f"{address} is on the suppression list")
         moment = now or datetime.now(UTC)
         subscriber = Subscriber(
             new_id(), list_id, address, name.strip(), normalise_locale(locale), status, origin,
@@ -270,6 +267,7 @@ class Subscribers:
                     select(forgotten.c.email_hash).where(forgotten.c.email_hash.in_(list(hashes)))
                 ).scalars()
             )
+            suppressed = _suppressed_keys(connection, keys)
             fresh = []
             for row in batch:
                 if address_hash(row.email) in gone:
@@ -279,6 +277,11 @@ class Subscribers:
                     )
                     continue
                 state = stored.get(_key(row.email))
+                if _key(row.email) in suppressed:
+                    report.rejected.append(
+                        f"{report.path}:{row.line}: {row.email} is on the suppression list"
+                    )
+                    continue
                 if state in LEFT:
                     report.existing += 1
                     line = (
@@ -454,6 +457,17 @@ def receives(digest_id: str) -> ColumnElement[bool]:
 _FIELDS = tuple(f.name for f in fields(Subscriber))
 
 
+def _suppressed_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    """Those of the lower-cased addresses the suppression list holds, or their domains."""
+    domains = {key.rpartition("@")[2] for key in keys}
+    found = set(
+        connection.execute(
+            select(suppressions.c.value).where(suppressions.c.value.in_([*keys, *domains]))
+        ).scalars()
+    )
+    return {key for key in keys if key in found or key.rpartition("@")[2] in found}
+
+
 def _to_row(subscriber: Subscriber) -> dict[str, Any]:
     return {
         **vars(subscriber),
@@ -549,6 +563,7 @@ class Links:
     def __init__(self, config: Config, secret: bytes) -> None:
         self.urls = Urls(config)
         self.secret = secret
+        self.mailto_pattern = config.bounces.unsubscribe_address
 
     def unsubscribe_url(self, subscriber_id: str) -> str:
         return self.urls.unsubscribe(sign(self.secret, "unsubscribe", subscriber_id))
@@ -559,18 +574,29 @@ class Links:
     def preferences_url(self, subscriber_id: str) -> str:
         return self.urls.preferences(sign(self.secret, "preferences", subscriber_id))
 
+    def unsubscribe_mailto(self, subscriber_id: str) -> str:
+        """`mailto:` the signed unsubscribe address (bounces.unsubscribe_address), which
+        kabar.inbound reads; "" when none is configured."""
+        from kabar import verp
+
+        if not self.mailto_pattern or not re.fullmatch(r"[0-9a-z]{1,32}", subscriber_id):
+            return ""
+        token = verp.unsubscribe_token(self.secret, subscriber_id)
+        return f"mailto:{verp.address(self.mailto_pattern, token)}?subject=unsubscribe"
+
     def recipient(
         self, subscriber_id: str, email: str, name: str = "", locale: str = "", *,
         variant: str = "",
     ) -> Recipient:  # fmt: skip
         # "Atur langganan" opens the preference centre; the unsubscribe link (and
-        # List-Unsubscribe) leaves this list. kabar receives no mail: no mailto link.
+        # List-Unsubscribe, whose mailto comes second: one-click https first) leaves it.
         return Recipient(
             subscriber_id=subscriber_id,
             email=email,
             name=name,
             locale=locale,
             unsubscribe_url=self.unsubscribe_url(subscriber_id),
+            unsubscribe_mailto=self.unsubscribe_mailto(subscriber_id),
             preferences_url=self.preferences_url(subscriber_id),
             variant=variant,
         )

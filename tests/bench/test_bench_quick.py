@@ -17,6 +17,7 @@ HELPERS = {"smtp_sink.py"}
 # A line each script prints only once it has measured something.
 FIGURES = {
     "api.py": r"api end to end: [\d,]+ articles in [\d.]+ s, [\d,]+ articles/s",
+    "bounces.py": r"bounces: [\d,]+ messages in [\d.]+ s, [\d,]+ msg/s",
     "deliver.py": r"kabar end to end: [\d,]+ msg/s",
     "distributed.py": r"embedded: [\d.]+ s, [\d,]+ msg/s",
     "feeds.py": r"incremental build after 1 new article: \d+ ms",

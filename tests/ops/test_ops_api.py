@@ -322,7 +322,8 @@ def test_issues_are_listed_with_the_counts_kabar_status_shows(
     listed = api.get("/api/v1/issues", headers=headers).json()["issues"]
     assert [issue["key"] for issue in listed] == ["harian:pembaca:2026-12-05"]
     assert listed[0]["counts"] == {"audience": 0, "sent": 0, "deferred": 0, "failed": 0,
-                                   "bounced": 0, "skipped": 0, "pending": 0}  # fmt: skip
+                                   "bounced": 0, "complained": 0, "skipped": 0,
+                                   "pending": 0}  # fmt: skip
     status = CliRunner().invoke(cli, ["-c", str(config.path), "status", "--json"])
     shown = json.loads(status.stdout)
     assert {k: shown[k] for k in listed[0]["counts"]} == listed[0]["counts"]

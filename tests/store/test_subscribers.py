@@ -176,7 +176,7 @@ def test_tokens_are_signed_per_subscriber_and_purpose() -> None:
 
 @pytest.mark.parametrize("bad", ["", "@", "a@b", "a b@example.com", "a@example..com"])
 def test_invalid_addresses_are_refused(store: Store, bad: str) -> None:
-    from kabar.subscribers import InvalidAddress
+    from kabar.addresses import InvalidAddress
 
     with pytest.raises(InvalidAddress):
         Subscribers(store.engine).add("pembaca", bad)

@@ -76,7 +76,9 @@ def openapi_document(config: Config) -> dict[str, Any]:
     }  # fmt: skip
     counts = {"type": "object", "properties": {
         name: {"type": "integer"}
-        for name in ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
+        for name in (
+            "audience", "sent", "deferred", "failed", "bounced", "complained", "skipped", "pending"
+        )
     }}  # fmt: skip
     issue = {"type": "object", "properties": {
         "key": {"type": "string"}, "digest": {"type": "string"}, "list": {"type": "string"},

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kabar.addresses import InvalidAddress, normalise_address
 from kabar.api.openapi import openapi_document
 from kabar.api.rebuild import FeedRebuilder
 from kabar.api.tokens import Token, Tokens
@@ -33,13 +34,11 @@ from kabar.store.tables import subscribers as subscribers_table
 from kabar.subscribers import (
     LEFT,
     STATUSES,
-    InvalidAddress,
     Links,
     Status,
     Subscriber,
     Subscribers,
     link_secret,
-    normalise_address,
     normalise_locale,
 )
 

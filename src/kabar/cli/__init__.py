@@ -9,7 +9,17 @@ from __future__ import annotations
 import click
 
 from kabar import __version__
-from kabar.cli import content, delivery, jobs, preview, project, subscribers, tokens, web
+from kabar.cli import (
+    bounces,
+    content,
+    delivery,
+    jobs,
+    preview,
+    project,
+    subscribers,
+    tokens,
+    web,
+)
 from kabar.cli.app import App, fail
 from kabar.config import MissingSecretError
 
@@ -61,6 +71,8 @@ for command in (
     tokens.tokens,
     jobs.jobs,
     jobs.webhooks,
+    bounces.bounces,
+    bounces.suppression,
 ):
     cli.add_command(command)
 

@@ -149,8 +149,10 @@ def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) ->
 def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     """Issues, newest first, with their delivery counts.
 
-    audience = sent + deferred (waiting to retry) + failed + bounced + skipped (left
-    before their turn) + pending (not yet sent, or being sent).
+    audience = sent + deferred (waiting to retry) + failed + bounced + complained +
+    skipped (left before their turn) + pending (not yet sent, or being sent). bounced
+    counts refusals during sending and hard-bounce DSNs read later (kabar bounces);
+    complained counts sent messages reported as spam.
     """
     from kabar.ledger import Ledger
 
@@ -169,7 +171,9 @@ def status(app: App, digest_id: str | None, limit: int, as_json: bool) -> None:
     if not rows:
         click.echo("no issues yet")
         return
-    columns = ("audience", "sent", "deferred", "failed", "bounced", "skipped", "pending")
+    columns = (
+        "audience", "sent", "deferred", "failed", "bounced", "complained", "skipped", "pending",
+    )  # fmt: skip
     echo_table(
         ("issue", "state", *columns, "variants", "detail"),
         (

@@ -152,8 +152,8 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
 
 
 def _rows_of(app: App, email: str) -> list[Any]:
+    from kabar.addresses import InvalidAddress
     from kabar.consent import Consent
-    from kabar.subscribers import InvalidAddress
 
     try:
         rows = Consent(app.store.engine).rows_of(email)
@@ -220,9 +220,10 @@ def subscribers_add(
     app: App, email: str, list_id: str | None, name: str, locale: str, status: str
 ) -> None:
     """Add EMAIL to a list (no confirmation mail: the admin vouches for it)."""
+    from kabar.addresses import InvalidAddress
     from kabar.consent import consent_record
     from kabar.deliver.send import utcnow
-    from kabar.subscribers import InvalidAddress, Status, Subscribers
+    from kabar.subscribers import Status, Subscribers, SuppressedAddress
 
     target = _list_id(app, list_id)
     try:
@@ -232,6 +233,8 @@ def subscribers_add(
         )  # fmt: skip
     except InvalidAddress as exc:
         raise click.BadParameter(f"{email!r}: {exc}", param_hint="EMAIL") from None
+    except SuppressedAddress as exc:
+        fail(f"{exc} (kabar suppression remove lifts it)", EXIT_PARTIAL)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--locale") from None
     if made:

@@ -30,7 +30,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Protocol, TypeVar
 
+from kabar import verp
 from kabar.config import Config
+from kabar.deliver import breaker
 from kabar.deliver.transport import Envelope, Reply, Transport
 from kabar.digest import PreparedIssue, load_prepared
 from kabar.ledger import Claimed, DeliveryState, Issue, Ledger, Outcome, ResultWriter
@@ -339,7 +341,8 @@ class Sender:
                 if isinstance(work, Outcome):
                     outcome = work
                 else:
-                    envelope = Envelope(envelope_from, claimed.email, claimed.message_id)
+                    sender = self._verp_sender(key, claimed) or envelope_from
+                    envelope = Envelope(sender, claimed.email, claimed.message_id)
                     started = time.perf_counter()
                     reply = await self.transport.send(lane, envelope, work)
                     SEND_SECONDS.observe(time.perf_counter() - started)
@@ -372,6 +375,8 @@ class Sender:
         await committed
         self._resolve([claimed])
         count_message(outcome.state, outcome.code)
+        if outcome.state == "bounced" and issue_key not in self.paused:
+            await self._watch_bounce_rate(issue_key)
         if self.progress is not None:
             self.progress(issue_key, outcome)
 
@@ -441,6 +446,26 @@ class Sender:
     def _envelope_sender(self, issue: Issue) -> str:
         mailing_list = self.config.mailing_list(issue.list_id)
         return parseaddr(mailing_list.from_)[1]
+
+    async def _watch_bounce_rate(self, issue_key: str) -> None:
+        """Pause the issue when its hard bounces pass the share (kabar.deliver.breaker)."""
+        policy = self.config.bounces.policy
+        reason = await in_thread(
+            breaker.check, self.ledger.engine, issue_key, policy, now=self.clock()
+        )
+        if reason:
+            self.paused.add(issue_key)
+
+    def _verp_sender(self, issue_key: str, claimed: Claimed) -> str | None:
+        """The delivery's own envelope sender (bounces.address), so what comes back names
+        it; None without one configured."""
+        pattern = self.config.bounces.address
+        if not pattern:
+            return None
+        token = verp.delivery_token(
+            self.links.secret, claimed.delivery_id, issue_key, claimed.subscriber_id
+        )
+        return verp.address(pattern, token)
 
     def _resolve(self, claims: Iterable[Claimed]) -> None:
         for claimed in claims:

@@ -148,6 +148,7 @@ subscribers = Table(
     Column("consent", JSON, nullable=True),  # how it came and was confirmed (kabar.consent)
     UniqueConstraint("list_id", "email_key"),
     Index(None, "list_id", "status", "id"),
+    Index(None, "email_key"),  # an address on every list: a bounce, a complaint (0006)
 )
 
 # One issue per key "{digest}:{list}:{local period}"; `state` moves by compare-and-set.
@@ -199,6 +200,7 @@ deliveries = Table(
     UniqueConstraint("issue_key", "subscriber_id"),
     Index(None, "issue_key", "chunk", "state"),
     Index(None, "claim"),
+    Index(None, "message_id"),  # what a complaint's returned original names (0006)
 )
 
 # Where each schedule got to: the last logical fire time it handled.
@@ -363,4 +365,43 @@ job_runs = Table(
     Column("lag_seconds", Integer, nullable=False, default=0),
     Column("outcome", String(16), nullable=False),  # ok|failed
     Column("detail", Text, nullable=False, default=""),
+)
+
+
+# --- what comes back (migration 0009) --------------------------------------------------
+
+# Addresses, or whole domains, no issue, import or subscription ever includes.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("value", String(320), primary_key=True),  # a lower-cased address, or a domain
+    Column("kind", String(16), nullable=False),  # address|domain
+    Column("reason", String(32), nullable=False),  # complaint|admin|import
+    Column("detail", Text, nullable=False, default=""),
+    Column("created", UTCDateTime, nullable=False),
+    Index(None, "kind"),  # the domain entries, scanned for each address of a snapshot
+)
+
+# One row per result read from what came back (a DSN's recipient, a complaint, a mailto
+# unsubscribe, an auto-reply, something not understood). `key` (the returned message's
+# Message-ID plus the delivery) makes reading the same message twice change nothing.
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # hard|soft|delayed|complaint|unsubscribe|…
+    Column("source", String(16), nullable=False),  # maildir|imap|file|ses|mailgun|…
+    Column("received", UTCDateTime, nullable=False),
+    Column("message_id", Text, nullable=False, default=""),  # of the returned message
+    Column("delivery_id", Integer),  # the delivery the VERP token or Message-ID named
+    Column("issue_key", String(200)),
+    Column("subscriber_id", String(32)),
+    Column("email", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False, default=""),  # the DSN's status, 5.1.1
+    Column("detail", Text, nullable=False, default=""),  # the diagnostic, or why not understood
+    Column("effect", Text, nullable=False, default=""),  # what kabar changed because of it
+    Index(None, "subscriber_id", "kind", "received"),
+    Index(None, "issue_key", "kind"),
+    Index(None, "kind", "received"),
 )

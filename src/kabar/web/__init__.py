@@ -20,8 +20,9 @@ def create_app(
     config: Config, *, storage: FeedStorage | None = None, store: Store | None = None
 ) -> Starlette:
     """Feeds (and the archive) from feed storage; subscribe and unsubscribe pages; health,
-    metrics and the HTTP API; the security headers on every response."""
-    from kabar.web import feeds, subscribe
+    metrics and the HTTP API; the relays' bounce webhooks; the security headers on every
+    response."""
+    from kabar.web import feeds, inbound, subscribe
     from kabar.web.headers import SecurityHeaders
 
     storage = storage or FeedStorage.from_config(config)
@@ -39,6 +40,7 @@ def create_app(
             *feeds.routes(config, storage),
             *subscribe.routes(config, store, closers=closers),
             *operations,
+            *inbound.routes(config, store, closers=closers),  # relays' bounce webhooks
         ],
         middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,

@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from kabar.addresses import InvalidAddress, normalise_address
 from kabar.config import Config, MailingList
 from kabar.consent import Client, Consent, consent_record
 from kabar.deliver.send import utcnow
@@ -49,10 +50,9 @@ from kabar.mails import Mails
 from kabar.store import Store
 from kabar.subscribers import (
     LEFT,
-    InvalidAddress,
     Subscriber,
-    normalise_address,
 )
+from kabar.suppression import Suppressions
 from kabar.urls import CONFIRM_ROUTE, SUBSCRIBE_ROUTE, UNSUBSCRIBE_ROUTE
 from kabar.web import forms, preferences
 from kabar.web.pages import (
@@ -159,6 +159,9 @@ def _subscribe(service: Service) -> Callable[[Request], Awaitable[Response]]:
         if form.get(HONEYPOT):
             log.info("POST /subscribe from %s: honeypot filled in, nothing sent", client)
             return answer  # the same answer, so the bot learns nothing
+        if Suppressions(service.store.engine).is_suppressed(email):
+            log.info("POST /subscribe: a suppressed address, nothing sent")
+            return answer  # the same answer: the form tells nobody who is suppressed
         consent = consent_record(
             "form", now=utcnow(), client=client_of(service, request), language=language
         )
