@@ -40,6 +40,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -120,6 +121,7 @@ TEXT = {
 }
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+MAX_FORM_FIELDS = 20  # the subscribe form has five; more is no person filling it in
 HONEYPOT = "website"  # a field the form hides from people; only bots fill it in
 MAX_NAME = 60
 STYLE = (
@@ -295,7 +297,7 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
             body = f"<p>{_say(text['unsubscribe_ask'], **names)}</p>"
             body += _button(text["unsubscribe_button"], ONE_CLICK)
             return _page(service, language, text["unsubscribe_title"], body)
-        form = await request.form()
+        form = await _read_form(request)
         if form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
             return _page(service, language, text["unsubscribe_title"], "", status=400)
         if service.subscribers.set_status(
@@ -310,9 +312,15 @@ def _unsubscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
 # --- subscribe (double opt-in) --------------------------------------------------------------
 
 
+async def _read_form(request: Request) -> FormData:
+    """The posted fields. No form of kabar's has a file field, so an upload is refused
+    (400) at its first part's headers, before its bytes are spooled to disk."""
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+
+
 def _subscribe(service: _Service) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
-        form = await request.form()
+        form = await _read_form(request)
         lists = service.config.lists
         list_id = str(form.get("list") or (lists[0].id if len(lists) == 1 else ""))
         mailing_list = service.mailing_list(list_id)
