@@ -1,12 +1,17 @@
-"""Usage errors a new user meets first: one line and exit 2, never a traceback."""
+"""What a new user and a script meet first: a usage error is one line and exit 2, never a
+traceback, and --json output is JSON whatever happened."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from kabar.cli import cli
+
+from .support.delivery_setup import delivery_config
+from .support.project import WriteConfig
 
 
 def test_init_under_a_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
@@ -16,3 +21,16 @@ def test_init_under_a_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> N
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"cannot write {blocker / 'site'}" in result.output
+
+
+def test_send_json_says_nothing_is_due_in_json(write_config: WriteConfig, project: Path) -> None:
+    config = delivery_config(write_config)  # no schedule: nothing is due without --now
+    for extra in ([], ["--dry-run"]):
+        result = CliRunner().invoke(
+            cli, ["-q", "-c", str(config.path), "send", "harian", "--json", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        assert answer["digest"] == "harian" and answer["issue"] is None
+        assert "has no schedule; --now sends the current issue" in answer["nothing_due"]
+    assert not (project / "outbox" / "new").exists()
