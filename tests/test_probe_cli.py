@@ -34,3 +34,21 @@ def test_send_json_says_nothing_is_due_in_json(write_config: WriteConfig, projec
         assert answer["digest"] == "harian" and answer["issue"] is None
         assert "has no schedule; --now sends the current issue" in answer["nothing_due"]
     assert not (project / "outbox" / "new").exists()
+
+
+def test_preview_out_under_a_file_is_an_error_in_json(
+    write_config: WriteConfig, project: Path, tmp_path: Path
+) -> None:
+    config = delivery_config(write_config)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder\n")
+    for extra, parse in ((["--json"], json.loads), ([], str)):
+        result = CliRunner().invoke(
+            cli,
+            ["-q", "-c", str(config.path), "preview", "harian", "--out", str(blocker / "p"),
+             "--as-of", "2026-12-05T07:00+07:00", *extra],
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        said = parse(result.stdout if extra else result.stderr)
+        assert f"--out: cannot write {blocker / 'p'}" in (said["error"] if extra else said)
