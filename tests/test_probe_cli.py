@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from kabar.cli import cli
@@ -52,3 +53,32 @@ def test_preview_out_under_a_file_is_an_error_in_json(
         assert result.exception is None or isinstance(result.exception, SystemExit)
         said = parse(result.stdout if extra else result.stderr)
         assert f"--out: cannot write {blocker / 'p'}" in (said["error"] if extra else said)
+
+
+def test_a_database_kabar_cannot_open_is_one_line(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder\n")
+    path = write_config(storage={"database": f"sqlite:///{blocker}/kabar.db", "feeds": "public/"})
+    result = CliRunner().invoke(cli, ["-c", str(path), "articles"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"kabar: storage.database: cannot open sqlite:///{blocker}")
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KABAR_DB_PASSWORD", "hunter2-secret")
+    path = write_config(storage={
+        "database": "postgresql://kabar@127.0.0.1:1/kabar",  # port 1: nobody listens
+        "password_env": "KABAR_DB_PASSWORD", "feeds": "public/",
+    })  # fmt: skip
+    result = CliRunner().invoke(cli, ["-c", str(path), "status"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1
+    assert "kabar: storage.database: cannot open postgresql://kabar:***@127.0.0.1:1/kabar: " in (
+        result.stderr
+    )
+    assert "hunter2" not in result.output
