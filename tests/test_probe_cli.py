@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from kabar.cli import cli
 
-from .support.delivery_setup import delivery_config
+from .support.delivery_setup import SECRET, delivery_config, prepare_store
 from .support.project import WriteConfig
 
 
@@ -82,3 +82,34 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(
         result.stderr
     )
     assert "hunter2" not in result.output
+
+
+def test_an_outbox_under_a_file_is_one_line_and_no_issue(
+    write_config: WriteConfig,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kabar.cli import main
+    from kabar.ledger import Ledger
+    from kabar.store import Store
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder\n")
+    config = delivery_config(write_config, outbox=str(blocker / "outbox"))
+    monkeypatch.setenv("KABAR_SECRET", SECRET)
+    with Store.open(config.database_url) as store:
+        prepare_store(config, store, 2)
+    monkeypatch.setattr("sys.argv", ["kabar", "-q", "-c", str(config.path), "send", "harian",
+                                     "--now"])  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    said = capsys.readouterr().err
+    assert (
+        said
+        == f"kabar: delivery.outbox: cannot make {blocker / 'outbox' / 'tmp'}: Not a directory\n"
+    )
+    with Store.open(config.database_url) as store:
+        assert Ledger(store.engine).issues() == []  # nothing half-made to resume
