@@ -78,7 +78,9 @@ for command in (
 
 
 def main() -> None:
+    from kabar.deliver.outbox import OutboxError
+
     try:
         cli(prog_name="kabar")
-    except MissingSecretError as exc:
+    except (MissingSecretError, OutboxError) as exc:
         fail(str(exc))

@@ -38,14 +38,29 @@ class App:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from kabar.store import Store
+            from sqlalchemy.exc import SQLAlchemyError
 
-            self._store = Store.open(self.config.database_url)
+            from kabar.store import Store, masked_url
+
+            url = self.config.database_url
+            try:
+                self._store = Store.open(url)
+            except (OSError, ImportError, SQLAlchemyError) as exc:
+                # A database kabar cannot reach is the setup's fault: one line, not a
+                # traceback; the URL is masked, since it may carry the password.
+                fail(f"storage.database: cannot open {masked_url(url)}: {_db_reason(exc)}")
         return self._store
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _db_reason(exc: Exception) -> str:
+    if isinstance(exc, ImportError) and exc.name == "psycopg":
+        return "the PostgreSQL driver is not installed (pip install 'kabar[postgres]')"
+    reason = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's
+    return " ".join(str(reason).split())
 
 
 pass_app = click.make_pass_decorator(App)

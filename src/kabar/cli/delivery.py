@@ -71,7 +71,10 @@ def send(
     except UnknownIssue as exc:
         fail(str(exc))
     if result.nothing_due:
-        click.echo(result.nothing_due)
+        if as_json:  # a script reading --json output must get JSON whatever happened
+            echo_json({"digest": digest_id, "issue": None, "nothing_due": result.nothing_due})
+        else:
+            click.echo(result.nothing_due)
     elif result.existing is not None:
         echo_json(_issue_row(result.existing, result.existing_counts))
     elif result.preview is not None:

@@ -76,6 +76,8 @@ def preview(
         refuse(exc.message)
     except (BadRecipientError, DkimKeyError, RenderError) as exc:
         refuse(str(exc))
+    except OSError as exc:  # --out under a file, or in a folder kabar may not write
+        refuse(f"--out: cannot write {exc.filename or out}: {exc.strerror or exc}")
     if written is None:
         if as_json:
             echo_json({"digest": digest_id, "issue_key": None, "articles": 0, "files": []})

@@ -69,7 +69,11 @@ def init(directory: Path, force: bool) -> None:
     if clashes and not force:
         fail(f"not overwriting existing files (use --force): {', '.join(clashes)}")
     for origin, target in plan:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(origin, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(origin, target)
+        except OSError as exc:
+            # A path under a file or in a read-only place is a usage error, not a crash.
+            fail(f"DIRECTORY: cannot write {target}: {exc.strerror or exc}")
         click.echo(f"wrote {target}")
     click.echo(f"next: cd {directory} && kabar check && kabar publish")

@@ -84,12 +84,21 @@ def _stored_message_id(path: Path) -> str | None:
         return None
 
 
+class OutboxError(Exception):
+    """The outbox folder cannot be made: a setup problem, said before any issue exists."""
+
+
 class OutboxTransport(Transport):
     name = "outbox"
 
     def __init__(self, folder: Path) -> None:
         for part in ("tmp", "new", "cur"):
-            (folder / part).mkdir(parents=True, exist_ok=True)
+            try:
+                (folder / part).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutboxError(
+                    f"delivery.outbox: cannot make {folder / part}: {exc.strerror or exc}"
+                ) from exc
         self.folder = folder
         super().__init__([_MaildirLane(folder)])
 

@@ -11,6 +11,7 @@ import ipaddress
 import unicodedata
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -77,6 +78,9 @@ TEXT = {
     },
 }
 
+# The subscribe form and the preference centre ask for a few fields and a checkbox per
+# list, digest and section; far more is no person filling them in.
+MAX_FORM_FIELDS = 200
 HONEYPOT = "website"  # a field the form hides from people; only bots fill it in
 MAX_NAME = 60
 STYLE = forms.STYLE
@@ -279,3 +283,9 @@ def client_key(address: str) -> str:
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted fields. No form of kabar's has a file field, so an upload is refused
+    (400) at its first part's headers, before its bytes are spooled to disk."""
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)

@@ -35,6 +35,7 @@ from kabar.web.pages import (
     form_allowed,
     invalid,
     page,
+    read_form,
 )
 
 
@@ -55,7 +56,7 @@ def _centre(service: Service) -> Callable[[Request], Awaitable[Response]]:
         language = service.language(service.mailing_list(subscriber.list_id), subscriber)
         notice = ""
         if request.method == "POST":
-            form = await request.form()
+            form = await read_form(request)
             if not form_allowed(service, request, str(form.get(forms.TOKEN_FIELD) or "")):
                 text = forms.TEXT[language]
                 return page(service, language, text["preferences_title"], "", status=403)

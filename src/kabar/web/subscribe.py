@@ -68,6 +68,7 @@ from kabar.web.pages import (
     notice,
     page,
     page_language,
+    read_form,
     say,
 )
 
@@ -89,7 +90,7 @@ def _unsubscribe(service: Service) -> Callable[[Request], Awaitable[Response]]:
             body = f"<p>{say(text['unsubscribe_ask'], **names)}</p>"
             body += button(text["unsubscribe_button"], ONE_CLICK)
             return page(service, language, text["unsubscribe_title"], body)
-        form = await request.form()
+        form = await read_form(request)
         if form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
             return page(service, language, text["unsubscribe_title"], "", status=400)
         if service.subscribers.set_status(
@@ -131,7 +132,7 @@ def _subscribe_page(service: Service) -> Callable[[Request], Awaitable[Response]
 
 def _subscribe(service: Service) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
-        form = await request.form()
+        form = await read_form(request)
         lists = service.config.lists
         list_id = str(form.get("list") or (lists[0].id if len(lists) == 1 else ""))
         mailing_list = service.mailing_list(list_id)
