@@ -214,7 +214,7 @@ class IssueRunner:
             if not await self.dispatcher.join():  # workers elsewhere have it
                 if not wait:
                     return False
-                await self._sleep(_POLL)  # look at the ledger again later
+                await self._sleep(self.dispatcher.look_again_in(key, _POLL))
             return not self.sender.stopping
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:

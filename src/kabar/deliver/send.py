@@ -80,6 +80,10 @@ class Dispatcher(Protocol):
         """Wait for the submitted chunks to run here (True), or return False at once when
         workers elsewhere run them (the caller looks at the ledger again later)."""
 
+    def look_again_in(self, issue_key: str, longest: float) -> float:
+        """After join() returned False: seconds until the ledger is worth another look,
+        at most `longest`."""
+
     def describe(self) -> str: ...
 
     async def close(self) -> None: ...
@@ -109,6 +113,9 @@ class LocalDispatcher:
                 first = False
                 await self.deliver_chunk(*self._queue.pop(0))
         return True
+
+    def look_again_in(self, issue_key: str, longest: float) -> float:
+        return longest
 
     def describe(self) -> str:
         return self.transport.describe()
