@@ -97,6 +97,11 @@ class Run:
     # CPU seconds per process from the first message at the sink to the last: "send" is
     # `kabar send` (embedded: all the work; dramatiq: the coordinator), then each worker.
     cpu: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)  # messages each worker sent
+
+    def cpu_per_message(self, name: str) -> float:
+        """Milliseconds of a process's CPU time per message it sent."""
+        return 1000 * self.cpu[name] / max(self.sent.get(name, self.delivered), 1)
 
     @property
     def rate(self) -> float:
@@ -178,6 +183,11 @@ class Worker:
             raise SystemExit(f"a worker exited at start:\n{self.log.read_text(encoding='utf-8')}")
         return "worker: serving queue" in self.log.read_text(encoding="utf-8")
 
+    def sent(self) -> int:
+        """Messages this worker logged as sent."""
+        text = self.log.read_text(encoding="utf-8")
+        return sum(int(n) for n in re.findall(r" sent=(\d+)", text))
+
     def report(self) -> str:
         """Chunks and messages sent, and the log's warnings and errors but the SIGTERM one."""
         lines = self.log.read_text(encoding="utf-8").splitlines()
@@ -251,6 +261,7 @@ def run_mode(
             if workers:
                 forget_queue(args.broker_url, queue)
         run.workers = [worker.report() for worker in running]
+        run.sent = {f"worker {n}": worker.sent() for n, worker in enumerate(running)}
         run.chunks = -(-args.subscribers // CHUNK_SIZE)
         print_run(run, args.subscribers)
         if not workers and not costs:
@@ -389,8 +400,8 @@ def print_run(run: Run, subscribers: int) -> None:
             flush=True,
         )
     if run.cpu:
-        cpu = ", ".join(f"{name} {run.per_message(s):.3f}" for name, s in run.cpu.items())
-        print(f"    CPU ms per message, first to last message: {cpu}", flush=True)
+        cpu = ", ".join(f"{name} {run.cpu_per_message(name):.3f}" for name in run.cpu)
+        print(f"    CPU ms per message it sent, first to last message: {cpu}", flush=True)
     for n, line in enumerate(run.workers):
         print(f"    worker {n}: {line}", flush=True)
 
@@ -417,7 +428,7 @@ def sender_cpu(group: list[Run]) -> str:
     names = [name for name in group[0].cpu if name != "send" or group[0].label == "embedded"]
     values = []
     for name in names:
-        per_run = [run.per_message(run.cpu[name]) for run in group if name in run.cpu]
+        per_run = [run.cpu_per_message(name) for run in group if name in run.cpu]
         if per_run:
             values.append(f"{statistics.median(per_run):.3f}")
     return " / ".join(values) or "-"

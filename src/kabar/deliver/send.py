@@ -42,6 +42,7 @@ Clock = Callable[[], datetime]
 # Read once: crash_point runs for every message, and the tests set it per process.
 _CRASH_AT = os.environ.get("KABAR_CRASH_AT", "")
 _crash_counts: dict[str, int] = {}
+_PREPARED_KEPT = 4  # issues whose rendering a sender keeps loaded
 
 
 def utcnow() -> datetime:
@@ -434,10 +435,16 @@ class Sender:
     # --- helpers ---------------------------------------------------------------------------
 
     def _prepared_issue(self, issue: Issue) -> PreparedIssue:
-        if issue.key not in self._prepared:
+        """Loaded once per process and issue, for all its chunks; a long-lived worker
+        keeps only the issues it sent last."""
+        prepared = self._prepared.pop(issue.key, None)
+        if prepared is None:
             assert issue.prepared is not None
-            self._prepared[issue.key] = load_prepared(self.config, issue.prepared)
-        return self._prepared[issue.key]
+            prepared = load_prepared(self.config, issue.prepared)
+        self._prepared[issue.key] = prepared  # now the newest
+        while len(self._prepared) > _PREPARED_KEPT:
+            del self._prepared[next(iter(self._prepared))]
+        return prepared
 
     def _envelope_sender(self, issue: Issue) -> str:
         mailing_list = self.config.mailing_list(issue.list_id)
