@@ -220,13 +220,14 @@ def test_the_coordinator_looks_again_when_the_pace_says_the_chunks_are_done(
 
     async def looks() -> list[float]:
         seen = []
-        for elapsed, left in ((0, 40), (10, 20), (19, 2), (20, 2), (30, 2)):
+        for elapsed, left in ((0, 40), (10, 20), (19, 2), (20, 2), (25, 2)):
             clock.now = 1000.0 + elapsed
             await dispatcher.submit(key, list(range(40 - left, 40)))
             seen.append(dispatcher.look_again_in(key, 5.0))
         await dispatcher.close()
         return seen
 
-    # Nothing done yet: the longest wait. 20 left at 2 chunks/s: still the longest. 2 left
-    # at 2 chunks/s: 1 s. Still 2 left after that: twice as long each time, up to 5 s.
-    assert asyncio.run(looks()) == [5.0, 5.0, 1.0, 2.0, 4.0]
+    # Nothing done yet: the longest wait. 20 left at 2 chunks/s: 10 s, so the longest. 2
+    # left: 1 s, so a look every quarter chunk (at least 0.25 s apart). No chunk ended
+    # for longer than the longest wait: the longest again.
+    assert asyncio.run(looks()) == [5.0, 5.0, 0.25, 0.25, 5.0]

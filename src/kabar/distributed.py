@@ -155,28 +155,31 @@ class DramatiqDispatcher:
 
 @dataclasses.dataclass
 class _Pace:
-    """The number of an issue's chunks with work, as the coordinator saw it over time."""
+    """How fast an issue's chunks run out of work, as the coordinator saw it."""
 
-    first: int
+    first: int  # chunks with work at the first look
     since: float
-    left: int = -1
-    now: float = 0.0  # when `left` was seen
-    delay: float = 0.0  # the last delay given
+    left: int = -1  # chunks with work at the last look …
+    now: float = 0.0  # … taken then
+    changed: float = 0.0  # when `left` last changed
 
     def seen(self, left: int, now: float) -> None:
         if left != self.left:
-            self.delay = 0.0  # progress: predict afresh
-        self.left, self.now = left, now
+            self.left, self.changed = left, now
+        self.now = now
 
     def next_look(self, longest: float) -> float:
-        done, elapsed = self.first - self.left, self.now - self.since
-        if self.delay:  # predicted, yet not done: back off
-            self.delay = min(longest, self.delay * 2)
-        elif done > 0 and elapsed > 0:
-            self.delay = min(longest, max(_SOONEST_LOOK, self.left * elapsed / done))
-        else:
+        """`longest` while the chunks left take longer than that at the pace so far;
+        after that, a quarter of a chunk's time, so the last one is noticed soon after it
+        ends. Back to `longest` once no chunk has ended for that long (a worker died, say:
+        its claims wait for their lease)."""
+        done = self.first - self.left
+        if done <= 0 or self.now - self.changed > longest:
             return longest
-        return self.delay
+        per_chunk = (self.now - self.since) / done
+        if self.left * per_chunk > longest:
+            return longest
+        return max(_SOONEST_LOOK, min(self.left * per_chunk, per_chunk / 4))
 
 
 def _listed(chunks: Sequence[int]) -> str:
