@@ -144,7 +144,7 @@ class DramatiqDispatcher:
         the rest will be done by then: the issue is closed within a fraction of a second
         of its last delivery, not up to `longest` after it."""
         pace = self._pace.get(issue_key)
-        return longest if pace is None else pace.next_look(longest)
+        return longest if pace is None else pace.next_look(longest, self.clock())
 
     def describe(self) -> str:
         return f"queue {self.engine.queue} at {shown(self.engine.broker)}"
@@ -159,24 +159,22 @@ class _Pace:
 
     first: int  # chunks with work at the first look
     since: float
-    left: int = -1  # chunks with work at the last look …
-    now: float = 0.0  # … taken then
+    left: int = -1  # chunks with work at the last look
     changed: float = 0.0  # when `left` last changed
 
     def seen(self, left: int, now: float) -> None:
         if left != self.left:
             self.left, self.changed = left, now
-        self.now = now
 
-    def next_look(self, longest: float) -> float:
+    def next_look(self, longest: float, now: float) -> float:
         """`longest` while the chunks left take longer than that at the pace so far;
         after that, a quarter of a chunk's time, so the last one is noticed soon after it
-        ends. Back to `longest` once no chunk has ended for that long (a worker died, say:
-        its claims wait for their lease)."""
+        ends. Back to `longest` once no chunk has run out of work for that long (a worker
+        died, say: its claims wait for their lease)."""
         done = self.first - self.left
-        if done <= 0 or self.now - self.changed > longest:
+        if done <= 0 or now - self.changed > longest:
             return longest
-        per_chunk = (self.now - self.since) / done
+        per_chunk = (self.changed - self.since) / done
         if self.left * per_chunk > longest:
             return longest
         return max(_SOONEST_LOOK, min(self.left * per_chunk, per_chunk / 4))

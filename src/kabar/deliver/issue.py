@@ -229,7 +229,8 @@ class IssueRunner:
         if not wait:
             return False
         wake = await in_thread(self.ledger.next_wakeup, key)
-        delay = _POLL if wake is None else min(_POLL, (wake - self.clock()).total_seconds())
+        longest = self.dispatcher.look_again_in(key, _POLL)  # workers hold the last claims
+        delay = longest if wake is None else min(longest, (wake - self.clock()).total_seconds())
         await self._sleep(max(delay, 0.05))
         return True
 
