@@ -463,13 +463,15 @@ def print_breakdown(runs: list[Run], costs: dict[str, float]) -> None:
             f"variants loaded once per sender ({variants:.1f} ms)",
             median(lambda r: max(1, len(r.workers)) * variants / max(r.delivered, 1)),
         ),
-        ("CPU, per sending process", [sender_cpu(g) if g else "-" for g in by_label.values()]),
     ]
     print()
     print("ms per message, by part (medians; parts overlap, they do not add up):")
     print(f"{'':<40}" + "".join(f"{label:>14}" for label in labels))
     for name, values in rows:
         print(f"{name:<40}" + "".join(f"{value:>14}" for value in values))
+    print("CPU ms per message, each sending process:")
+    for label, group in by_label.items():
+        print(f"    {label:<12} {sender_cpu(group) if group else '-'}")
     print(
         f"a rate-limit slot from Redis, as a worker takes it: {costs['slot']:.3f} ms wall, "
         f"{costs['slot_cpu']:.3f} ms CPU per message (embedded: a local limiter, no round trip)"

@@ -227,7 +227,7 @@ def test_the_coordinator_looks_again_when_the_pace_says_the_chunks_are_done(
         await dispatcher.close()
         return seen
 
-    # Nothing done yet: the longest wait. 20 left at 2 chunks/s: 10 s, so the longest. 2
-    # left: 1 s, so a look every quarter chunk (at least 0.25 s apart). No chunk ended
-    # for longer than the longest wait: the longest again.
-    assert asyncio.run(looks()) == [5.0, 5.0, 0.25, 0.25, 5.0]
+    # Nothing done yet: the longest wait. 20 left at 2 chunks/s: 10 s, looked at again in
+    # a quarter of that. 2 left: 1 s, so in 0.25 s (the soonest). No chunk ran out of
+    # work for longer than the longest wait: the longest again.
+    assert asyncio.run(looks()) == [5.0, 2.5, 0.25, 0.25, 5.0]

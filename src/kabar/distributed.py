@@ -167,17 +167,16 @@ class _Pace:
             self.left, self.changed = left, now
 
     def next_look(self, longest: float, now: float) -> float:
-        """`longest` while the chunks left take longer than that at the pace so far;
-        after that, a quarter of a chunk's time, so the last one is noticed soon after it
-        ends. Back to `longest` once no chunk has run out of work for that long (a worker
-        died, say: its claims wait for their lease)."""
+        """A quarter of the time the chunks left take at the pace so far, within
+        [_SOONEST_LOOK, longest]: looks come closer together as the end nears, and the
+        last chunk is noticed within a quarter of a chunk's time of its end. Back to
+        `longest` once no chunk has run out of work for that long (a worker died, say:
+        its claims wait for their lease)."""
         done = self.first - self.left
         if done <= 0 or now - self.changed > longest:
             return longest
         per_chunk = (self.changed - self.since) / done
-        if self.left * per_chunk > longest:
-            return longest
-        return max(_SOONEST_LOOK, min(self.left * per_chunk, per_chunk / 4))
+        return max(_SOONEST_LOOK, min(longest, self.left * per_chunk / 4))
 
 
 def _listed(chunks: Sequence[int]) -> str:
