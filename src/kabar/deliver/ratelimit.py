@@ -57,7 +57,9 @@ return slot - now_us
 # that a worker's late sends cannot bunch up.
 BATCH_SECONDS = 0.1
 MAX_BATCH = 64  # at high rates: one round trip per 64 sends
-STALE_SECONDS = 1.0  # slots this far in the past are dropped, not spent in a burst
+# Slots this far in the past are dropped, not spent in a burst: late sends bunch up within
+# this span at most, so any second at the relay holds at most this much more than its share.
+STALE_SECONDS = BATCH_SECONDS
 
 
 def batch_size(per_second: float) -> int:
