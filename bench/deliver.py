@@ -75,10 +75,14 @@ class Sink:
         assert self.process.stdout.readline().strip() == "ready"
 
     def count(self) -> int:
+        return int(self.ask("count"))
+
+    def ask(self, command: str) -> str:
+        """One of the sink's commands (count, reset, stats): its answer."""
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write("count\n")
+        self.process.stdin.write(f"{command}\n")
         self.process.stdin.flush()
-        return int(self.process.stdout.readline())
+        return self.process.stdout.readline().strip()
 
     def close(self) -> None:
         assert self.process.stdin is not None

@@ -5,23 +5,65 @@ this machine it takes about 100 messages/s of an 85 KB digest whatever the numbe
 connections, below what kabar sends, so every bench against it measured aiosmtpd. This
 sink speaks just enough SMTP for aiosmtplib (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
 reads DATA in whole socket reads looking only for the terminating CRLF.CRLF, and keeps
-nothing but a count.
+nothing but counts: messages, connections, and when messages arrived.
 
-    python bench/smtp_sink.py PORT    # prints "ready", then the count for each stdin line
+    python bench/smtp_sink.py PORT    # prints "ready", then answers each stdin line:
+        count     the messages received so far
+        reset     "ok"; starts a new run for `stats`
+        stats     JSON of the run: messages, connections, first and last arrival
+                  (time.monotonic(), the same clock in every process of the machine), and
+                  the idle time: the gaps of more than GAP seconds between two arrivals
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
+import time
 
 _END_OF_DATA = b"\r\n.\r\n"
 _EHLO = b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
 
 
+GAP = 0.02  # seconds without a message that count as idle: 15-30 sends at the usual rates
+
+
 class Counter:
     received = 0
+
+
+class Run:
+    """What arrived since the last `reset`."""
+
+    messages = 0
+    connections = 0
+    first = 0.0
+    last = 0.0
+    idle = 0.0  # seconds, summed over the gaps longer than GAP
+    gaps = 0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.messages = cls.connections = cls.gaps = 0
+        cls.first = cls.last = cls.idle = 0.0
+
+    @classmethod
+    def arrived(cls) -> None:
+        now = time.monotonic()
+        if cls.messages == 0:
+            cls.first = now
+        elif now - cls.last > GAP:
+            cls.idle += now - cls.last
+            cls.gaps += 1
+        cls.last = now
+        cls.messages += 1
+
+    @classmethod
+    def stats(cls) -> str:
+        names = ("messages", "connections", "first", "last", "idle", "gaps")
+        return json.dumps({name: getattr(cls, name) for name in names})
 
 
 class SinkProtocol(asyncio.Protocol):
@@ -33,6 +75,7 @@ class SinkProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        Run.connections += 1
         transport.write(b"220 sink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
@@ -46,6 +89,7 @@ class SinkProtocol(asyncio.Protocol):
                 del self.buffer[: end + len(_END_OF_DATA)]
                 self.in_data = False
                 Counter.received += 1
+                Run.arrived()
                 self._reply(b"250 OK queued\r\n")
                 continue
             end = self.buffer.find(b"\r\n")
@@ -84,8 +128,15 @@ def serve(port: int) -> None:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     print("ready", flush=True)
-    for _ in sys.stdin:
-        print(Counter.received, flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "stats":
+            print(Run.stats(), flush=True)
+        elif command == "reset":
+            Run.reset()
+            print("ok", flush=True)
+        else:
+            print(Counter.received, flush=True)
     loop.call_soon_threadsafe(server.close)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)

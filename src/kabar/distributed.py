@@ -34,6 +34,10 @@ from kabar.subscribers import link_secret
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "kabar.deliver_chunk"
+_SOONEST_LOOK = 0.25  # seconds: the coordinator looks at the ledger at most this often
+# The worker's consumer polls an empty queue at most this far apart (Dramatiq's default is
+# 1 s): it also bounds how long a worker idles before it fetches the next chunk's message.
+_FETCH_EVERY_MS = 200
 # The sweeper, not Dramatiq, decides when a chunk runs again; and a chunk may take long at
 # a low shared rate limit, so Dramatiq's 10-minute default time limit would cut it short.
 _ACTOR_OPTIONS = {"max_retries": 0, "time_limit": int(timedelta(days=1).total_seconds() * 1000)}
@@ -84,11 +88,13 @@ class DramatiqDispatcher:
         self.resubmit_after = engine.resubmit_after.total_seconds()
         self._queued: dict[tuple[str, int], float] = {}  # (issue, chunk) → when last queued
         self._progress: dict[str, tuple[int, float]] = {}  # issue → (settled, since when)
+        self._pace: dict[str, _Pace] = {}  # issue → how fast its chunks run out of work
 
     async def submit(self, issue_key: str, chunks: Sequence[int]) -> None:
         """Queue each chunk with work that has no message out. A chunk that had no work
         since its last message (it was drained, then a retry came due) gets one at once."""
         now = self.clock()
+        self._pace.setdefault(issue_key, _Pace(len(chunks), now)).seen(len(chunks), now)
         for key, chunk in list(self._queued):
             if key == issue_key and chunk not in chunks:
                 del self._queued[(key, chunk)]
@@ -133,11 +139,44 @@ class DramatiqDispatcher:
     async def join(self) -> bool:
         return False  # workers elsewhere run the chunks
 
+    def look_again_in(self, issue_key: str, longest: float) -> float:
+        """Sooner than `longest` when the pace at which chunks have run out of work says
+        the rest will be done by then: the issue is closed within a fraction of a second
+        of its last delivery, not up to `longest` after it."""
+        pace = self._pace.get(issue_key)
+        return longest if pace is None else pace.next_look(longest, self.clock())
+
     def describe(self) -> str:
         return f"queue {self.engine.queue} at {shown(self.engine.broker)}"
 
     async def close(self) -> None:
         await in_thread(self.broker.close)
+
+
+@dataclasses.dataclass
+class _Pace:
+    """How fast an issue's chunks run out of work, as the coordinator saw it."""
+
+    first: int  # chunks with work at the first look
+    since: float
+    left: int = -1  # chunks with work at the last look
+    changed: float = 0.0  # when `left` last changed
+
+    def seen(self, left: int, now: float) -> None:
+        if left != self.left:
+            self.left, self.changed = left, now
+
+    def next_look(self, longest: float, now: float) -> float:
+        """A quarter of the time the chunks left take at the pace so far, within
+        [_SOONEST_LOOK, longest]: looks come closer together as the end nears, and the
+        last chunk is noticed within a quarter of a chunk's time of its end. Back to
+        `longest` once no chunk has run out of work for that long (a worker died, say:
+        its claims wait for their lease)."""
+        done = self.first - self.left
+        if done <= 0 or now - self.changed > longest:
+            return longest
+        per_chunk = (self.changed - self.since) / done
+        return max(_SOONEST_LOOK, min(longest, self.left * per_chunk / 4))
 
 
 def _listed(chunks: Sequence[int]) -> str:
@@ -246,11 +285,13 @@ def run_worker(config: Config, store: Store, *, stop: threading.Event | None = N
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    # One chunk at a time: a chunk's lanes hold all of the transport's connections. And
-    # one message in hand, not Dramatiq's default two: the next chunk goes to whichever
-    # worker is free first, and a worker that dies strands only the chunk it was sending.
-    worker = dramatiq.Worker(broker, worker_threads=1)
-    worker.queue_prefetch = 1
+    # One chunk at a time: a chunk's lanes hold all of the transport's connections. The
+    # next chunk's message is fetched while this one sends, so the worker goes on with it
+    # the moment this one ends: with one message in hand, the consumer fetched the next
+    # only after its idle back-off, a third of a second per chunk on average. A worker
+    # that dies strands that unstarted message too; Redis requeues it (or the sweeper does).
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=_FETCH_EVERY_MS)
+    worker.queue_prefetch = 2
     worker.start()
     log.info("worker: serving queue %s at %s", engine.queue, shown(engine.broker))
     try:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from kabar import config as config_module
 from kabar.cli import cli
 from kabar.config import ConfigError, Engine
-from kabar.deliver.ratelimit import SharedRateLimiter
+from kabar.deliver.ratelimit import SharedRateLimiter, batch_size
 from kabar.distributed import DramatiqDispatcher, shown
 
 from ..support.project import WriteConfig
@@ -183,3 +183,51 @@ def test_limiters_sharing_a_key_space_their_sends_together() -> None:
     # Each on a key of its own (another relay): they do not wait for each other.
     apart = asyncio.run(burst([SharedRateLimiter(REDIS, f"{key}:{n}", 100) for n in range(3)], 20))
     assert apart < shared * 0.6
+
+
+def test_a_worker_takes_its_slots_in_batches_still_one_interval_apart() -> None:
+    """At 200 per second a worker takes 20 slots per round trip to Redis, and spends them
+    at their own times: 60 sends take at least 59 intervals, in 3 round trips, not 60."""
+    key = f"kabar:test-rate:{uuid.uuid4().hex}"
+    assert batch_size(200) == 20 and batch_size(5) == 1 and batch_size(1e6) == 64
+
+    async def sends() -> tuple[list[float], int]:
+        limiter = SharedRateLimiter(REDIS, key, 200)
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def lane() -> None:
+            for _ in range(15):
+                await limiter.wait()
+                times.append(loop.time())
+
+        await asyncio.gather(*(lane() for _ in range(4)))
+        await limiter.close()
+        return sorted(times), limiter.round_trips
+
+    times, round_trips = asyncio.run(sends())
+    assert round_trips == 3
+    assert times[-1] - times[0] >= 59 * 0.005 * 0.95
+
+
+def test_the_coordinator_looks_again_when_the_pace_says_the_chunks_are_done(
+    redis_queue: tuple[Engine, redis.Redis],
+) -> None:
+    engine, _ = redis_queue
+    clock = Clock()
+    dispatcher = DramatiqDispatcher(engine, lambda key: 0, clock=clock)
+    key = "harian:pembaca:2026-11-27"
+
+    async def looks() -> list[float]:
+        seen = []
+        for elapsed, left in ((0, 40), (10, 20), (19, 2), (20, 2), (25, 2)):
+            clock.now = 1000.0 + elapsed
+            await dispatcher.submit(key, list(range(40 - left, 40)))
+            seen.append(dispatcher.look_again_in(key, 5.0))
+        await dispatcher.close()
+        return seen
+
+    # Nothing done yet: the longest wait. 20 left at 2 chunks/s: 10 s, looked at again in
+    # a quarter of that. 2 left: 1 s, so in 0.25 s (the soonest). No chunk ran out of
+    # work for longer than the longest wait: the longest again.
+    assert asyncio.run(looks()) == [5.0, 2.5, 0.25, 0.25, 5.0]

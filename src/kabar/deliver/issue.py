@@ -208,7 +208,7 @@ class IssueRunner:
             if not await self.dispatcher.join():  # workers elsewhere have it
                 if not wait:
                     return False
-                await self._sleep(_POLL)  # look at the ledger again later
+                await self._sleep(self.dispatcher.look_again_in(key, _POLL))
             return not self.sender.stopping
         final = await in_thread(self.ledger.finish, key, now=self.clock())
         if final is not None:
@@ -223,7 +223,8 @@ class IssueRunner:
         if not wait:
             return False
         wake = await in_thread(self.ledger.next_wakeup, key)
-        delay = _POLL if wake is None else min(_POLL, (wake - self.clock()).total_seconds())
+        longest = self.dispatcher.look_again_in(key, _POLL)  # workers hold the last claims
+        delay = longest if wake is None else min(longest, (wake - self.clock()).total_seconds())
         await self._sleep(max(delay, 0.05))
         return True
 

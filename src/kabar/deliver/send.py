@@ -46,6 +46,7 @@ Clock = Callable[[], datetime]
 # Read once: crash_point runs for every message, and the tests set it per process.
 _CRASH_AT = os.environ.get("KABAR_CRASH_AT", "")
 _crash_counts: dict[str, int] = {}
+_PREPARED_KEPT = 4  # issues whose rendering a sender keeps loaded
 
 
 def utcnow() -> datetime:
@@ -84,6 +85,10 @@ class Dispatcher(Protocol):
         """Wait for the submitted chunks to run here (True), or return False at once when
         workers elsewhere run them (the caller looks at the ledger again later)."""
 
+    def look_again_in(self, issue_key: str, longest: float) -> float:
+        """After join() returned False: seconds until the ledger is worth another look,
+        at most `longest`."""
+
     def describe(self) -> str: ...
 
     async def close(self) -> None: ...
@@ -113,6 +118,9 @@ class LocalDispatcher:
                 first = False
                 await self.deliver_chunk(*self._queue.pop(0))
         return True
+
+    def look_again_in(self, issue_key: str, longest: float) -> float:
+        return longest
 
     def describe(self) -> str:
         return self.transport.describe()
@@ -438,10 +446,16 @@ class Sender:
     # --- helpers ---------------------------------------------------------------------------
 
     def _prepared_issue(self, issue: Issue) -> PreparedIssue:
-        if issue.key not in self._prepared:
+        """Loaded once per process and issue, for all its chunks; a long-lived worker
+        keeps only the issues it sent last."""
+        prepared = self._prepared.pop(issue.key, None)
+        if prepared is None:
             assert issue.prepared is not None
-            self._prepared[issue.key] = load_prepared(self.config, issue.prepared)
-        return self._prepared[issue.key]
+            prepared = load_prepared(self.config, issue.prepared)
+        self._prepared[issue.key] = prepared  # now the newest
+        while len(self._prepared) > _PREPARED_KEPT:
+            del self._prepared[next(iter(self._prepared))]
+        return prepared
 
     def _envelope_sender(self, issue: Issue) -> str:
         mailing_list = self.config.mailing_list(issue.list_id)
