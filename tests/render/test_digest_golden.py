@@ -46,3 +46,16 @@ def test_seed_issue_reads_like_the_seed_page(seed_files: dict[str, bytes]) -> No
     assert "Baca Selengkapnya: https://kabar.example.id/read/" in text
     html = seed_files["seed.html"].decode()
     assert "Berita terkait" not in html and html.count("Baca Selengkapnya") == 11
+
+
+def test_dark_mode_accent_reads_on_the_dark_card(seed_files: dict[str, bytes]) -> None:
+    """The section labels' accent (#b4161b, 2.4:1 on the dark card) is lightened in dark
+    mode until it meets WCAG AA's 4.5:1; light mode keeps the brand colour."""
+    from kabar.render.email import DARK_CARD, MIN_CONTRAST, contrast, readable_on, rgb
+
+    page = seed_files["seed.html"].decode()
+    dark = readable_on("#b4161b", DARK_CARD)
+    assert f".kabar-body .kabar-accent {{ color: {dark} !important; }}" in page
+    assert contrast(rgb(dark), rgb(DARK_CARD)) >= MIN_CONTRAST
+    assert contrast(rgb("#b4161b"), rgb(DARK_CARD)) < MIN_CONTRAST
+    assert "color:#b4161b" in page.replace(" ", "")  # the light mode's brand colour stays

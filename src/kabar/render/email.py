@@ -89,6 +89,7 @@ class EmailTemplates:
             "issue": view,
             "slots": slots,
             "accent": self.accent_color,
+            "accent_dark": readable_on(self.accent_color, DARK_CARD),
             "font_family": font_family,
         }
         try:
@@ -97,6 +98,37 @@ class EmailTemplates:
         except jinja2.TemplateError as exc:
             raise RenderError(describe_template_error(exc)) from None
         return _mjml_to_html(mjml_source, self.fonts, self.include_loader), text
+
+
+# The card's background in dark mode (templates/digest.mjml.j2's dark styles).
+DARK_CARD = "#1e1e1e"
+MIN_CONTRAST = 4.5  # WCAG AA for text under 18 pt
+
+
+def readable_on(color: str, background: str) -> str:
+    """`color`, mixed with white in steps until it reads on `background` (WCAG AA):
+    a brand red such as #b4161b is 2.4:1 on a dark card, too dim for a section label."""
+    for step in range(11):
+        share = step / 10
+        mixed = tuple(round(c + (255 - c) * share) for c in rgb(color))
+        if contrast(mixed, rgb(background)) >= MIN_CONTRAST:
+            return "#{:02x}{:02x}{:02x}".format(*mixed)
+    return "#ffffff"
+
+
+def rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def contrast(one: tuple[int, ...], other: tuple[int, ...]) -> float:
+    lighter, darker = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _luminance(rgb: tuple[int, ...]) -> float:
+    """Relative luminance (WCAG 2)."""
+    linear = [c / 255 / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
 def _include_loader(search_path: tuple[str, ...]) -> mjml.IncludeLoader:
