@@ -18,6 +18,7 @@ from kabar.ledger import Ledger
 from kabar.store import Store
 from kabar.store.tables import api_tokens, webhook_events
 from kabar.subscribers import Subscribers
+from kabar.suppression import Suppressions
 
 from ..support.ops import article, ops_config, sample, serving
 from ..support.project import WriteConfig
@@ -229,6 +230,14 @@ def test_subscribers_crud_and_paging(config: Config, store: Store, api: httpx.Cl
     ani = made.json()
     assert (ani["status"], ani["origin"], ani["email"]) == ("pending", "api", "Ani@example.com")
     assert ani["confirm_url"].startswith("https://kabar.example.id/subscribe/confirm/")
+    stored = Subscribers(store.engine).get(ani["id"])
+    assert stored is not None and stored.consent is not None
+    assert stored.consent["origin"] == "api" and stored.consent["ip"]  # the CMS's address
+    Suppressions(store.engine).add("blocked@example.com", reason="admin")
+    refused = api.post("/api/v1/subscribers", json={"list": "pembaca",
+                                                    "email": "blocked@example.com"},
+                       headers=headers)  # fmt: skip
+    assert refused.status_code == 409 and refused.json()["field"] == "email"
     assert api.get(f"/api/v1/subscribers/{ani['id']}", headers=headers).json()["name"] == "Ani"
     changed = api.patch(f"/api/v1/subscribers/{ani['id']}", json={"name": "Ani S."},
                         headers=headers)  # fmt: skip

@@ -25,6 +25,7 @@ from kabar.api.openapi import openapi_document
 from kabar.api.rebuild import FeedRebuilder
 from kabar.api.tokens import Token, Tokens
 from kabar.config import Config
+from kabar.consent import Client, consent_record
 from kabar.ledger import Ledger
 from kabar.limits import DatabaseLimits, Limits, RedisLimits
 from kabar.observe.metrics import API_REQUESTS
@@ -38,6 +39,7 @@ from kabar.subscribers import (
     Status,
     Subscriber,
     Subscribers,
+    SuppressedAddress,
     link_secret,
     normalise_locale,
 )
@@ -297,11 +299,18 @@ class Api:
         store = Subscribers(self.shared.engine())
         status: Status = "pending" if mailing_list.double_opt_in else "active"
 
+        client = Client(request.client.host if request.client else "",
+                        request.headers.get("user-agent", ""))  # fmt: skip
+        consent = consent_record("api", now=datetime.now(UTC), client=client)
+
         def add() -> tuple[Subscriber, bool]:
             return store.add(list_id, email, name=name, locale=locale, status=status,
-                             origin="api")  # fmt: skip
+                             origin="api", consent=consent)  # fmt: skip
 
-        subscriber, made = await asyncio.to_thread(add)
+        try:
+            subscriber, made = await asyncio.to_thread(add)
+        except SuppressedAddress:
+            raise ApiError(409, "the address is on the suppression list", "email") from None
         if not made and subscriber.status in LEFT:
             # Only its owner can bring back an address that left: by confirming.
             await asyncio.to_thread(
