@@ -282,3 +282,57 @@ def queued_chunks(queue: str) -> Counter[int]:
     messages = client.hvals(f"dramatiq:{queue}.msgs")
     client.close()
     return Counter(json.loads(message)["args"][1] for message in messages)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def sent_counted(port: int) -> float:
+    """kabar_messages_total{result="sent"} summed over reply classes, scraped from a worker."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "kabar_messages"
+        for sample in family.samples
+        if sample.name == "kabar_messages_total" and sample.labels.get("result") == "sent"
+    )
+
+
+def test_each_worker_counts_only_what_it_sent(
+    write_config: WriteConfig, postgres_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    """Every worker serves its own metrics: scraped together they add up to the audience,
+    with nothing counted twice."""
+    audience, chunk_size = 40, 4
+    sink = Sink(keep_data=False)
+    ports = [free_port(), free_port()]
+    with running(sink) as server, Store.open(postgres_url) as store:
+        config = distributed_config(
+            write_config, server.port, postgres_url, "redis", queue_name, chunk_size=chunk_size,
+            digest={"schedule": {"cron": "* * * * *", "max_lateness": "1h"}},
+        )  # fmt: skip
+        add_audience(config, store, audience, tmp_path)
+        workers = [
+            kabar(config, "worker", "--metrics-port", str(port), log=tmp_path / f"w{port}.log")
+            for port in ports
+        ]
+        daemon = kabar(config, "run", log=tmp_path / "run.log")
+        try:
+            wait_for(
+                lambda: [i.state for i in Ledger(store.engine).issues()] == ["sent"], 60, "sent"
+            )
+            counted = [sent_counted(port) for port in ports]
+        finally:
+            for process in (daemon, *workers):
+                process.send_signal(signal.SIGTERM)
+            for process in (daemon, *workers):
+                process.wait(30)
+    assert sum(counted) == audience == len(sink.by_recipient())
