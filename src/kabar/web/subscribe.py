@@ -46,7 +46,7 @@ from kabar.config import Config, MailingList
 from kabar.consent import Client, Consent, consent_record
 from kabar.deliver.send import utcnow
 from kabar.deliver.transport import Envelope
-from kabar.mails import Mails
+from kabar.mails import Kind, Mails
 from kabar.store import Store
 from kabar.subscribers import (
     LEFT,
@@ -278,8 +278,20 @@ def _queue_confirmation(
     service: Service, mailing_list: MailingList, subscriber: Subscriber, language: str
 ) -> tuple[int, Envelope, bytes]:
     message_id, message = confirmation_message(service, mailing_list, subscriber, language)
+    return _queue_mail(service, "confirm", mailing_list, subscriber, message_id, message)
+
+
+def _queue_mail(
+    service: Service,
+    kind: Kind,
+    mailing_list: MailingList,
+    subscriber: Subscriber,
+    message_id: str,
+    message: bytes,
+) -> tuple[int, Envelope, bytes]:
+    """Record a transactional mail (kabar.mails) before it goes out, and its envelope."""
     mail_id = Mails(service.store.engine).queue(
-        "confirm", list_id=mailing_list.id, subscriber_id=subscriber.id,
+        kind, list_id=mailing_list.id, subscriber_id=subscriber.id,
         email=subscriber.email, message_id=message_id,
     )  # fmt: skip
     envelope = Envelope(parseaddr(mailing_list.from_)[1], subscriber.email, message_id)
@@ -352,12 +364,7 @@ def welcome_mail(
         service.links.unsubscribe_url(subscriber.id),
     )
     message_id, message = welcome_message(service.config, mailing_list, subscriber, language, links)
-    mail_id = Mails(service.store.engine).queue(
-        "welcome", list_id=mailing_list.id, subscriber_id=subscriber.id,
-        email=subscriber.email, message_id=message_id,
-    )  # fmt: skip
-    envelope = Envelope(parseaddr(mailing_list.from_)[1], subscriber.email, message_id)
-    return mail_id, envelope, message
+    return _queue_mail(service, "welcome", mailing_list, subscriber, message_id, message)
 
 
 def routes(
