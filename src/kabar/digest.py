@@ -585,7 +585,7 @@ def write_preview(
     for name in PREVIEW_FILES:  # never leave an older preview's files looking current
         (folder / name).unlink(missing_ok=True)
     config, note = preview_config(config)
-    recipient, link_note = preview_recipient(config, store, digest, email)
+    recipient, link_notes = preview_recipient(config, store, digest, email)
     local_day = issue_time.astimezone(ZoneInfo(config.site.timezone)).date().isoformat()
     found = Subscribers(store.engine).find(digest.list_id, email) if email else None
     sections = found.sections if found else ()
@@ -615,7 +615,7 @@ def write_preview(
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in contents.items():
         (folder / name).write_bytes(data)
-    notes = [text for text in (note, link_note) if text]
+    notes = [text for text in (note, *link_notes) if text]
     files = [folder / name for name in contents]
     return Preview(issue.by_key(recipient.variant), files, notes, dropped)
 
@@ -632,23 +632,29 @@ def preview_config(config: Config) -> tuple[Config, str]:
 
 def preview_recipient(
     config: Config, store: Store, digest: Digest, email: str | None
-) -> tuple[Recipient, str]:
+) -> tuple[Recipient, list[str]]:
     """The preview's subscriber, made by the same Links as real mail's, so its footer
     and List-Unsubscribe are what real mail carries: the list's own subscriber (name,
-    locale and working links) when `email` is one, otherwise a sample one. Returns a
-    note when the links can't work (no link secret exists yet)."""
+    locale and working links) when `email` is one, otherwise a sample one. Returns notes
+    for what the admin might not expect: links that can't work (no link secret exists
+    yet), or an `email` that is not on the list."""
     secret = known_link_secret(config, store.engine)
-    note = ""
+    notes = []
     if secret is None:
         secret = b"preview"
-        note = (
+        notes.append(
             f"the preview's unsubscribe links are samples: {config.web.secret_env} is not set "
             "and no secret is stored yet"
         )
     links = Links(config, secret)
     found = Subscribers(store.engine).find(digest.list_id, email) if email else None
     if found is not None:
-        return links.recipient(found.id, found.email, found.name, found.locale), note
+        return links.recipient(found.id, found.email, found.name, found.locale), notes
+    if email:
+        notes.append(
+            f"{email} is not on list {digest.list_id}: this is a sample subscriber's message "
+            "(no name, the digest's language), addressed to it"
+        )
     sender_domain = parseaddr(config.mailing_list(digest.list_id).from_)[1].rpartition("@")[2]
     sample = email or f"pembaca@{sender_domain or 'example.com'}"
-    return links.recipient("preview", sample), note
+    return links.recipient("preview", sample), notes

@@ -142,3 +142,21 @@ def test_preview_of_a_sample_subscriber_has_real_mails_headers(
     assert "mailto:" not in preview["List-Unsubscribe"]
     assert "Halo, Pembaca!" in text_of(preview)
     assert "/preferences/preview." in html_of(preview)  # the sample subscriber's centre
+
+
+def test_preview_for_an_address_not_on_the_list_says_it_is_a_sample(
+    write_config: WriteConfig, project: Path, pem: bytes
+) -> None:
+    config = delivery_config(write_config, dkim=DKIM)
+    with Store.open(config.database_url) as store:
+        prepare_store(config, store, 1)
+    assert kabar(config, "send", "harian", "--now")[0] == 0
+    out = project / "preview"
+    code, output = kabar(
+        config, "preview", "harian", "--subscriber", "stranger@example.org", "--out", str(out),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    [note] = json.loads(output)["notes"]
+    assert note.startswith("stranger@example.org is not on list pembaca: this is a sample")
+    assert parse((out / "issue.eml").read_bytes())["To"] == "stranger@example.org"
