@@ -79,6 +79,21 @@ def outbox_count(project: Path) -> int:
     return len(list((project / "outbox" / "new").iterdir()))
 
 
+def one_reader_one_evening_article(config: Config) -> None:
+    with Store.open(config.database_url) as store:
+        Subscribers(store.engine).add("pembaca", "ani@example.com")
+        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
+
+
+def publish(config: Config, clock: Clock) -> None:
+    """`kabar publish` at the clock's time."""
+    app = App(str(config.path))
+    try:
+        assert publish_digests(app, clock=clock)
+    finally:
+        app.close()
+
+
 @pytest.fixture
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KABAR_SECRET", SECRET)
@@ -133,16 +148,10 @@ def test_the_scheduled_issue_is_skipped_when_the_manual_one_carried_everything(
 ) -> None:
     config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
-    with Store.open(config.database_url) as store:
-        Subscribers(store.engine).add("pembaca", "ani@example.com")
-        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
-    app = App(str(config.path))
-    try:
-        assert publish_digests(app, clock=clock)
-        clock.now = at("2026-12-06T01:30:00+07:00")  # publish again: the same manual issue
-        assert publish_digests(app, clock=clock)
-    finally:
-        app.close()
+    one_reader_one_evening_article(config)
+    publish(config, clock)
+    clock.now = at("2026-12-06T01:30:00+07:00")  # publish again: the same manual issue
+    publish(config, clock)
     clock.now = at("2026-12-06T07:10:00+07:00")
     assert run_once(config, clock)
     with Store.open(config.database_url) as store:
@@ -157,14 +166,8 @@ def test_repeat_articles_lets_the_scheduled_issue_carry_everything_in_its_window
 ) -> None:
     config = wire_config(write_config, project, database_url, repeat_articles=True)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
-    with Store.open(config.database_url) as store:
-        Subscribers(store.engine).add("pembaca", "ani@example.com")
-        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
-    app = App(str(config.path))
-    try:
-        assert publish_digests(app, clock=clock)
-    finally:
-        app.close()
+    one_reader_one_evening_article(config)
+    publish(config, clock)
     clock.now = at("2026-12-06T07:10:00+07:00")
     assert run_once(config, clock)
     with Store.open(config.database_url) as store:
@@ -177,14 +180,8 @@ def test_a_manual_issue_after_the_slot_is_the_scheduled_issue(
 ) -> None:
     config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T08:00:00+07:00"))
-    with Store.open(config.database_url) as store:
-        Subscribers(store.engine).add("pembaca", "ani@example.com")
-        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
-    app = App(str(config.path))
-    try:
-        assert publish_digests(app, clock=clock)
-    finally:
-        app.close()
+    one_reader_one_evening_article(config)
+    publish(config, clock)
     with Store.open(config.database_url) as store:
         assert [i.key for i in Ledger(store.engine).issues()] == [SCHEDULED]
 
@@ -195,14 +192,8 @@ def test_the_preview_leaves_out_what_earlier_issues_carried(
 ) -> None:
     config = wire_config(write_config, project, database_url)
     clock = Clock(at("2026-12-06T00:42:00+07:00"))
-    with Store.open(config.database_url) as store:
-        Subscribers(store.engine).add("pembaca", "ani@example.com")
-        add_articles(config, store, "malam.json", article(1, "2026-12-05T20:00:00+07:00"))
-    app = App(str(config.path))
-    try:
-        assert publish_digests(app, clock=clock)
-    finally:
-        app.close()
+    one_reader_one_evening_article(config)
+    publish(config, clock)
     with Store.open(config.database_url) as store:
         add_articles(config, store, "subuh.json", article(3, "2026-12-06T04:00:00+07:00"))
 
