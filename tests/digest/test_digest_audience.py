@@ -99,10 +99,7 @@ def test_each_subscriber_gets_their_language_and_name_from_one_render_per_locale
 def test_preview_of_a_subscriber_is_the_message_real_mail_sends_them(
     write_config: WriteConfig, project: Path, pem: bytes
 ) -> None:
-    config = delivery_config(write_config, dkim=DKIM)
-    with Store.open(config.database_url) as store:
-        prepare_store(config, store, 2)
-    assert kabar(config, "send", "harian", "--now")[0] == 0
+    config = sent_to(write_config, 2)
     real = parse(delivered(project)["pembaca000@example.com"])
     out = project / "preview"
     code, output = kabar(
@@ -127,10 +124,7 @@ def test_preview_of_a_subscriber_is_the_message_real_mail_sends_them(
 def test_preview_of_a_sample_subscriber_has_real_mails_headers(
     write_config: WriteConfig, project: Path, pem: bytes
 ) -> None:
-    config = delivery_config(write_config, dkim=DKIM)
-    with Store.open(config.database_url) as store:
-        prepare_store(config, store, 1)
-    assert kabar(config, "send", "harian", "--now")[0] == 0
+    config = sent_to(write_config, 1)
     real = parse(next(iter(delivered(project).values())))
     out = project / "preview"
     code, output = kabar(config, "preview", "harian", "--out", str(out), "--json")
@@ -147,10 +141,7 @@ def test_preview_of_a_sample_subscriber_has_real_mails_headers(
 def test_preview_for_an_address_not_on_the_list_says_it_is_a_sample(
     write_config: WriteConfig, project: Path, pem: bytes
 ) -> None:
-    config = delivery_config(write_config, dkim=DKIM)
-    with Store.open(config.database_url) as store:
-        prepare_store(config, store, 1)
-    assert kabar(config, "send", "harian", "--now")[0] == 0
+    config = sent_to(write_config, 1)
     out = project / "preview"
     code, output = kabar(
         config, "preview", "harian", "--subscriber", "stranger@example.org", "--out", str(out),
@@ -160,3 +151,12 @@ def test_preview_for_an_address_not_on_the_list_says_it_is_a_sample(
     [note] = json.loads(output)["notes"]
     assert note.startswith("stranger@example.org is not on list pembaca: this is a sample")
     assert parse((out / "issue.eml").read_bytes())["To"] == "stranger@example.org"
+
+
+def sent_to(write_config: WriteConfig, subscribers: int) -> Config:
+    """A signed digest config whose issue went to that many subscribers (`send --now`)."""
+    config = delivery_config(write_config, dkim=DKIM)
+    with Store.open(config.database_url) as store:
+        prepare_store(config, store, subscribers)
+    assert kabar(config, "send", "harian", "--now")[0] == 0
+    return config
