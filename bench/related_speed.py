@@ -149,6 +149,21 @@ def block_times(
     return times
 
 
+def add_stored_one_at_a_time(
+    store: Store, engine: RelatedEngine, articles: Iterable[Article]
+) -> tuple[float, float]:
+    """Seconds spent storing, and adding to the engine, each article on its own."""
+    upserts = adds = 0.0
+    for article in articles:
+        started = time.perf_counter()
+        store.upsert([article])
+        upserts += time.perf_counter() - started
+        started = time.perf_counter()
+        engine.add([article])
+        adds += time.perf_counter() - started
+    return upserts, adds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=100_000)
@@ -293,14 +308,7 @@ def archive(count: int, years: int, digests: int, adds: int) -> None:
         print(f"back to the present                 {time.perf_counter() - started:7.2f} s")
 
         newer = newer_articles(corpus, adds, days=30)
-        upserts = adds = 0.0
-        for article in newer:
-            started = time.perf_counter()
-            store.upsert([article])
-            upserts += time.perf_counter() - started
-            started = time.perf_counter()
-            engine.add([article])
-            adds += time.perf_counter() - started
+        upserts, adds = add_stored_one_at_a_time(store, engine, newer)
         print(
             f"add, one at a time, terms stored    {adds / len(newer) * 1000:7.2f} ms   "
             f"goal <= 5 ms ({len(newer):,} newer articles over 30 days, evictions and "
@@ -363,14 +371,7 @@ def store_part(corpus: Corpus, extra: list[Article]) -> None:
         restored = time.perf_counter() - started
         print(f"start-up, from the snapshot         {restored:7.2f} s  (store compared with it)")
 
-        upserts = adds = 0.0
-        for article in extra:
-            started = time.perf_counter()
-            store.upsert([article])
-            upserts += time.perf_counter() - started
-            started = time.perf_counter()
-            engine.add([article])
-            adds += time.perf_counter() - started
+        upserts, adds = add_stored_one_at_a_time(store, engine, extra)
         print(
             f"add, one at a time, terms stored    {adds / len(extra) * 1000:7.2f} ms   "
             f"goal <= 5 ms (one full merge included; the article's own upsert "
