@@ -53,7 +53,8 @@ def test_rejected_records_are_failures_with_file_and_line(
     assert result.stderr.splitlines() == [
         f"{file}:2: missing required field(s): title",
         f"{file}:3: invalid JSON: Expecting property name enclosed in double quotes",
-        f"{file}:4: published: 'kemarin' is not an ISO 8601 date-time",
+        f"{file}:4: published: 'kemarin' is neither an ISO 8601 date-time nor a relative time"
+        " such as '4 jam lalu'",
     ]
     assert result.stdout == (
         "wire: 1 files, 1 articles (1 new, 0 updated, 0 unchanged), 3 failed\n"

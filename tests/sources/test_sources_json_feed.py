@@ -112,7 +112,11 @@ def test_a_bad_json_line_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
     assert rejected == [
         (2, "invalid JSON: Expecting property name enclosed in double quotes"),
         (3, "missing required field(s): url, body, published"),
-        (4, "published: 'kemarin' is not an ISO 8601 date-time"),
+        (
+            4,
+            "published: 'kemarin' is neither an ISO 8601 date-time nor a relative time such"
+            " as '4 jam lalu'",
+        ),
     ]
 
 
@@ -122,6 +126,22 @@ def test_a_json_array_and_a_naive_time_in_the_site_zone(tmp_path: Path) -> None:
     ]))  # fmt: skip
     [article] = read_file(path, CONTEXT)
     assert article.published.utcoffset() == timedelta(hours=7)
+
+
+def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) -> None:
+    """As a page's "Berita terkait" list: scraped records often carry "4 jam lalu"."""
+    record = {"url": "https://k.id/1", "title": "T", "body": "B", "published": "4 jam lalu"}
+    path = write(tmp_path, "a.jsonl", "\n".join([
+        json.dumps(record),
+        json.dumps(record | {"url": "https://k.id/2", "published": "90 minutes ago"}),
+        json.dumps(record | {"url": "https://k.id/3", "published": "3000 tahun lalu"}),
+    ]))  # fmt: skip
+    rejected: list[tuple[int | str, str]] = []
+    context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
+    first, second = read_file(path, context)
+    assert CONTEXT.as_of - first.published == timedelta(hours=4)
+    assert CONTEXT.as_of - second.published == timedelta(minutes=90)
+    assert [where for where, _ in rejected] == [3]  # past a century is no publication time
 
 
 def test_rss_keeps_offsets_sections_media_and_skips_undated_entries(tmp_path: Path) -> None:

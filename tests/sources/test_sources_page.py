@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kabar.sources import ReadContext, ReadError, read_file
-from kabar.sources.page import parse_date_line, parse_relative_time
+from kabar.sources.base import parse_relative_time
+from kabar.sources.page import parse_date_line
 
 from ..support.golden import assert_golden
 from ..support.project import SEED, SEED_AS_OF

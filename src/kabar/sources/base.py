@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from kabar.links import balanced_bidi, safe_url
 from kabar.model import Article
@@ -17,6 +17,20 @@ MAX_TITLE = 300  # characters; a longer title is cut at a word, with a warning
 # JSON nesting deeper than this is refused before parsing: the parsers recurse, and no
 # article needs more than a few levels.
 MAX_NESTING = 64
+
+RELATIVE_TIME = re.compile(
+    r"^(\d+)\s+(detik|menit|jam|hari|minggu|bulan|tahun"
+    r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s+(?:yang\s+)?(?:lalu|ago)$",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {
+    "detik": 1, "second": 1, "menit": 60, "minute": 60, "jam": 3600, "hour": 3600,
+    "hari": 86400, "day": 86400, "minggu": 604800, "week": 604800,
+    "bulan": 30 * 86400, "month": 30 * 86400, "tahun": 365 * 86400, "year": 365 * 86400,
+}  # fmt: skip
+# "3000 tahun lalu" is no publication time: past this a line is not read as one (and the
+# date it gives would fall outside what datetime holds).
+_LONGEST_AGE = timedelta(days=100 * 365)
 
 
 class ReadError(Exception):
@@ -146,3 +160,16 @@ def slugify(text: str, max_length: int = 80) -> str:
     if len(slug) > max_length:
         slug = slug[: max_length + 1].rsplit("-", 1)[0]  # whole words only
     return slug or "artikel"
+
+
+def parse_relative_time(line: str) -> timedelta | None:
+    """`4 jam lalu` → 4 hours (None if the line is not a relative time)."""
+    match = RELATIVE_TIME.match(line.strip())
+    if not match:
+        return None
+    amount, unit = match.groups()
+    unit = unit.lower().rstrip("s") if unit.lower() not in _UNIT_SECONDS else unit.lower()
+    seconds = int(amount) * _UNIT_SECONDS[unit]
+    if seconds > _LONGEST_AGE.total_seconds():
+        return None
+    return timedelta(seconds=seconds)

@@ -11,12 +11,19 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, tzinfo
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources.base import MAX_NESTING, ReadContext, ReadError, check_nesting, vet
+from kabar.sources.base import (
+    MAX_NESTING,
+    ReadContext,
+    ReadError,
+    check_nesting,
+    parse_relative_time,
+    vet,
+)
 from kabar.text import clean, one_line, split_body, summarize
 
 REQUIRED = ("url", "title", "body", "published")
@@ -157,9 +164,9 @@ def article_from_record(record: Any, context: ReadContext) -> Article:
         context.warn(f"ignoring unknown field(s) {', '.join(unknown)} in {record['url']!r}")
     url = _string(record, "url")
     guid = _string(record, "guid") or url
-    published = parse_time(_string(record, "published"), context.timezone, "published")
+    published = parse_time(_string(record, "published"), context, "published")
     updated_text = _string(record, "updated")
-    updated = parse_time(updated_text, context.timezone, "updated") if updated_text else published
+    updated = parse_time(updated_text, context, "updated") if updated_text else published
     body_html, body_text = split_body(_string(record, "body"))
     article = Article(
         id=article_id(context.source, guid),
@@ -185,13 +192,24 @@ def article_from_record(record: Any, context: ReadContext) -> Article:
     return vet(article, context)
 
 
-def parse_time(value: str, default_zone: tzinfo, name: str) -> datetime:
-    """RFC 3339 / ISO 8601; a time without an offset is taken as the site's local time."""
+def parse_time(value: str, context: ReadContext, name: str) -> datetime:
+    """RFC 3339 / ISO 8601, a time without an offset taken as the site's local time; or a
+    relative time as news pages print it ("4 jam lalu"), read against the file's as-of
+    time like a page's "Berita terkait" list."""
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ReadError(f"{name}: {value!r} is not an ISO 8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=default_zone)
+        age = parse_relative_time(value)
+        if age is None:
+            raise ReadError(
+                f"{name}: {value!r} is neither an ISO 8601 date-time nor a relative time"
+                " such as '4 jam lalu'"
+            ) from None
+        try:
+            return context.as_of.replace(second=0, microsecond=0) - age
+        except OverflowError:  # an --as-of near year 1
+            raise ReadError(f"{name}: {value!r} reaches before year 1") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=context.timezone)
 
 
 def _string(record: dict[str, Any], name: str) -> str:

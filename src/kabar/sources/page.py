@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kabar.model import Article, RelatedLink, article_id
-from kabar.sources.base import ReadContext, ReadError, slugify, vet
+from kabar.sources.base import ReadContext, ReadError, parse_relative_time, slugify, vet
 from kabar.text import clean, paragraphs_to_html, summarize
 
 MONTHS = {
@@ -53,19 +53,6 @@ RELATED_HEADING = re.compile(
     r"^(berita\s+terkait|related\s+news|baca\s+juga\s+berita\s+lain)$", re.I
 )
 READ_MORE = re.compile(r"^(baca\s+selengkapnya|read\s+more)$", re.IGNORECASE)
-RELATIVE_TIME = re.compile(
-    r"^(\d+)\s+(detik|menit|jam|hari|minggu|bulan|tahun"
-    r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s+(?:yang\s+)?(?:lalu|ago)$",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {
-    "detik": 1, "second": 1, "menit": 60, "minute": 60, "jam": 3600, "hour": 3600,
-    "hari": 86400, "day": 86400, "minggu": 604800, "week": 604800,
-    "bulan": 30 * 86400, "month": 30 * 86400, "tahun": 365 * 86400, "year": 365 * 86400,
-}  # fmt: skip
-# "3000 tahun lalu" is no publication time: past this a line is not read as one (and the
-# date it gives would fall outside what datetime holds).
-_LONGEST_AGE = timedelta(days=100 * 365)
 
 
 def parse_date_line(line: str) -> datetime | None:
@@ -82,19 +69,6 @@ def parse_date_line(line: str) -> datetime | None:
         return datetime(int(year), month, int(day), int(hour or 0), int(minute or 0), tzinfo=offset)
     except ValueError:
         return None
-
-
-def parse_relative_time(line: str) -> timedelta | None:
-    """`4 jam lalu` → 4 hours (None if the line is not a relative time)."""
-    match = RELATIVE_TIME.match(line.strip())
-    if not match:
-        return None
-    amount, unit = match.groups()
-    unit = unit.lower().rstrip("s") if unit.lower() not in _UNIT_SECONDS else unit.lower()
-    seconds = int(amount) * _UNIT_SECONDS[unit]
-    if seconds > _LONGEST_AGE.total_seconds():
-        return None
-    return timedelta(seconds=seconds)
 
 
 class PageReader:
