@@ -1,4 +1,4 @@
-"""Files kabar ships: default templates, the demo config and the sample page.
+"""Files kabar ships: default templates, the demo config, the demo's articles and their NOTICE.
 
 An installed wheel carries them under `kabar/_bundle/`; an editable install reads them
 from the top of the repository.

@@ -70,6 +70,7 @@ def test_init_scaffolds_a_project_that_checks_and_ingests(tmp_path: Path) -> Non
     assert made.exit_code == 0, made.output
     config_path = target / "config" / "kabar.yaml"
     assert config_path.exists() and any((target / "seeds").glob("*.txt"))
+    assert "CC BY-SA 4.0" in (target / "NOTICE").read_text()  # the demo articles' licence
     checked = runner.invoke(cli, ["--config", str(config_path), "check"])
     assert checked.exit_code == 0, checked.output
     ingested = runner.invoke(cli, ["--config", str(config_path), "ingest"])

@@ -55,13 +55,13 @@ def _dkim_signer(config: config_module.Config) -> DkimSigner | None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
-    """Scaffold a new kabar project in DIRECTORY: config, templates and a sample page."""
+    """Scaffold a new kabar project in DIRECTORY: config, templates and the demo's articles."""
     from kabar.resources import bundled
 
     plan = [
         (bundled(f"config/{name}"), directory / "config" / name)
         for name in ("kabar.yaml", "pembaca.csv")
-    ]
+    ] + [(bundled("NOTICE"), directory / "NOTICE")]  # the demo articles' licence
     for folder in ("templates", "seeds"):
         files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
         plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]
