@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -147,9 +148,42 @@ def test_check_prints_a_summary_for_a_valid_file(
     monkeypatch.setenv("KABAR_CONFIG", str(path))
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 0, result.output
+    database = path.parent / "var" / "kabar.db"
     assert result.stdout == (
         f"{path}: ok: 1 sources, 0 feeds, 1 lists, 0 digests, delivery by outbox\n"
+        f"database {database}: created by the first command that needs it\n"
     )
+    assert not database.parent.exists()  # check changes nothing
+
+    assert CliRunner().invoke(cli, ["ingest"]).exit_code == 0
+    again = CliRunner().invoke(cli, ["check"])
+    assert again.stdout.splitlines()[1] == (
+        f"database sqlite:///{database}: reachable, schema up to date"
+    )
+
+
+def test_check_exits_2_on_a_database_it_cannot_open(
+    write_config: WriteConfig, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Said once, with the URL masked: the password never shows."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KABAR_DB_PASSWORD", "rahasia-sekali")
+    url = f"postgresql+psycopg://kabar@127.0.0.1:{port}/kabar"
+    path = write_config(storage={"database": url, "password_env": "KABAR_DB_PASSWORD"})
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"kabar: storage.database: cannot open postgresql+psycopg://kabar:***@127.0.0.1:{port}"
+    )
+    assert "rahasia" not in result.output and "Traceback" not in result.output
+
+    (project / "berkas").write_text("not a folder", encoding="utf-8")
+    path = write_config(storage={"database": "sqlite:///berkas/kabar.db"})
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    assert f"cannot create {project / 'berkas' / 'kabar.db'}" in result.stderr
 
 
 def test_templates_come_only_from_the_root_or_template_dirs(

@@ -48,7 +48,7 @@ class App:
             except (OSError, ImportError, SQLAlchemyError) as exc:
                 # A database kabar cannot reach is the setup's fault: one line, not a
                 # traceback; the URL is masked, since it may carry the password.
-                fail(f"storage.database: cannot open {masked_url(url)}: {_db_reason(exc)}")
+                fail(f"storage.database: cannot open {masked_url(url)}: {db_reason(exc)}")
         return self._store
 
     def close(self) -> None:
@@ -56,7 +56,7 @@ class App:
             self._store.close()
 
 
-def _db_reason(exc: Exception) -> str:
+def db_reason(exc: Exception) -> str:
     if isinstance(exc, ImportError) and exc.name == "psycopg":
         return "the PostgreSQL driver is not installed (pip install 'kabar[postgres]')"
     reason = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kabar import config as config_module
-from kabar.cli.app import App, fail, pass_app
+from kabar.cli.app import App, db_reason, fail, pass_app
 
 if TYPE_CHECKING:
     from kabar.mail.dkim import DkimSigner
@@ -24,20 +25,59 @@ def check(app: App) -> None:
     feed or digest that no job of `kabar run` will ever run gets a warning line (on
     stderr), which does not change the exit status. With delivery.dkim configured, the
     key its variable names must be set and usable, and the DNS TXT record it needs is
-    printed.
+    printed. The database must be reachable; check reads its schema's revision and
+    changes nothing (a new SQLite file is not created, only its folder checked).
     """
     from kabar.schedule import idle_parts
 
     config = app.config
     signer = _dkim_signer(config)
+    database = _database_state(config)
     for loc, message in idle_parts(config):
         click.echo(config_module.located(config, loc, f"warning: {message}"), err=True)
     click.echo(config_module.summary(config))
+    click.echo(database)
     if signer is not None:
         click.echo(
             f"DKIM: publish a TXT record at {signer.selector}._domainkey.{signer.domain}: "
             f'"{signer.dns_record()}"'
         )
+
+
+def _database_state(config: config_module.Config) -> str:
+    """One line on the database; exit 2 when kabar could not open it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kabar.store import create_db_engine, masked_url, pending_migrations
+
+    try:
+        url = config.database_url
+    except config_module.MissingSecretError as exc:
+        fail(f"storage.password_env: {exc}")
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.exists():
+            return _new_sqlite_file(path)
+    engine = create_db_engine(url)
+    try:
+        pending = pending_migrations(engine)
+    except (OSError, ImportError, SQLAlchemyError) as exc:
+        fail(f"storage.database: cannot open {masked_url(url)}: {db_reason(exc)}")
+    finally:
+        engine.dispose()
+    where = masked_url(url)
+    if pending:
+        return f"database {where}: reachable; the next command applies {pending} migration(s)"
+    return f"database {where}: reachable, schema up to date"
+
+
+def _new_sqlite_file(path: Path) -> str:
+    folder = next(parent for parent in path.parents if parent.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"storage.database: cannot create {path}: {folder} is not a writable folder")
+    return f"database {path}: created by the first command that needs it"
 
 
 def _dkim_signer(config: config_module.Config) -> DkimSigner | None:

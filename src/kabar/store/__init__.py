@@ -108,6 +108,18 @@ def migrate(engine: Engine) -> None:
         command.upgrade(alembic_config, "head")
 
 
+def pending_migrations(engine: Engine) -> int:
+    """How many migrations the next command will apply (all of them to a new database);
+    reads the schema's revision and changes nothing."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return sum(1 for _ in script.iterate_revisions("head", current))
+
+
 class Store:
     """Reads and writes articles. One instance per process; it owns the engine."""
 
