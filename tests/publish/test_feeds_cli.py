@@ -109,7 +109,7 @@ def test_a_failing_hub_is_reported_and_the_feeds_still_written(config_path: Path
 def test_unknown_feed_id_is_a_usage_error(config_path: Path) -> None:
     result = run(config_path, "build", "feeds", "semau")
     assert result.exit_code == 2
-    assert "unknown feed id(s): semau (configured: semua, rubrik)" in result.output
+    assert "FEED_ID: unknown feed id(s): semau (configured: semua, rubrik)" in result.output
 
 
 def test_dry_run_writes_nothing(config_path: Path, hub: Hub) -> None:

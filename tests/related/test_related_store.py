@@ -99,7 +99,10 @@ def test_related_command(write_config: WriteConfig) -> None:
     assert shown.exit_code == 0 and article.title in shown.output and "publisher" in shown.output
 
     unknown = runner.invoke(cli, ["-c", str(path), "related", "nope"])
-    assert unknown.exit_code == 2 and "no stored article with id(s): nope" in unknown.output
+    assert (
+        unknown.exit_code == 2
+        and "ARTICLE_ID: no stored article with id(s): nope" in unknown.output
+    )
     assert runner.invoke(cli, ["-c", str(path), "related"]).exit_code == 2
 
 

@@ -96,4 +96,4 @@ def test_reingesting_is_idempotent_and_an_edit_is_an_update(
 def test_an_unknown_source_id_is_a_usage_error(write_config: WriteConfig) -> None:
     result = CliRunner().invoke(cli, ["--config", str(write_config()), "ingest", "kawat"])
     assert result.exit_code == 2
-    assert "unknown source id(s): kawat (configured: seeds)" in result.stderr
+    assert "SOURCE_ID: unknown source id(s): kawat (configured: seeds)" in result.stderr

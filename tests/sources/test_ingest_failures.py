@@ -106,7 +106,7 @@ def test_ingest_path_goes_into_a_configured_source(
 
     unknown = run(config_path, "ingest", "--path", str(outside), "nope")
     assert unknown.exit_code == 2
-    assert "unknown source id 'nope' (configured: seeds, wire)" in unknown.stderr
+    assert "SOURCE_ID: unknown source id 'nope' (configured: seeds, wire)" in unknown.stderr
     asked = run(config_path, "ingest", "--path", str(outside))
     assert asked.exit_code == 2
     assert "name the source" in asked.stderr and "configured: seeds, wire" in asked.stderr

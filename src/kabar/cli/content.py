@@ -79,7 +79,7 @@ def _source_for_path(app: App, path: Path, source_id: str | None) -> str:
     listed = ", ".join(known) or "none"
     if source_id is not None:
         if source_id not in known:
-            fail(f"unknown source id {source_id!r} (configured: {listed})")
+            fail(f"SOURCE_ID: unknown source id {source_id!r} (configured: {listed})")
         return source_id
     target = path.resolve()
     for source in known.values():
@@ -102,7 +102,8 @@ def _ingest_sources(app: App, source_ids: tuple[str, ...], as_of: datetime | Non
     unknown = [source_id for source_id in source_ids if source_id not in known]
     if unknown:
         fail(
-            f"unknown source id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})"
+            f"SOURCE_ID: unknown source id(s): {', '.join(unknown)} "
+            f"(configured: {', '.join(known) or 'none'})"
         )
     reports = []
     for source_id in source_ids or tuple(known):
@@ -226,7 +227,10 @@ def _build_feeds(
     known = [feed.id for feed in app.config.feeds]
     unknown = [feed_id for feed_id in feed_ids if feed_id not in known]
     if unknown:
-        fail(f"unknown feed id(s): {', '.join(unknown)} (configured: {', '.join(known) or 'none'})")
+        fail(
+            f"FEED_ID: unknown feed id(s): {', '.join(unknown)} "
+            f"(configured: {', '.join(known) or 'none'})"
+        )
     location = app.config.storage.feeds
     try:
         storage = FeedStorage.from_config(app.config)

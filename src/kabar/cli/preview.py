@@ -155,7 +155,7 @@ def related(
     found = [app.store.get(i) for i in article_ids]
     missing = [i for i, article in zip(article_ids, found, strict=True) if article is None]
     if missing:
-        fail(f"no stored article with id(s): {', '.join(missing)}")
+        fail(f"ARTICLE_ID: no stored article with id(s): {', '.join(missing)}")
     engine = RelatedEngine.open(app.config, app.store)
     moment = before
     for article in app.store.articles() if every else found:
