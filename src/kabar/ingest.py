@@ -90,16 +90,22 @@ class _FileProblems:
         self.report.failed += 1
         self.failures += 1
         if self.failures <= SHOWN_PER_FILE:
-            place = (
-                f"{self.origin}:{where}" if isinstance(where, int) else f"{self.origin}: {where}"
-            )
-            self.report.failures.append(f"{place}: {reason}")
+            self.report.failures.append(f"{self._place(where)}: {reason}")
 
     def warn(self, message: str) -> None:
+        self.warn_at(None, message)
+
+    def warn_at(self, where: int | str | None, message: str) -> None:
         self.report.warned += 1
         self.warnings += 1
         if self.warnings <= SHOWN_PER_FILE:
-            self.report.warnings.append(f"{self.origin}: {message}")
+            self.report.warnings.append(f"{self._place(where)}: {message}")
+
+    def _place(self, where: int | str | None) -> str:
+        """`FILE:LINE` for a line, `FILE: entry 3` where lines mean nothing."""
+        if where is None:
+            return str(self.origin)
+        return f"{self.origin}:{where}" if isinstance(where, int) else f"{self.origin}: {where}"
 
     def close(self) -> None:
         if self.failures > SHOWN_PER_FILE:
@@ -180,7 +186,13 @@ def _read_one(
     problems = _FileProblems(report, file)
     try:
         file_as_of = as_of or datetime.fromtimestamp(file.stat().st_mtime, UTC)
-        context = replace(base, as_of=file_as_of, warn=problems.warn, reject=problems.reject)
+        context = replace(
+            base,
+            as_of=file_as_of,
+            warn=problems.warn,
+            warn_at=problems.warn_at,
+            reject=problems.reject,
+        )
         articles = read_file(file, context)
         report.files += 1
         return articles
@@ -218,6 +230,7 @@ def ingest_url(
             context = replace(
                 context_for(config, source.id, source, as_of or moment),
                 warn=problems.warn,
+                warn_at=problems.warn_at,
                 reject=problems.reject,
             )
             articles = parse_feed(fetched.data, context)
@@ -314,7 +327,10 @@ def ingest_records(
     result = RecordsReport(IngestReport(source_id))
     problems = _FileProblems(result.report, "request")
     context = replace(
-        context_for(config, source_id, source, moment), warn=problems.warn, reject=problems.reject
+        context_for(config, source_id, source, moment),
+        warn=problems.warn,
+        warn_at=problems.warn_at,
+        reject=problems.reject,
     )
     articles: list[Article] = []
     for index, record in enumerate(records):

@@ -154,6 +154,21 @@ def test_long_titles_are_cut_with_a_counted_warning(
     assert report.describe().endswith("0 failed, 1 warnings")
 
 
+def test_a_warning_names_the_line_of_its_record(
+    config: Config, store: Store, tmp_path: Path
+) -> None:
+    """Like a rejected record, a kept one with a dropped link says where it is."""
+    file = jsonl(tmp_path / "a.jsonl", [
+        GOOD, GOOD | {"url": "https://kabar.example.id/j/2", "image_url": "javascript:alert(1)"},
+    ])  # fmt: skip
+    report = ingest_path(config, store, file, "seeds", as_of=SEED_AS_OF)
+    assert report.stored.inserted == 2
+    assert report.warnings == [
+        f"{file}:2: dropped image_url 'javascript:alert(1)' of "
+        "'https://kabar.example.id/j/2': not http(s)"
+    ]
+
+
 def test_cli_errors_name_the_option(write_config: WriteConfig) -> None:
     config_path = write_config()
     bad_time = run(config_path, "ingest", "--as-of", "garbage")

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 
 from kabar.links import balanced_bidi, safe_url
 from kabar.model import Article
@@ -49,9 +50,17 @@ class ReadContext:
     section: str = ""
     # Something changed or ignored in a record that is still kept (a dropped link).
     warn: Callable[[str], None] = field(default=lambda message: None)
+    # The same, with where the record is (see `reject`); `at` gives a record's context.
+    warn_at: Callable[[int | str, str], None] | None = None
     # A record that is not kept, with where it is in the file: a line number, or a name
     # like "entry 3" where lines mean nothing (a parsed XML feed).
     reject: Callable[[int | str, str], None] = field(default=lambda where, reason: None)
+
+    def at(self, where: int | str) -> ReadContext:
+        """The context for one record: its warnings say where in the file it is."""
+        if self.warn_at is None:
+            return self
+        return replace(self, warn=partial(self.warn_at, where))
 
 
 def vet(article: Article, context: ReadContext) -> Article:

@@ -61,7 +61,7 @@ def parse_feed(data: bytes, context: ReadContext) -> list[Article]:
     for index, entry in enumerate(parsed.entries):
         alt = alt_texts[index] if len(alt_texts) == len(parsed.entries) else ""
         try:
-            articles.append(_entry_article(entry, language, alt, context))
+            articles.append(_entry_article(entry, language, alt, context.at(f"entry {index + 1}")))
         except ReadError as exc:
             context.reject(f"entry {index + 1}", str(exc))
     return articles
@@ -204,7 +204,7 @@ def _parse_json_feed(data: bytes, context: ReadContext) -> list[Article]:
     articles = []
     for index, item in enumerate(items):
         try:
-            articles.append(_json_item(item, language, context))
+            articles.append(_json_item(item, language, context.at(f"item {index + 1}")))
         except (ReadError, ValueError, TypeError, AttributeError) as exc:
             context.reject(f"item {index + 1}", str(exc))
     return articles

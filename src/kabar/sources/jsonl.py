@@ -47,7 +47,7 @@ class JsonReader:
         articles, rejected = [], 0
         for line, record in _records(text):
             try:
-                articles.append(article_from_record(record, context))
+                articles.append(article_from_record(record, context.at(line)))
             except (ReadError, ValueError, TypeError) as exc:
                 context.reject(line, str(exc))
                 rejected += 1
