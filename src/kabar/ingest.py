@@ -164,6 +164,11 @@ def ingest_path(
     files = list(_files(path))
     if not files:
         report.fail(f"{path}: no such file or folder" if not path.exists() else f"{path}: no files")
+    for link in [file for file in files if _leaves(path, file)]:
+        # Whoever may drop files into a source's folder must not publish any other file
+        # kabar can read, by a link to it.
+        report.fail(f"{link}: a link to {link.resolve()}, outside {path}: not read")
+        files.remove(link)
     base = context_for(config, source_id, source, as_of or moment)
     pending: list[Article] = []
     with _RelatedTerms(config, store) as terms:
@@ -361,6 +366,14 @@ def _counted(report: IngestReport) -> IngestReport:
     stored = report.stored
     count_ingest(report.source, stored.inserted, stored.updated, stored.unchanged, report.failed)
     return report
+
+
+def _leaves(folder: Path, file: Path) -> bool:
+    """Whether `file`, found in `folder`, is a link to something outside it."""
+    if file == folder:
+        return False  # a file named on the command line: the admin chose it
+    root = folder.resolve()
+    return root not in file.resolve().parents
 
 
 def _files(path: Path) -> Iterator[Path]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from kabar.cli import cli
@@ -15,7 +16,7 @@ from kabar.ingest import SHOWN_PER_FILE, ingest_path, ingest_source
 from kabar.sources import MAX_TITLE
 from kabar.store import Store
 
-from ..support.project import SEED_AS_OF, WriteConfig
+from ..support.project import SEED, SEED_AS_OF, WriteConfig
 
 GOOD = {
     "url": "https://kabar.example.id/j/1",
@@ -195,3 +196,18 @@ def test_the_daemon_style_ingest_logs_nothing_itself(
     with caplog.at_level("DEBUG", logger="kabar.ingest"):
         ingest_source(config, store, config.source("seeds"), as_of=SEED_AS_OF)
     assert [r.getMessage() for r in caplog.records if "failed" in r.getMessage()] == []
+
+
+def test_a_link_out_of_the_source_folder_is_not_read(
+    config: Config, store: Store, project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A file dropped into the folder as a link to a file elsewhere publishes nothing."""
+    elsewhere = tmp_path_factory.mktemp("private")
+    secret = jsonl(elsewhere / "private.jsonl", [GOOD | {"url": "https://kabar.example.id/j/7"}])
+    (project / "seeds" / "sneaky.jsonl").symlink_to(secret)
+    (project / "seeds" / "inside.txt").symlink_to(project / "seeds" / SEED.name)
+    report = ingest_path(config, store, project / "seeds", "seeds", as_of=SEED_AS_OF)
+    link = project / "seeds" / "sneaky.jsonl"
+    assert report.failures == [f"{link}: a link to {secret}, outside {project / 'seeds'}: not read"]
+    assert report.failed == 1 and report.files == 2  # the page, and a link to it inside
+    assert "https://kabar.example.id/j/7" not in {a.url for a in store.articles()}
