@@ -4,6 +4,7 @@ queueing and re-queueing (on a real Redis broker), and the shared rate limit (re
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
@@ -20,6 +21,7 @@ from kabar.config import ConfigError, Engine
 from kabar.deliver.ratelimit import SharedRateLimiter, batch_size
 from kabar.distributed import DramatiqDispatcher, shown
 
+from ..support.database import postgres_schema
 from ..support.project import WriteConfig
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -35,11 +37,24 @@ def problems(write_config: WriteConfig, **overrides: Any) -> list[str]:
 # --- config ----------------------------------------------------------------------------------
 
 
-def test_dramatiq_mode_on_postgresql_is_valid_and_check_says_so(write_config: WriteConfig) -> None:
-    path = write_config(storage=POSTGRES, engine={"mode": "dramatiq", "broker_url": REDIS})
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    base = os.environ.get("KABAR_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("set KABAR_TEST_DATABASE_URL to a PostgreSQL database")
+    yield from postgres_schema(base)
+
+
+def test_dramatiq_mode_on_postgresql_is_valid_and_check_says_so(
+    write_config: WriteConfig, postgres_url: str
+) -> None:
+    """`check` also opens the database: reachable, and new, so every migration is to come."""
+    storage = {"database": postgres_url, "feeds": "public/"}
+    path = write_config(storage=storage, engine={"mode": "dramatiq", "broker_url": REDIS})
     result = CliRunner().invoke(cli, ["-c", str(path), "check"])
     assert result.exit_code == 0, result.output
     assert "through dramatiq workers" in result.output
+    assert "reachable; the next command applies" in result.stdout.splitlines()[1]
 
 
 def test_dramatiq_mode_needs_a_broker(write_config: WriteConfig) -> None:
