@@ -164,11 +164,12 @@ def ingest_path(
     files = list(_files(path))
     if not files:
         report.fail(f"{path}: no such file or folder" if not path.exists() else f"{path}: no files")
-    for link in [file for file in files if _leaves(path, file)]:
+    outside = {file for file in files if _leaves(path, file)}
+    for link in sorted(outside):
         # Whoever may drop files into a source's folder must not publish any other file
         # kabar can read, by a link to it.
         report.fail(f"{link}: a link to {link.resolve()}, outside {path}: not read")
-        files.remove(link)
+    files = [file for file in files if file not in outside]
     base = context_for(config, source_id, source, as_of or moment)
     pending: list[Article] = []
     with _RelatedTerms(config, store) as terms:
