@@ -138,7 +138,7 @@ Identifier = Annotated[str, AfterValidator(check_identifier)]
 Language = Literal["id", "en"]
 
 
-_INLINE_PASSWORD = re.compile(r"^[a-z0-9+]+://[^/@]*:[^/@]*@")
+_INLINE_PASSWORD = re.compile(r"^[a-z0-9+]+://[^/@]*:[^/@]*@|[?&]password=", re.IGNORECASE)
 
 
 def read_secret(env_name: str, purpose: str) -> str:
@@ -191,9 +191,19 @@ class Storage(Strict):
 
     @field_validator("database")
     @classmethod
-    def _no_inline_password(cls, value: str) -> str:
-        if _INLINE_PASSWORD.match(value):
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        if _INLINE_PASSWORD.search(value):
             raise ValueError("put the database password in an env var named by password_env")
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL: expected one such as sqlite:///var/kabar.db or "
+                "postgresql+psycopg://kabar@db/kabar"
+            ) from None
         return value
 
 
@@ -498,7 +508,7 @@ class Engine(Strict):
             schemes = ("redis", "rediss")
         if value.partition("://")[0] not in schemes:
             raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
-        if _INLINE_PASSWORD.match(value):
+        if _INLINE_PASSWORD.search(value):
             name = str(info.field_name).removesuffix("_url")
             raise ValueError(f"put the password in an env var named by {name}_password_env")
         return value

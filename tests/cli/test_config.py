@@ -151,7 +151,7 @@ def test_check_prints_a_summary_for_a_valid_file(
     database = path.parent / "var" / "kabar.db"
     assert result.stdout == (
         f"{path}: ok: 1 sources, 0 feeds, 1 lists, 0 digests, delivery by outbox\n"
-        f"database {database}: created by the first command that needs it\n"
+        f"database sqlite:///{database}: created by the first command that needs it\n"
     )
     assert not database.parent.exists()  # check changes nothing
 
@@ -180,10 +180,32 @@ def test_check_exits_2_on_a_database_it_cannot_open(
     assert "rahasia" not in result.output and "Traceback" not in result.output
 
     (project / "berkas").write_text("not a folder", encoding="utf-8")
-    path = write_config(storage={"database": "sqlite:///berkas/kabar.db"})
-    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
-    assert result.exit_code == 2
-    assert f"cannot create {project / 'berkas' / 'kabar.db'}" in result.stderr
+    unusable = {
+        "sqlite:///berkas/kabar.db": f"cannot create {project / 'berkas' / 'kabar.db'}",
+        "sqlite:////proc/kabar.db": "cannot create /proc/kabar.db: /proc:",  # no files there
+        "mysql://kabar@127.0.0.1/kabar": "cannot open mysql://kabar@127.0.0.1/kabar: No module",
+    }
+    for url, message in unusable.items():
+        path = write_config(storage={"database": url})
+        result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+        assert result.exit_code == 2, url
+        assert message in result.stderr and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in project.iterdir()) == ["berkas", "kabar.yaml", "seeds"]
+
+
+def test_a_database_password_in_the_url_is_refused_and_never_shown() -> None:
+    from kabar.store import masked_url
+
+    for url in (
+        "postgresql://kabar:rahasia@db/kabar",
+        "postgresql://kabar@db/kabar?password=rahasia",
+    ):
+        with pytest.raises(ValueError, match="env var named by password_env"):
+            config_module.Storage(database=url)
+    shown = masked_url("postgresql://kabar@db/kabar?sslmode=require&PASSWORD=rahasia")
+    assert shown == "postgresql://kabar@db/kabar?PASSWORD=***&sslmode=require"  # sorted
+    with pytest.raises(ValueError, match="not a database URL"):
+        config_module.Storage(database="bukan url")
 
 
 def test_templates_come_only_from_the_root_or_template_dirs(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,29 +55,37 @@ def _database_state(config: config_module.Config) -> str:
         url = config.database_url
     except config_module.MissingSecretError as exc:
         fail(f"storage.password_env: {exc}")
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    where = masked_url(url)
+    parsed = make_url(url)  # the config's validator has parsed it already
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return f"database in memory ({url}): everything is lost when a command ends"
         path = Path(parsed.database)
         if not path.exists():
-            return _new_sqlite_file(path)
-    engine = create_db_engine(url)
+            return _new_sqlite_file(path, where)
     try:
-        pending = pending_migrations(engine)
+        engine = create_db_engine(url)
+        try:
+            pending = pending_migrations(engine)
+        finally:
+            engine.dispose()
     except (OSError, ImportError, SQLAlchemyError) as exc:
-        fail(f"storage.database: cannot open {masked_url(url)}: {db_reason(exc)}")
-    finally:
-        engine.dispose()
-    where = masked_url(url)
+        fail(f"storage.database: cannot open {where}: {db_reason(exc)}")
     if pending:
         return f"database {where}: reachable; the next command applies {pending} migration(s)"
     return f"database {where}: reachable, schema up to date"
 
 
-def _new_sqlite_file(path: Path) -> str:
+def _new_sqlite_file(path: Path, where: str) -> str:
+    """Whether the first command could create the file: a file made and removed in the
+    nearest folder that exists, the only trace `check` leaves for a moment."""
     folder = next(parent for parent in path.parents if parent.exists())
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"storage.database: cannot create {path}: {folder} is not a writable folder")
-    return f"database {path}: created by the first command that needs it"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        fail(f"storage.database: cannot create {path}: {folder}: {exc.strerror or exc}")
+    return f"database {where}: created by the first command that needs it"
 
 
 def _dkim_signer(config: config_module.Config) -> DkimSigner | None:

@@ -7,6 +7,7 @@ current schema before anything reads it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -68,9 +69,17 @@ class SourceState:
     last_modified: str | None = None
 
 
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
 def masked_url(url: str) -> str:
-    """The database URL with any password masked, for logs and messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The database URL with any password masked, for logs and messages: the one before
+    the host and one in the query (`?password=`), which drivers accept too."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show none of it
+        return "(a value that is not a database URL)"
+    return _QUERY_PASSWORD.sub(r"\1***", shown)
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
