@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# What `kabar init` copies from seeds/: the Tempo page and the month of IndoSum news.
+DEMO_SEEDS = ("000_d64f9ee7272b09dd.txt", "berita-indosum.jsonl")
+
 _PACKAGE_BUNDLE = Path(__file__).with_name("_bundle")
 _REPOSITORY = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from kabar import __version__
 from kabar.cli import cli
 
-from ..support.project import WriteConfig
+from ..support.project import ROOT, WriteConfig
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -61,6 +62,28 @@ def test_articles_json_writes_every_stored_field(write_config: WriteConfig) -> N
     }  # fmt: skip
     published = [row["published"] for row in rows]
     assert published == sorted(published, reverse=True)
+
+
+def test_init_copies_the_demo_not_what_an_admin_added_to_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kabar import resources
+
+    checkout = tmp_path / "checkout"
+    for folder in ("config", "seeds", "templates"):
+        shutil.copytree(ROOT / folder, checkout / folder)
+    shutil.copy(ROOT / "NOTICE", checkout / "NOTICE")
+    (checkout / "seeds" / "banjir-bekasi.txt").write_text("Banjir\n", encoding="utf-8")
+    (checkout / "templates" / "hostname.txt.j2").symlink_to("/etc/hostname")
+    monkeypatch.setattr(resources, "_PACKAGE_BUNDLE", tmp_path / "no-bundle")
+    monkeypatch.setattr(resources, "_REPOSITORY", checkout)
+    made = CliRunner().invoke(cli, ["init", str(tmp_path / "baru")])
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in (tmp_path / "baru" / "seeds").iterdir()) == sorted(
+        resources.DEMO_SEEDS
+    )
+    assert not (tmp_path / "baru" / "templates" / "hostname.txt.j2").exists()
+    assert (tmp_path / "baru" / "templates" / "digest.mjml.j2").exists()
 
 
 def test_init_scaffolds_a_project_that_checks_and_ingests(tmp_path: Path) -> None:

@@ -104,15 +104,19 @@ def _dkim_signer(config: config_module.Config) -> DkimSigner | None:
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
     """Scaffold a new kabar project in DIRECTORY: config, templates and the demo's articles."""
-    from kabar.resources import bundled
+    from kabar.resources import DEMO_SEEDS, bundled
 
     plan = [
         (bundled(f"config/{name}"), directory / "config" / name)
         for name in ("kabar.yaml", "pembaca.csv")
     ] + [(bundled("NOTICE"), directory / "NOTICE")]  # the demo articles' licence
-    for folder in ("templates", "seeds"):
-        files = sorted(f for f in bundled(folder).rglob("*") if f.is_file())
-        plan += [(f, directory / folder / f.relative_to(bundled(folder))) for f in files]
+    # The demo's own files by name: in a checkout, seeds/ may hold articles the admin
+    # added, and a link there may lead anywhere.
+    plan += [(bundled(f"seeds/{name}"), directory / "seeds" / name) for name in DEMO_SEEDS]
+    templates = sorted(
+        f for f in bundled("templates").rglob("*") if f.is_file() and not f.is_symlink()
+    )
+    plan += [(f, directory / "templates" / f.relative_to(bundled("templates"))) for f in templates]
     clashes = [str(target) for _, target in plan if target.exists()]
     if clashes and not force:
         fail(f"not overwriting existing files (use --force): {', '.join(clashes)}")
