@@ -10,7 +10,8 @@ not a million. The report is not logged here: the caller prints or logs it, once
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,15 +162,11 @@ def ingest_path(
     source = next((s for s in config.sources if s.id == source_id), None)
     report = IngestReport(source_id)
     moment = now or datetime.now(UTC)
-    files = list(_files(path))
-    if not files:
+    files, refused = _files(path)
+    for file, reason in refused:
+        report.fail(f"{file}: {reason}")
+    if not files and not refused:
         report.fail(f"{path}: no such file or folder" if not path.exists() else f"{path}: no files")
-    outside = {file for file in files if _leaves(path, file)}
-    for link in sorted(outside):
-        # Whoever may drop files into a source's folder must not publish any other file
-        # kabar can read, by a link to it.
-        report.fail(f"{link}: a link to {link.resolve()}, outside {path}: not read")
-    files = [file for file in files if file not in outside]
     base = context_for(config, source_id, source, as_of or moment)
     pending: list[Article] = []
     with _RelatedTerms(config, store) as terms:
@@ -369,19 +366,37 @@ def _counted(report: IngestReport) -> IngestReport:
     return report
 
 
-def _leaves(folder: Path, file: Path) -> bool:
-    """Whether `file`, found in `folder`, is a link to something outside it."""
-    if file == folder:
-        return False  # a file named on the command line: the admin chose it
-    root = folder.resolve()
-    return root not in file.resolve().parents
+def _files(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files to read under `path` (or `path` itself), and those refused, with why:
+    what is not a regular file, and links that leave the folder. Whoever may drop files
+    into a source's folder must not publish any other file kabar can read that way."""
+    if not path.is_dir():
+        refusal = _not_readable(path)
+        if refusal is not None and (path.exists() or path.is_symlink()):
+            return [], [(path, refusal)]
+        return ([path] if path.is_file() else []), []
+    root = path.resolve()
+    files, refused = [], []
+    for child in sorted(path.rglob("*")):
+        if any(part.startswith(".") for part in child.relative_to(path).parts):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            continue  # rglob walks it
+        refusal = _not_readable(child)
+        if refusal is None and root not in child.resolve().parents:
+            refusal = f"a link to {child.resolve()}, outside {path}: not read"
+        if refusal is None:
+            files.append(child)
+        else:
+            refused.append((child, refusal))
+    return files, refused
 
 
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        for child in sorted(path.rglob("*")):
-            relative = child.relative_to(path)
-            if child.is_file() and not any(part.startswith(".") for part in relative.parts):
-                yield child
+def _not_readable(path: Path) -> str | None:
+    if path.is_symlink() and not path.exists():
+        return f"a broken link (to {os.readlink(path)})"
+    if path.is_symlink() and path.is_dir():
+        return "a link to a folder: not followed"
+    if path.exists() and not path.is_file():
+        return "not a regular file (a pipe, socket or device): not read"
+    return None

@@ -4,6 +4,7 @@ errors name what was wrong (issue: rejected records, sources that exist, option 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -198,16 +199,30 @@ def test_the_daemon_style_ingest_logs_nothing_itself(
     assert [r.getMessage() for r in caplog.records if "failed" in r.getMessage()] == []
 
 
-def test_a_link_out_of_the_source_folder_is_not_read(
+def test_what_is_not_a_file_of_the_folder_is_reported_and_not_read(
     config: Config, store: Store, project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A file dropped into the folder as a link to a file elsewhere publishes nothing."""
+    """A file dropped into the folder as a link to a file elsewhere publishes nothing; a
+    broken link, a linked folder and a pipe are each a failure with its reason, never a
+    silent skip (and the pipe never blocks the run)."""
     elsewhere = tmp_path_factory.mktemp("private")
     secret = jsonl(elsewhere / "private.jsonl", [GOOD | {"url": "https://kabar.example.id/j/7"}])
-    (project / "seeds" / "sneaky.jsonl").symlink_to(secret)
-    (project / "seeds" / "inside.txt").symlink_to(project / "seeds" / SEED.name)
-    report = ingest_path(config, store, project / "seeds", "seeds", as_of=SEED_AS_OF)
-    link = project / "seeds" / "sneaky.jsonl"
-    assert report.failures == [f"{link}: a link to {secret}, outside {project / 'seeds'}: not read"]
-    assert report.failed == 1 and report.files == 2  # the page, and a link to it inside
+    seeds = project / "seeds"
+    (seeds / "sneaky.jsonl").symlink_to(secret)
+    (seeds / "inside.txt").symlink_to(seeds / SEED.name)
+    (seeds / "broken.jsonl").symlink_to(elsewhere / "gone.jsonl")
+    (seeds / "folder").symlink_to(elsewhere)
+    os.mkfifo(seeds / "pipe.jsonl")
+    report = ingest_path(config, store, seeds, "seeds", as_of=SEED_AS_OF)
+    assert report.failures == [
+        f"{seeds / 'broken.jsonl'}: a broken link (to {elsewhere / 'gone.jsonl'})",
+        f"{seeds / 'folder'}: a link to a folder: not followed",
+        f"{seeds / 'pipe.jsonl'}: not a regular file (a pipe, socket or device): not read",
+        f"{seeds / 'sneaky.jsonl'}: a link to {secret}, outside {seeds}: not read",
+    ]
+    assert report.failed == 4 and report.files == 2  # the page, and a link to it inside
     assert "https://kabar.example.id/j/7" not in {a.url for a in store.articles()}
+    named = ingest_path(config, store, seeds / "pipe.jsonl", "seeds", as_of=SEED_AS_OF)
+    assert named.failures == [
+        f"{seeds / 'pipe.jsonl'}: not a regular file (a pipe, socket or device): not read"
+    ]
