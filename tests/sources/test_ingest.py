@@ -97,3 +97,14 @@ def test_an_unknown_source_id_is_a_usage_error(write_config: WriteConfig) -> Non
     result = CliRunner().invoke(cli, ["--config", str(write_config()), "ingest", "kawat"])
     assert result.exit_code == 2
     assert "SOURCE_ID: unknown source id(s): kawat (configured: seeds)" in result.stderr
+
+
+def test_an_as_of_without_an_offset_is_the_sites_local_time(write_config: WriteConfig) -> None:
+    """As a `published` time without one is: 12:00 in Jakarta, not 12:00 UTC."""
+    path = write_config()
+    runner = CliRunner()
+    ingested = runner.invoke(cli, ["-c", str(path), "ingest", "--as-of", "2024-05-01T12:00"])
+    assert ingested.exit_code == 0, ingested.output
+    listed = runner.invoke(cli, ["-c", str(path), "articles", "--json"])
+    times = {json.loads(line)["published"] for line in listed.stdout.splitlines()}
+    assert "2024-05-01T08:00:00+07:00" in times  # the page's "4 jam lalu"

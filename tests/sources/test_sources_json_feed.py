@@ -140,6 +140,7 @@ def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) ->
     context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
     first, second = read_file(path, context)
     assert CONTEXT.as_of - first.published == timedelta(hours=4)
+    assert first.published.utcoffset() == timedelta(hours=7)  # shown in the site's zone
     assert CONTEXT.as_of - second.published == timedelta(minutes=90)
     assert [where for where, _ in rejected] == [3]  # past a century is no publication time
 

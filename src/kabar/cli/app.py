@@ -6,9 +6,10 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -80,7 +81,8 @@ class OptionError(click.BadParameter):
 
 
 class IsoTime(click.ParamType):  # type: ignore[type-arg]
-    """An ISO 8601 time option; without an offset it is taken as UTC."""
+    """An ISO 8601 time option; without an offset it is the site's local time, as a
+    `published` time without one is (UTC where no config is at hand)."""
 
     name = "TIME"
 
@@ -94,7 +96,13 @@ class IsoTime(click.ParamType):  # type: ignore[type-arg]
                 f"cannot read {value!r} as an ISO 8601 time (such as 2026-11-27T07:00+07:00)",
                 ctx=ctx, param=param,
             ) from None  # fmt: skip
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment if moment.tzinfo else moment.replace(tzinfo=_site_zone(ctx))
+
+
+def _site_zone(ctx: click.Context | None) -> tzinfo:
+    ctx = ctx or click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx is not None else None
+    return ZoneInfo(app.config.site.timezone) if app is not None else UTC
 
 
 ISO_TIME = IsoTime()

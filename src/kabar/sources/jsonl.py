@@ -206,7 +206,8 @@ def parse_time(value: str, context: ReadContext, name: str) -> datetime:
                 " such as '4 jam lalu'"
             ) from None
         try:
-            return context.as_of.replace(second=0, microsecond=0) - age
+            as_of = context.as_of.astimezone(context.timezone)
+            return as_of.replace(second=0, microsecond=0) - age
         except OverflowError:  # an --as-of near year 1
             raise ReadError(f"{name}: {value!r} reaches before year 1") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=context.timezone)
