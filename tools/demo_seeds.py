@@ -6,8 +6,10 @@ Louvan 2018, CC BY-SA 4.0; read from ../shared/data/indosum beside the repositor
 --data) and writes them as JSON Lines with relative times ("5 jam lalu"), so the demo's
 newest articles are as fresh as the checkout: a reader resolves them against the file's
 modification time. IndoSum keeps no headlines, so each title is rebuilt from the
-article's URL slug (the start of its headline), with the capitals the body gives each
-word. Categories become sections; showbiz and hiburan are both "Hiburan".
+article's URL slug, with the capitals the body gives each word; the spacing IndoSum's
+tokeniser left ("ke - 11") is closed up, and a lead that is a photo caption dropped.
+Categories become sections (showbiz and hiburan are both "Hiburan"; headlines go to the
+desk their URL names: Dunia, Ekonomi, else Nasional).
 
 Usage: python tools/demo_seeds.py [--data DIR] [--days 31]
 """
@@ -20,12 +22,19 @@ import re
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "seeds" / "berita-indosum.jsonl"
 SECTIONS = {
-    "tajuk utama": "Utama", "olahraga": "Olahraga", "teknologi": "Teknologi",
+    "tajuk utama": "Nasional", "olahraga": "Olahraga", "teknologi": "Teknologi",
     "showbiz": "Hiburan", "hiburan": "Hiburan", "inspirasi": "Inspirasi",
+}  # fmt: skip
+# IndoSum's "tajuk utama" (headlines) mixes the home, world and business desks; where the
+# publisher's URL names the desk, the article goes to that section.
+DESKS = {
+    "internasional": "Dunia", "dunia": "Dunia", "ekonomi": "Ekonomi", "bisnis": "Ekonomi",
+    "uang": "Ekonomi", "bursa-dan-valas": "Ekonomi",
 }  # fmt: skip
 PUBLISHERS = {
     "cnn indonesia": "CNN Indonesia", "antaranews": "Antara", "merdeka": "Merdeka.com",
@@ -46,10 +55,24 @@ def busiest_span(rows: list[dict[str, str]], days: int) -> list[dict[str, str]]:
     return [row for row, t in zip(rows, times, strict=True) if best <= t < best + span]
 
 
+def section(row: dict[str, str]) -> str:
+    desks = [part for part in urlparse(row["url"]).path.split("/") if part in DESKS]
+    if row["category"] == "tajuk utama" and desks:
+        return DESKS[desks[0]]
+    return SECTIONS[row["category"]]
+
+
+def full_slug(row: dict[str, str]) -> str:
+    """The URL's own slug where it starts like IndoSum's (which is cut at 50 characters)."""
+    last = [part for part in urlparse(row["url"]).path.split("/") if part][-1]
+    last = re.sub(r"\.html?$", "", last)
+    return last if last.startswith(row["slug"][:20]) else row["slug"]
+
+
 def headline(slug: str, body: str) -> str:
     """`belum-sebulan-penjualan-toyota-calya-sud` → `Belum sebulan penjualan Toyota Calya`:
-    the slug's last word is dropped when the body has no such word (the slug was cut),
-    then any preposition left dangling."""
+    each word spelled as the body spells it, capitalised only where the body never writes
+    it in lower case; a cut last word and any preposition left dangling are dropped."""
     spellings: dict[str, Counter[str]] = {}
     for word in re.findall(r"\w+", body):
         spellings.setdefault(word.lower(), Counter())[word] += 1
@@ -58,10 +81,38 @@ def headline(slug: str, body: str) -> str:
         words.pop()
     while len(words) > 1 and words[-1] in DANGLING:
         words.pop()
-    text = " ".join(
-        spellings[word].most_common(1)[0][0] if word in spellings else word for word in words
-    )
+    text = " ".join(_spelling(word, spellings.get(word)) for word in words)
     return text[:1].upper() + text[1:]
+
+
+def _spelling(word: str, seen: Counter[str] | None) -> str:
+    if not seen or word in seen:
+        return word
+    return seen.most_common(1)[0][0]
+
+
+# IndoSum's text was tokenised: "ke - 11", "7 / 9", "‘ Halloween’", "' Aladdin '".
+_SPACING = [
+    (re.compile("[\u200b\ufeff]"), ""),
+    (re.compile(r"(?<=[a-z0-9]) - (?=[a-z0-9])"), "-"),
+    (re.compile(r"(?<=\d) / (?=\d)"), "/"),
+    (re.compile(r"([‘“(\[]) "), r"\1"),
+    (re.compile(r" ([’”)\]])"), r"\1"),
+    (re.compile(r"' ([^'\n]{1,80}?) '"), r"'\1'"),
+    (re.compile(r'" ([^"\n]{1,200}?) "'), r'"\1"'),
+    (re.compile(r" -(nya|lah|kah)\b"), r"-\1"),
+]
+# A lead paragraph that is a photo's caption, not the story's first lines.
+_CAPTION = re.compile(r"^.{0,120}\((Foto|Ilustrasi|Sumber)\b[^)]*\)\s*$")
+
+
+def readable(body: str) -> str:
+    for pattern, replacement in _SPACING:
+        body = pattern.sub(replacement, body)
+    paragraphs = body.split("\n\n")
+    while len(paragraphs) > 1 and _CAPTION.match(paragraphs[0]):
+        paragraphs.pop(0)
+    return "\n\n".join(paragraphs)
 
 
 def age_text(age: timedelta) -> str:
@@ -71,12 +122,13 @@ def age_text(age: timedelta) -> str:
 
 def record(row: dict[str, str], newest: datetime) -> dict[str, object]:
     age = newest - datetime.fromisoformat(row["published"]) + NEWEST_AGE
+    body = readable(row["body"])
     return {
         "url": row["url"],
-        "title": headline(row["slug"], row["body"]),
-        "body": row["body"],
+        "title": headline(full_slug(row), body),
+        "body": body,
         "published": age_text(age),
-        "section": SECTIONS[row["category"]],
+        "section": section(row),
         "language": "id",
         "credit": PUBLISHERS.get(row["source"], row["source"]),
     }

@@ -190,7 +190,10 @@ def test_excluded_urls_are_never_shown_and_the_next_best_takes_their_place() -> 
     assert ids(items) == ["missile-2", "un", "chili"]  # chili: LOOSE lets weak matches in
 
 
-def test_a_short_block_is_filled_with_the_newest_of_its_section_within_the_window() -> None:
+def test_a_short_block_is_filled_from_its_section_within_the_window() -> None:
+    """First the section's articles that share words with the query though under the
+    floor, best first; then the newest of the section; never anything older."""
+
     def other(key: str, days: float, section: str, title: str) -> Article:
         fields = {"title": title, "summary": title, "body_text": title}
         return article(key, days, text_of="chili", section=section, **fields)
@@ -203,16 +206,19 @@ def test_a_short_block_is_filled_with_the_newest_of_its_section_within_the_windo
         other("sport", 0.2, "Olahraga", "Tim bulu tangkis putri melaju ke semifinal"),
         other("old", 40, "Dunia", "Banjir besar merendam ibu kota Malaysia"),
         other("later", -1, "Dunia", "Gempa kuat mengguncang pesisir Jepang"),
+        other("aid", 3, "Dunia", "Amerika mengirim bantuan pangan ke Filipina"),
     ]
     engine = RelatedEngine.build(articles)
     strict = Related(min_score=0.2)
     three_or_nothing = Related(min_score=0.2, fill="none")
     assert engine.related(articles[0], settings=three_or_nothing) == []
     items = engine.related(articles[0], settings=strict)
-    assert ids(items) == ["missile", "weather", "chili"]  # newest first, never "old"
-    assert items[1].reasons == ("section:dunia", "newest") and items[1].score == 0.0
+    assert ids(items) == ["missile", "aid", "weather"]  # never "old"
     assert items[0].score >= 0.2
+    assert items[1].reasons == ("section:dunia", "term:amerika", "closest")
+    assert 0 < items[1].score < 0.2  # a word in common, under the floor
+    assert items[2].reasons == ("section:dunia", "newest") and items[2].score == 0.0
     # Nothing outside the window fills a block, even when that leaves it short.
-    four = engine.related(articles[0], settings=Related(min_score=0.2, per_item=4, min_items=3))
-    assert ids(four) == ["missile", "weather", "chili"]
-    assert engine.related(articles[0], settings=Related(min_score=0.2, per_item=4)) == []
+    five = engine.related(articles[0], settings=Related(min_score=0.2, per_item=5, min_items=3))
+    assert ids(five) == ["missile", "aid", "weather", "chili"]
+    assert engine.related(articles[0], settings=Related(min_score=0.2, per_item=5)) == []

@@ -15,8 +15,9 @@ a weak fresh one.
 Filtering: a candidate that is a near-copy of the article (cosine ≥ 0.95, or the same
 canonical URL) is dropped; the kept list holds no two near-copies of each other (nor a copy
 of a publisher-chosen item); items under `min_score` are dropped. A block still short is
-filled with the newest articles of the article's section within the window (`fill:
-section`, score 0, reasons `section:…`, `newest`), never with older ones; fewer than
+filled from the article's section within the window (`fill: section`): first those that
+share words or tags with it under the floor, best first (reason `closest`), then the
+newest (score 0, reasons `section:…`, `newest`), never with older ones; fewer than
 `min_items` items (default: `per_item`) then gives an empty block, so `fill: none` is
 "3 or nothing". Publisher-chosen items (Article.related) come first, with score 1.0.
 """
@@ -45,6 +46,7 @@ from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
+_Scored = tuple[float, float, int]  # (score, cosine, doc number)
 TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
@@ -387,10 +389,14 @@ class RelatedEngine:
                 urls=excluded | {canonical_url(i.url) for i in chosen},
                 rows=[self.index.row_of(n) for n in chosen_numbers],
             )
-            items = chosen + self._found(
+            found, under_floor = self._found(
                 query, moment, settings, taken, settings.per_item - len(chosen)
             )
+            items = chosen + found
             if settings.fill == "section":
+                items += self._closest_in_section(
+                    query, under_floor, taken, settings.per_item - len(items)
+                )
                 items += self._newest_in_section(
                     query, moment, settings, taken, settings.per_item - len(items)
                 )
@@ -454,13 +460,17 @@ class RelatedEngine:
 
     def _found(
         self, query: _Query, before: datetime, settings: Related, taken: _Taken, wanted: int
-    ) -> list[RelatedItem]:
+    ) -> tuple[list[RelatedItem], list[_Scored]]:
+        """The best candidates over `min_score`, and those under it, best first."""
         if wanted <= 0:
-            return []
+            return [], []
         items: list[RelatedItem] = []
-        for score, cosine, number in self._candidates(query, before, settings):
-            if len(items) == wanted or score < settings.min_score:
-                break  # candidates are sorted by score
+        candidates = self._candidates(query, before, settings)
+        for position, (score, cosine, number) in enumerate(candidates):
+            if len(items) == wanted:
+                return items, []
+            if score < settings.min_score:  # candidates are sorted by score
+                return items, candidates[position:]
             doc = self.index.docs[number]
             if cosine >= NEAR_COPY or doc.canonical_url in taken.urls:
                 continue
@@ -468,6 +478,31 @@ class RelatedEngine:
             if taken.admits(doc, indices, weights):
                 taken.take(doc, indices, weights)
                 items.append(self._item(query, doc, score, indices, weights))
+        return items, []
+
+    def _closest_in_section(
+        self, query: _Query, under_floor: list[_Scored], taken: _Taken, wanted: int
+    ) -> list[RelatedItem]:
+        """For a short block, the articles of the query's section that share words or tags
+        with it, though under `min_score`, best first: closer than merely the newest of
+        the section (a summary-only article scores low against everything)."""
+        section = query.article.section.casefold()
+        if wanted <= 0 or not section:
+            return []
+        items: list[RelatedItem] = []
+        for score, cosine, number in under_floor:
+            doc = self.index.docs[number]
+            if doc.section != section or cosine >= NEAR_COPY or doc.canonical_url in taken.urls:
+                continue
+            indices, weights = self.index.row_of(number)
+            reasons = self._reasons(query, doc, indices, weights)
+            if not any(r.startswith(("term:", "tag:")) for r in reasons):
+                continue  # only spelling in common: no closer than the newest
+            if taken.admits(doc, indices, weights):
+                taken.take(doc, indices, weights)
+                items.append(self._item(query, doc, score, indices, weights, (*reasons, "closest")))
+                if len(items) == wanted:
+                    break
         return items
 
     def _newest_in_section(
@@ -513,9 +548,7 @@ class RelatedEngine:
             and doc.canonical_url != query.canonical_url
         )
 
-    def _candidates(
-        self, query: _Query, before: datetime, settings: Related
-    ) -> list[tuple[float, float, int]]:
+    def _candidates(self, query: _Query, before: datetime, settings: Related) -> list[_Scored]:
         """(score, cosine, doc number) of the best candidates, best first."""
         low, high = before - settings.window, before
         cosines: list[np.ndarray] = []
