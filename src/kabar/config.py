@@ -710,6 +710,10 @@ class Config(Strict):
         return next(m for m in self.lists if m.id == list_id)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 # --- locating errors -------------------------------------------------------------------
 
 
@@ -971,9 +975,13 @@ def located(config: Config, loc: Sequence[str | int], message: str) -> str:
 
 
 def summary(config: Config) -> str:
-    return (
-        f"{config.path}: ok: {len(config.sources)} sources, {len(config.feeds)} feeds, "
-        f"{len(config.lists)} lists, {len(config.digests)} digests, "
-        f"delivery by {config.delivery.transport}"
-        + (" through dramatiq workers" if config.engine.mode == "dramatiq" else "")
+    counts = ", ".join(
+        _count(len(parts), name)
+        for parts, name in (
+            (config.sources, "source"), (config.feeds, "feed"), (config.lists, "list"),
+            (config.digests, "digest"),
+        )
+    )  # fmt: skip
+    return f"{config.path}: ok: {counts}, delivery by {config.delivery.transport}" + (
+        " through dramatiq workers" if config.engine.mode == "dramatiq" else ""
     )

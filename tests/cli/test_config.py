@@ -150,7 +150,7 @@ def test_check_prints_a_summary_for_a_valid_file(
     assert result.exit_code == 0, result.output
     database = path.parent / "var" / "kabar.db"
     assert result.stdout == (
-        f"{path}: ok: 1 sources, 0 feeds, 1 lists, 0 digests, delivery by outbox\n"
+        f"{path}: ok: 1 source, 0 feeds, 1 list, 0 digests, delivery by outbox\n"
         f"database sqlite:///{database}: created by the first command that needs it\n"
     )
     assert not database.parent.exists()  # check changes nothing

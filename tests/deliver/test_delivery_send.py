@@ -111,7 +111,7 @@ def test_unknown_names_are_clear_errors(write_config: WriteConfig, secret: None)
     code, _, err = kabar(config, "send", "weekly", "--now")
     assert code == 2 and "unknown digest id 'weekly' (configured: harian)" in err
     code, _, err = kabar(config, "send", "--resume", "harian:pembaca:1999-01-01")
-    assert code == 2 and "no issue 'harian:pembaca:1999-01-01'" in err
+    assert code == 2 and "--resume: no issue 'harian:pembaca:1999-01-01'" in err
 
 
 def test_publish_ingests_then_delivers_the_current_issue(

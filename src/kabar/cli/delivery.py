@@ -69,7 +69,7 @@ def send(
     try:
         result = send_issue(app.config, app.store, request)
     except UnknownIssue as exc:
-        fail(str(exc))
+        fail(f"--resume: {exc}")
     if result.nothing_due:
         if as_json:  # a script reading --json output must get JSON whatever happened
             echo_json({"digest": digest_id, "issue": None, "nothing_due": result.nothing_due})

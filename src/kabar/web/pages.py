@@ -35,7 +35,8 @@ TEXT = {
         "check_inbox": (
             "Jika {email} belum terdaftar, kami mengirim tautan konfirmasi ke alamat itu."
         ),
-        "bad_address": "Alamat email tidak valid: {reason}",
+        # The validator's reason is English; the Indonesian page says what to check.
+        "bad_address": "Alamat email tidak valid. Periksa lagi, misalnya nama@contoh.co.id.",
         "unknown_list": "Daftar tidak dikenal.",
         "forbidden": "Formulir ini hanya dapat dikirim dari halaman situs ini.",
         "too_many": "Terlalu banyak permintaan. Silakan coba lagi nanti.",
