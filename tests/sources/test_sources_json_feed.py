@@ -135,6 +135,8 @@ def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) ->
         json.dumps(record),
         json.dumps(record | {"url": "https://k.id/2", "published": "90 minutes ago"}),
         json.dumps(record | {"url": "https://k.id/3", "published": "3000 tahun lalu"}),
+        json.dumps(record | {"url": "https://k.id/4", "published": "\u0664 jam lalu"}),
+        json.dumps(record | {"url": "https://k.id/5", "published": True}),
     ]))  # fmt: skip
     rejected: list[tuple[int | str, str]] = []
     context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
@@ -142,7 +144,15 @@ def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) ->
     assert CONTEXT.as_of - first.published == timedelta(hours=4)
     assert first.published.utcoffset() == timedelta(hours=7)  # shown in the site's zone
     assert CONTEXT.as_of - second.published == timedelta(minutes=90)
-    assert [where for where, _ in rejected] == [3]  # past a century is no publication time
+    assert rejected == [
+        (3, "published: '3000 tahun lalu' is more than a century ago"),
+        (
+            4,
+            "published: '\u0664 jam lalu' is neither an ISO 8601 date-time nor a relative "
+            "time such as '4 jam lalu'",
+        ),  # only ASCII digits are read as a number
+        (5, "published: expected a string, got true or false"),
+    ]
 
 
 def test_rss_keeps_offsets_sections_media_and_skips_undated_entries(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ MAX_TITLE = 300  # characters; a longer title is cut at a word, with a warning
 MAX_NESTING = 64
 
 RELATIVE_TIME = re.compile(
-    r"^(\d+)\s+(detik|menit|jam|hari|minggu|bulan|tahun"
+    r"^([0-9]+)\s+(detik|menit|jam|hari|minggu|bulan|tahun"
     r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s+(?:yang\s+)?(?:lalu|ago)$",
     re.IGNORECASE,
 )

@@ -18,6 +18,7 @@ from typing import Any
 from kabar.model import Article, RelatedLink, article_id
 from kabar.sources.base import (
     MAX_NESTING,
+    RELATIVE_TIME,
     ReadContext,
     ReadError,
     check_nesting,
@@ -200,6 +201,8 @@ def parse_time(value: str, context: ReadContext, name: str) -> datetime:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         age = parse_relative_time(value)
+        if age is None and RELATIVE_TIME.match(value.strip()):
+            raise ReadError(f"{name}: {value!r} is more than a century ago") from None
         if age is None:
             raise ReadError(
                 f"{name}: {value!r} is neither an ISO 8601 date-time nor a relative time"
@@ -217,8 +220,9 @@ def _string(record: dict[str, Any], name: str) -> str:
     value = record.get(name)
     if value is None:
         return ""
-    if not isinstance(value, str | int | float):
-        raise ReadError(f"{name}: expected a string, got {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        kind = "true or false" if isinstance(value, bool) else type(value).__name__
+        raise ReadError(f"{name}: expected a string, got {kind}")
     return clean(str(value))
 
 
