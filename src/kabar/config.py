@@ -353,8 +353,9 @@ class Digest(Strict):
     id: Identifier
     list_id: Identifier = Field(alias="list")
     sources: list[Identifier] | None = None
-    subject: str
-    preheader: str = ""
+    # One text, or one per language ({id: "Kabar pagi, {date}", en: "Morning news, {date}"}).
+    subject: str | dict[Language, str]
+    preheader: str | dict[Language, str] = ""
     window: Window = timedelta(hours=24)
     sections: list[str] = []
     tags: list[str] = []
@@ -367,6 +368,24 @@ class Digest(Strict):
     locale: Language | None = None
     templates: DigestTemplates = DigestTemplates()
     schedule: Schedule | None = None
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _some_language(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, dict) and not value:
+            raise ValueError("give a text, or one per language such as {id: …, en: …}")
+        return value
+
+    def text(self, name: Literal["subject", "preheader"], language: str) -> str:
+        """The subject or preheader in `language`; one not given in it falls back to the
+        digest's locale, then to the first given."""
+        value: str | dict[str, str] = getattr(self, name)
+        if isinstance(value, str):
+            return value
+        for wanted in (language, self.locale):
+            if wanted in value:
+                return value[wanted]
+        return next(iter(value.values()))
 
     @model_validator(mode="after")
     def _priority_needs_ranking(self) -> Digest:

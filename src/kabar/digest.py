@@ -447,9 +447,10 @@ def _render_variant(
     view = IssueView(
         issue_key=issue_key,
         digest_id=digest.id,
-        subject=_fill(digest.subject, fields),
+        subject=_fill(digest.text("subject", language), fields),
         preheader=summarize(
-            _fill(digest.preheader, fields) or " · ".join(c.title for c in cards[:3]),
+            _fill(digest.text("preheader", language), fields)
+            or " · ".join(c.title for c in cards[:3]),
             PREHEADER_LIMIT,
         ),
         issue_time=issue_time.astimezone(ZoneInfo(config.site.timezone)),

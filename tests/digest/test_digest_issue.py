@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from lxml import html as lxml_html
 
-from kabar.config import Config, Related
+from kabar.config import Config, ConfigError, Related
 from kabar.digest import load_prepared, prepare_issue
 from kabar.model import Recipient, RelatedLink, message_id
 from kabar.related.fallback import EngineThenPublisher, PublisherLink, PublisherLinks, open_related
@@ -283,6 +283,27 @@ def test_an_issue_in_two_languages_keeps_both_through_dump_and_load(
     # An issue stored before variants existed (format 2) still sends, in its language.
     older = {k: v for k, v in issue.dump().items() if k != "variants"} | {"format": 2}
     assert load_prepared(config, older).message_for(english) == issue.message_for(RECIPIENT)
+
+
+def test_subject_and_preheader_per_language(write_config: WriteConfig, store: Store) -> None:
+    """An English reader gets the English subject, not an Indonesian one with an English
+    date; a language the config gives no text for falls back to the digest's locale."""
+    store.upsert([make_article(n) for n in range(1, 4)])
+    config = digest_config(
+        write_config,
+        subject={"id": "Kabar pagi, {date}", "en": "Morning news, {date}"},
+        preheader={"id": "Berita pilihan hari ini"},
+    )
+    issue = _prepare(config, store, _related_items(1), locales={"", "id", "en"})
+    english = issue.localised("en")
+    assert issue.subject == "Kabar pagi, 1 Mei 2024"
+    assert english.subject == "Morning news, 1 May 2024"
+    assert english.view.preheader == issue.view.preheader == "Berita pilihan hari ini"
+    assert "Subject: Morning news, 1 May 2024" in issue.message_for(
+        replace(RECIPIENT, locale="en")
+    ).decode()
+    with pytest.raises(ConfigError, match="one per language"):
+        digest_config(write_config, subject={})
 
 
 def test_related_items_come_from_the_provider(write_config: WriteConfig, store: Store) -> None:
