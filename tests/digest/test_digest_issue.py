@@ -299,9 +299,10 @@ def test_subject_and_preheader_per_language(write_config: WriteConfig, store: St
     assert issue.subject == "Kabar pagi, 1 Mei 2024"
     assert english.subject == "Morning news, 1 May 2024"
     assert english.view.preheader == issue.view.preheader == "Berita pilihan hari ini"
-    assert "Subject: Morning news, 1 May 2024" in issue.message_for(
-        replace(RECIPIENT, locale="en")
-    ).decode()
+    assert (
+        "Subject: Morning news, 1 May 2024"
+        in issue.message_for(replace(RECIPIENT, locale="en")).decode()
+    )
     with pytest.raises(ConfigError, match="one per language"):
         digest_config(write_config, subject={})
 

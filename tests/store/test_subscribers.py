@@ -174,9 +174,18 @@ def test_tokens_are_signed_per_subscriber_and_purpose() -> None:
     assert verify(secret, "unsubscribe", subscriber) is None
 
 
-@pytest.mark.parametrize("bad", ["", "@", "a@b", "a b@example.com", "a@example..com"])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "@", "a@b", "a b@example.com", "a@example..com", "ä@example.com", "x" * 65 + "@k.id"],
+)
 def test_invalid_addresses_are_refused(store: Store, bad: str) -> None:
     from kabar.addresses import InvalidAddress
 
     with pytest.raises(InvalidAddress):
         Subscribers(store.engine).add("pembaca", bad)
+
+
+def test_an_international_domain_is_kept_in_ascii(store: Store) -> None:
+    """So the To: header and the SMTP envelope carry punycode, never an encoded word."""
+    subscriber, _ = Subscribers(store.engine).add("pembaca", "Budi@Exämple.com")
+    assert subscriber.email == "Budi@xn--exmple-cua.com"
