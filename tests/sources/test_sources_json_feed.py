@@ -137,6 +137,8 @@ def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) ->
         json.dumps(record | {"url": "https://k.id/3", "published": "3000 tahun lalu"}),
         json.dumps(record | {"url": "https://k.id/4", "published": "\u0664 jam lalu"}),
         json.dumps(record | {"url": "https://k.id/5", "published": True}),
+        json.dumps(record | {"url": "https://k.id/6", "published": "0001-01-01T00:00:00+14:00"}),
+        json.dumps(record | {"url": "https://k.id/7", "published": "9999-12-31T23:00:00-05:00"}),
     ]))  # fmt: skip
     rejected: list[tuple[int | str, str]] = []
     context = replace(CONTEXT, reject=lambda where, reason: rejected.append((where, reason)))
@@ -152,7 +154,9 @@ def test_a_relative_time_is_read_against_the_files_as_of_time(tmp_path: Path) ->
             "time such as '4 jam lalu'",
         ),  # only ASCII digits are read as a number
         (5, "published: expected a string, got true or false"),
-    ]
+        (6, "published: '0001-01-01T00:00:00+14:00' is out of the range of dates"),
+        (7, "published: '9999-12-31T23:00:00-05:00' is out of the range of dates"),
+    ]  # the rest of the file is kept
 
 
 def test_rss_keeps_offsets_sections_media_and_skips_undated_entries(tmp_path: Path) -> None:

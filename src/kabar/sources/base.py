@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 
 from kabar.links import balanced_bidi, safe_url
@@ -69,6 +69,8 @@ def vet(article: Article, context: ReadContext) -> Article:
     unbalanced bidirectional controls, and the title at most MAX_TITLE characters."""
     if not safe_url(article.url):
         raise ReadError(f"url {article.url[:100]!r} is not an absolute http(s) URL")
+    for name in ("published", "updated"):  # a page's date line, a feed's entry
+        in_range(getattr(article, name), name, getattr(article, name).isoformat())
     changes: dict[str, object] = {}
     title = _one_line(article.title)
     if len(title) > MAX_TITLE:
@@ -182,3 +184,13 @@ def parse_relative_time(line: str) -> timedelta | None:
     if seconds > _LONGEST_AGE.total_seconds():
         return None
     return timedelta(seconds=seconds)
+
+
+def in_range(moment: datetime, name: str, value: object) -> datetime:
+    """`moment`, if it exists in UTC too: every output compares and writes times in UTC,
+    where 0001-01-01T00:00+14:00 overflows."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ReadError(f"{name}: {value!r} is out of the range of dates") from None
+    return moment

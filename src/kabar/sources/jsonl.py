@@ -22,6 +22,7 @@ from kabar.sources.base import (
     ReadContext,
     ReadError,
     check_nesting,
+    in_range,
     parse_relative_time,
     vet,
 )
@@ -208,12 +209,14 @@ def parse_time(value: str, context: ReadContext, name: str) -> datetime:
                 f"{name}: {value!r} is neither an ISO 8601 date-time nor a relative time"
                 " such as '4 jam lalu'"
             ) from None
+        as_of = context.as_of.astimezone(context.timezone).replace(second=0, microsecond=0)
         try:
-            as_of = context.as_of.astimezone(context.timezone)
-            return as_of.replace(second=0, microsecond=0) - age
+            return in_range(as_of - age, name, value)
         except OverflowError:  # an --as-of near year 1
-            raise ReadError(f"{name}: {value!r} reaches before year 1") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=context.timezone)
+            raise ReadError(f"{name}: {value!r} is out of the range of dates") from None
+    return in_range(
+        moment if moment.tzinfo else moment.replace(tzinfo=context.timezone), name, value
+    )
 
 
 def _string(record: dict[str, Any], name: str) -> str:
