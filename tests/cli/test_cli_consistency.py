@@ -84,6 +84,23 @@ def test_an_unreadable_time_exits_2_naming_the_option(
     )
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["preview", "harian", "--as-of", "0001-01-01T00:00"],
+        ["preview", "harian", "--as-of", "9999-12-31T23:59-05:00"],
+        ["related", "--all", "--before", "0001-01-01T00:00"],
+        ["ingest", "--as-of", "9999-12-31T23:59"],
+    ],
+)
+def test_a_time_out_of_range_exits_2_in_one_line(config_path: Path, args: list[str]) -> None:
+    """Not an OverflowError when a window is taken from it, nor an article of year 9999."""
+    result = CliRunner().invoke(cli, ["-c", str(config_path), *args])
+    assert result.exit_code == 2, result.output
+    assert "is out of range: give a time from 1900 to 2999" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_serve_on_a_busy_port_prints_one_line_and_exits_2(config_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -80,6 +80,9 @@ class OptionError(click.BadParameter):
         return f"{name or self.param_hint or 'value'}: {self.message}"
 
 
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
 class IsoTime(click.ParamType):  # type: ignore[type-arg]
     """An ISO 8601 time option; without an offset it is the site's local time, as a
     `published` time without one is (UTC where no config is at hand)."""
@@ -96,7 +99,13 @@ class IsoTime(click.ParamType):  # type: ignore[type-arg]
                 f"cannot read {value!r} as an ISO 8601 time (such as 2026-11-27T07:00+07:00)",
                 ctx=ctx, param=param,
             ) from None  # fmt: skip
-        return moment if moment.tzinfo else moment.replace(tzinfo=_site_zone(ctx))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=_site_zone(ctx))
+        if not EARLIEST <= moment < LATEST:  # and windows around it stay in datetime's range
+            raise OptionError(
+                f"{value!r} is out of range: give a time from {EARLIEST.year} to {LATEST.year - 1}",
+                ctx=ctx, param=param,
+            )  # fmt: skip
+        return moment
 
 
 def _site_zone(ctx: click.Context | None) -> tzinfo:
