@@ -916,11 +916,24 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_CONFIG_PATHS[0]
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a device or a pipe is no config
+
+
+def _read_config(path: Path) -> str:
+    if path.exists() and not path.is_file():
+        raise ConfigError([f"{path}: not a regular file: give the config's YAML file"])
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: over {MAX_CONFIG_BYTES >> 20} MiB: not a config file"])
+    return data.decode("utf-8")
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Parse and validate the config; raise ConfigError listing every problem."""
     config_path = find_config(path)
     try:
-        text = config_path.read_text(encoding="utf-8")
+        text = _read_config(config_path)
     except OSError as exc:
         raise ConfigError([f"{config_path}: cannot read config: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:

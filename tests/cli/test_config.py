@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -234,3 +235,14 @@ def test_templates_come_only_from_the_root_or_template_dirs(
 
     path = write_config(digests=[digest], template_dirs=[str(elsewhere), "/etc"])
     config_module.load(path)  # the admin named those folders: accepted
+
+
+def test_a_config_that_is_no_file_or_far_too_big_is_refused(tmp_path: Path) -> None:
+    """Not read to the end: /dev/zero would fill the memory, and a pipe would block."""
+    pipe, big = tmp_path / "pipe.yaml", tmp_path / "big.yaml"
+    os.mkfifo(pipe)
+    big.write_bytes(b"#" * (2 << 20))
+    for path, reason in ((Path("/dev/zero"), "not a regular file"), (pipe, "not a regular file"),
+                         (big, "over 1 MiB")):  # fmt: skip
+        result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+        assert result.exit_code == 2 and f"{path}: {reason}" in result.stderr
