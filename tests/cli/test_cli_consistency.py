@@ -113,6 +113,18 @@ def test_serve_on_a_busy_port_prints_one_line_and_exits_2(config_path: Path) -> 
     ]
 
 
+def test_serve_with_a_database_it_cannot_open_exits_2(write_config: WriteConfig) -> None:
+    """Not a server whose every page is a 500."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    url = f"postgresql+psycopg://kabar@127.0.0.1:{closed}/kabar"
+    path = write_config(storage={"database": url, "feeds": "public/"})
+    result = CliRunner().invoke(cli, ["-c", str(path), "serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"kabar: storage.database: cannot open {url}")
+
+
 def said(result: object, text: str) -> int:
     output = getattr(result, "stdout", "") + getattr(result, "stderr", "")
     return sum(text in line for line in output.splitlines())

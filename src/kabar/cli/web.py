@@ -18,13 +18,15 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     and gzip, and an index page with autodiscovery links; the subscribe pages; /healthz,
     /readyz and /metrics; the HTTP API under /api/v1 (tokens: kabar tokens create).
 
-    Exits 2 with one line when the address cannot be listened on (a port in use).
+    Exits 2 with one line when the database cannot be opened, or the address cannot be
+    listened on (a port in use).
     """
     import uvicorn
 
     from kabar.web import create_app
 
     config = app.config
+    _ = app.store  # a database it cannot open: one line and exit 2, before serving 500s
     host = host or config.web.host
     port = port or config.web.port
     listener = _listen(host, port)
