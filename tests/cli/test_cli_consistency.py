@@ -120,7 +120,7 @@ def test_serve_with_a_database_it_cannot_open_exits_2(write_config: WriteConfig)
         closed = probe.getsockname()[1]
     url = f"postgresql+psycopg://kabar@127.0.0.1:{closed}/kabar"
     path = write_config(storage={"database": url, "feeds": "public/"})
-    result = CliRunner().invoke(cli, ["-c", str(path), "serve", "--port", "0"])
+    result = CliRunner().invoke(cli, ["-c", str(path), "serve", "--port", str(closed)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"kabar: storage.database: cannot open {url}")
 
