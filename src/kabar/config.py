@@ -141,6 +141,25 @@ Language = Literal["id", "en"]
 _INLINE_PASSWORD = re.compile(r"^[a-z0-9+]+://[^/@]*:[^/@]*@|[?&]password=", re.IGNORECASE)
 
 
+_PUBLIC_URL = re.compile(r"^https?://[^/\s?#]+(?:[/?#]|$)")
+# Query keys that carry a secret in an fsspec or driver URL.
+_SECRET_KEY = re.compile(r"[?&](?:password|passwd|secret|token|key)[^=&]*=", re.IGNORECASE)
+
+
+def public_url(value: str) -> str:
+    """An absolute http(s) URL that kabar prints into feeds, mail and pages, so with no
+    user or password before the host."""
+    if "@" in _authority(value):
+        raise ValueError("put no user or password in this URL: feeds, mail and pages show it")
+    if not _PUBLIC_URL.match(value):
+        raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _authority(url: str) -> str:
+    return url.partition("://")[2].split("/", 1)[0]
+
+
 def read_secret(env_name: str, purpose: str) -> str:
     """The value of a secret named in the config; never logged or printed."""
     value = os.environ.get(env_name)
@@ -170,9 +189,7 @@ class Site(Strict):
     @field_validator("url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
-        return value.rstrip("/")
+        return public_url(value)
 
 
 class Storage(Strict):
@@ -185,9 +202,14 @@ class Storage(Strict):
     @field_validator("feeds_url")
     @classmethod
     def _absolute_feeds_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
-        return value.rstrip("/") if value else value
+        return None if value is None else public_url(value)
+
+    @field_validator("feeds")
+    @classmethod
+    def _no_secret_in_feeds(cls, value: str) -> str:
+        if _SECRET_KEY.search(value) or "@" in _authority(value):
+            raise ValueError("put the storage's credentials in its environment, not the URL")
+        return value
 
     @field_validator("database")
     @classmethod
@@ -198,12 +220,14 @@ class Storage(Strict):
         if _INLINE_PASSWORD.search(value):
             raise ValueError("put the database password in an env var named by password_env")
         try:
-            make_url(value)
+            parsed = make_url(value)
         except ArgumentError:
             raise ValueError(
                 "not a database URL: expected one such as sqlite:///var/kabar.db or "
                 "postgresql+psycopg://kabar@db/kabar"
             ) from None
+        if any(key.lower() == "password" for key in parsed.query):  # ?pass%77ord=
+            raise ValueError("put the database password in an env var named by password_env")
         return value
 
 
@@ -470,6 +494,11 @@ class Web(Strict):
     # Proxies whose X-Forwarded-For names the client (IPs or CIDRs); others are not trusted.
     trusted_proxies: list[str] = []
     subscribe_limits: SubscribeLimits = SubscribeLimits()
+
+    @field_validator("base_url")
+    @classmethod
+    def _public_base(cls, value: str | None) -> str | None:
+        return None if value is None else public_url(value)
 
     @field_validator("allowed_origins")
     @classmethod

@@ -207,6 +207,22 @@ def test_a_database_password_in_the_url_is_refused_and_never_shown() -> None:
     assert shown == "postgresql://kabar@db/kabar?PASSWORD=***&sslmode=require"  # sorted
     with pytest.raises(ValueError, match="not a database URL"):
         config_module.Storage(database="bukan url")
+    with pytest.raises(ValueError, match="env var named by password_env"):  # decoded first
+        config_module.Storage(database="postgresql://kabar@db/kabar?pass%77ord=rahasia")
+
+
+def test_no_credentials_in_urls_that_feeds_mail_and_pages_show(write_config: WriteConfig) -> None:
+    path = write_config(
+        site={"title": "K", "url": "https://budi:rahasia@kabar.example.id"},
+        web={"base_url": "https://budi@kabar.example.id"},
+        storage={"database": "sqlite:///var/kabar.db", "feeds": "s3://feeds/kabar?secret=rahasia"},
+    )
+    result = CliRunner().invoke(cli, ["-c", str(path), "check"])
+    assert result.exit_code == 2
+    assert sorted(line.split(": ")[1] for line in result.stderr.splitlines()) == [
+        "site.url", "storage.feeds", "web.base_url",
+    ]  # fmt: skip
+    assert "rahasia" not in result.output
 
 
 def test_templates_come_only_from_the_root_or_template_dirs(
