@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,6 +38,15 @@ AnySource = PagesSource | JsonSource | FeedSource
 Progress = Callable[[int, int], None]  # (done, total) files
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def printable(message: str) -> str:
+    """One line as printed, whatever a file name holds: a newline in a name must not
+    start a line of its own that reads like another report."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], message)
+
+
 @dataclass
 class IngestReport:
     source: str
@@ -54,7 +64,7 @@ class IngestReport:
 
     def fail(self, message: str) -> None:
         self.failed += 1
-        self.failures.append(message)
+        self.failures.append(printable(message))
 
     def describe(self) -> str:
         if self.not_modified:
@@ -91,7 +101,7 @@ class _FileProblems:
         self.report.failed += 1
         self.failures += 1
         if self.failures <= SHOWN_PER_FILE:
-            self.report.failures.append(f"{self._place(where)}: {reason}")
+            self.report.failures.append(printable(f"{self._place(where)}: {reason}"))
 
     def warn(self, message: str) -> None:
         self.warn_at(None, message)
@@ -100,7 +110,7 @@ class _FileProblems:
         self.report.warned += 1
         self.warnings += 1
         if self.warnings <= SHOWN_PER_FILE:
-            self.report.warnings.append(f"{self._place(where)}: {message}")
+            self.report.warnings.append(printable(f"{self._place(where)}: {message}"))
 
     def _place(self, where: int | str | None) -> str:
         """`FILE:LINE` for a line, `FILE: entry 3` where lines mean nothing."""
@@ -111,10 +121,10 @@ class _FileProblems:
     def close(self) -> None:
         if self.failures > SHOWN_PER_FILE:
             hidden = self.failures - SHOWN_PER_FILE
-            self.report.failures.append(f"{self.origin}: {hidden} more rejected records")
+            self.report.failures.append(printable(f"{self.origin}: {hidden} more rejected records"))
         if self.warnings > SHOWN_PER_FILE:
             hidden = self.warnings - SHOWN_PER_FILE
-            self.report.warnings.append(f"{self.origin}: {hidden} more warnings")
+            self.report.warnings.append(printable(f"{self.origin}: {hidden} more warnings"))
 
 
 def context_for(

@@ -226,3 +226,14 @@ def test_what_is_not_a_file_of_the_folder_is_reported_and_not_read(
     assert named.failures == [
         f"{seeds / 'pipe.jsonl'}: not a regular file (a pipe, socket or device): not read"
     ]
+
+
+def test_a_file_name_cannot_forge_a_report_line(
+    config: Config, store: Store, project: Path
+) -> None:
+    """A newline (or an escape sequence) in a name is shown escaped, on its own line."""
+    (project / "seeds" / "evil\nFAKE: 0 failed\x1b[2K.jsonl").write_text("{broken", "utf-8")
+    report = ingest_path(config, store, project / "seeds", "seeds", as_of=SEED_AS_OF)
+    [failure] = report.failures
+    assert "\n" not in failure and "\x1b" not in failure
+    assert "evil\\nFAKE: 0 failed\\x1b[2K.jsonl" in failure
