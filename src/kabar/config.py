@@ -373,6 +373,11 @@ class DigestTemplates(Strict):
     accent_color: str = Field(default="#b4161b", pattern=r"^#[0-9a-fA-F]{6}$")
 
 
+# What a digest's subject and preheader may fill in (kabar.digest fills them).
+TEXT_FIELDS = frozenset({"date", "headline", "count", "site"})
+_TEXT_FIELD = re.compile(r"\{(\w+)\}")
+
+
 class Digest(Strict):
     id: Identifier
     list_id: Identifier = Field(alias="list")
@@ -398,6 +403,13 @@ class Digest(Strict):
     def _some_language(cls, value: str | dict[str, str]) -> str | dict[str, str]:
         if isinstance(value, dict) and not value:
             raise ValueError("give a text, or one per language such as {id: …, en: …}")
+        texts = [value] if isinstance(value, str) else list(value.values())
+        unknown = sorted({f for text in texts for f in _TEXT_FIELD.findall(text)} - TEXT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {', '.join('{' + f + '}' for f in unknown)}: "
+                "use {date}, {headline}, {count} or {site}"
+            )
         return value
 
     def text(self, name: Literal["subject", "preheader"], language: str) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from kabar.config import SUPPORTED_LANGUAGES, Config, Digest, Related
+from kabar.config import SUPPORTED_LANGUAGES, TEXT_FIELDS, Config, Digest, Related
 from kabar.links import safe_url
 from kabar.mail.dkim import DkimSigner
 from kabar.mail.message import BadRecipientError, MessageSkeleton
@@ -59,7 +59,7 @@ RELATED_SUMMARY_LIMIT = 160
 TITLE_LIMIT = 300
 SUMMARY_LIMIT = 600
 PREHEADER_LIMIT = 200  # inbox previews show about 100 characters
-_SUBJECT_FIELD = re.compile(r"\{(date|headline|count|site)\}")
+_SUBJECT_FIELD = re.compile(r"\{(" + "|".join(sorted(TEXT_FIELDS)) + r")\}")
 _BODY_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"]+$", re.IGNORECASE)
 
 

@@ -305,6 +305,8 @@ def test_subject_and_preheader_per_language(write_config: WriteConfig, store: St
     )
     with pytest.raises(ConfigError, match="one per language"):
         digest_config(write_config, subject={})
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \{nope\}: use \{date\}"):
+        digest_config(write_config, subject={"id": "Kabar pagi, {nope}", "en": "{date}"})
 
 
 def test_related_items_come_from_the_provider(write_config: WriteConfig, store: Store) -> None:
