@@ -101,6 +101,17 @@ def test_a_time_out_of_range_exits_2_in_one_line(config_path: Path, args: list[s
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "args", [["articles"], ["status"], ["bounces", "list"]], ids=["articles", "status", "bounces"]
+)
+def test_a_limit_past_a_database_integer_is_a_usage_error(
+    config_path: Path, args: list[str]
+) -> None:
+    result = CliRunner().invoke(cli, ["-c", str(config_path), *args, "--limit", "9" * 23])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'--limit'" in result.stderr
+
+
 def test_serve_on_a_busy_port_prints_one_line_and_exits_2(config_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -115,6 +115,8 @@ def _site_zone(ctx: click.Context | None) -> tzinfo:
 
 
 ISO_TIME = IsoTime()
+# A --limit: at least 1, and within what a database integer holds (2**63 - 1).
+LIMIT = click.IntRange(1, 2**63 - 1)
 
 
 def known_digest(app: App, digest_id: str, option: str = "DIGEST") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, pass_app
+from kabar.cli.app import EXIT_PARTIAL, LIMIT, App, echo_json, echo_table, fail, pass_app
 
 
 def _processor(app: App) -> Any:
@@ -98,7 +98,7 @@ def bounces_process(app: App, path: Path, as_json: bool) -> None:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=LIMIT,
     default=50,
     show_default=True,
     help="Show at most this many, the newest.",

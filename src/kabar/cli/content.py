@@ -14,6 +14,7 @@ import click
 from kabar.cli.app import (
     EXIT_PARTIAL,
     ISO_TIME,
+    LIMIT,
     App,
     echo_json,
     echo_table,
@@ -139,7 +140,7 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per line, every stored field."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N articles.")
+@click.option("--limit", type=LIMIT, default=None, help="At most N articles.")
 @click.option("--source", "source_id", help="Only articles from this configured source.")
 @pass_app
 def articles(app: App, as_json: bool, limit: int | None, source_id: str | None) -> None:

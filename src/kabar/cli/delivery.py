@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from kabar.cli.app import EXIT_PARTIAL, App, echo_json, echo_table, fail, known_digest, pass_app
+from kabar.cli.app import (
+    EXIT_PARTIAL,
+    LIMIT,
+    App,
+    echo_json,
+    echo_table,
+    fail,
+    known_digest,
+    pass_app,
+)
 
 
 @click.command()
@@ -144,7 +153,7 @@ def publish_digests(app: App, *, clock: Callable[[], datetime] | None = None) ->
 @click.command()
 @click.option("--digest", "digest_id", help="Only issues of this digest.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+    "--limit", type=LIMIT, default=20, show_default=True,
     help="Show at most this many issues, the newest.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per issue.")
