@@ -17,6 +17,7 @@ Usage: python tools/demo_seeds.py [--data DIR] [--days 31]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 from collections import Counter
@@ -66,7 +67,10 @@ def full_slug(row: dict[str, str]) -> str:
     """The URL's own slug where it starts like IndoSum's (which is cut at 50 characters)."""
     last = [part for part in urlparse(row["url"]).path.split("/") if part][-1]
     last = re.sub(r"\.html?$", "", last)
-    return last if last.startswith(row["slug"][:20]) else row["slug"]
+    last = re.sub(r"^\d+-", "", last).replace(".", "-")  # "1820652-bus-…", "tommy.saya.…"
+    squeeze = re.compile(r"[^a-z0-9]")
+    same = squeeze.sub("", last).startswith(squeeze.sub("", row["slug"])[:20])
+    return last if same else row["slug"]
 
 
 def headline(slug: str, body: str) -> str:
@@ -82,6 +86,13 @@ def headline(slug: str, body: str) -> str:
     while len(words) > 1 and words[-1] in DANGLING:
         words.pop()
     text = " ".join(_spelling(word, spellings.get(word)) for word in words)
+    for first, second in itertools.pairwise(words):  # "saksi saksi" → "saksi-saksi", "1-1"
+        joined = re.search(rf"\b{re.escape(first)}-{re.escape(second)}\b", body, re.IGNORECASE)
+        if joined:
+            text = re.sub(
+                rf"\b{re.escape(first)} {re.escape(second)}\b", joined.group(), text, count=1,
+                flags=re.IGNORECASE,
+            )  # fmt: skip
     return text[:1].upper() + text[1:]
 
 
