@@ -142,8 +142,9 @@ def related(
 
     Each item shows its score and why it was picked: shared tags (tag:…), the same
     section (section:…) and the terms that matched most (term:…); publisher-chosen
-    items come first, and items filling a short block show `section:…, newest` with
-    score 0. Use it to tune `related:` (min_score, window, half_life, fill).
+    items come first. Items filling a short block from its section show `closest`
+    (words in common, under min_score, with their score) or `newest` (score 0). Use it
+    to tune `related:` (min_score, window, half_life, fill).
     """
     from kabar.related import RelatedEngine
 
