@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -158,3 +160,23 @@ def test_each_summary_is_said_once(config_path: Path) -> None:
 
     result = runner.invoke(cli, [*base, "send", "harian", "--now"])  # resumes: already sent
     assert said(result, ": sent: 1 audience, 1 sent") == 1
+
+
+def test_the_real_entry_point_says_a_usage_error_in_one_line(config_path: Path) -> None:
+    """As every other error: `kabar: …`, with where to read more, status 2."""
+    for args, line in [
+        (["ingest", "--as-of", "garbage"], "kabar: --as-of: cannot read 'garbage'"),
+        (["articles", "--limit", "0"], "kabar: Invalid value for '--limit'"),
+        (["nope"], "kabar: No such command 'nope'."),
+    ]:
+        run = subprocess.run(
+            [sys.executable, "-m", "kabar", "-c", str(config_path), *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        [said_line] = run.stderr.splitlines()
+        assert said_line.startswith(line) and said_line.endswith("--help)"), said_line
+    shown = subprocess.run(
+        [sys.executable, "-m", "kabar", "--help"], capture_output=True, text=True
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("Usage: kabar")

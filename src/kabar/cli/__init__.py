@@ -6,6 +6,8 @@ was still done), 2 for a bad config or bad usage.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from kabar import __version__
@@ -81,6 +83,17 @@ def main() -> None:
     from kabar.deliver.outbox import OutboxError
 
     try:
-        cli(prog_name="kabar")
+        status = cli.main(prog_name="kabar", standalone_mode=False)
+    except click.UsageError as exc:
+        # One line, like every other error of kabar's, with where to read more.
+        where = exc.ctx.command_path if exc.ctx else "kabar"
+        fail(f"{exc.format_message()} (see {where} --help)")
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("kabar: aborted", err=True)
+        sys.exit(1)
     except (MissingSecretError, OutboxError) as exc:
         fail(str(exc))
+    sys.exit(status if isinstance(status, int) else 0)
