@@ -36,6 +36,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from kabar.text import counted
+
 DEFAULT_CONFIG_PATHS = (Path("config/kabar.yaml"), Path("kabar.yaml"))
 SUPPORTED_LANGUAGES = ("id", "en")
 
@@ -770,10 +772,6 @@ class Config(Strict):
         return next(m for m in self.lists if m.id == list_id)
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 # --- locating errors -------------------------------------------------------------------
 
 
@@ -1049,7 +1047,7 @@ def located(config: Config, loc: Sequence[str | int], message: str) -> str:
 
 def summary(config: Config) -> str:
     counts = ", ".join(
-        _count(len(parts), name)
+        counted(len(parts), name)
         for parts, name in (
             (config.sources, "source"), (config.feeds, "feed"), (config.lists, "list"),
             (config.digests, "digest"),

@@ -24,6 +24,7 @@ from kabar.model import Article
 from kabar.sources import ReadContext, ReadError, read_file
 from kabar.sources.feed import fetch, parse_feed
 from kabar.store import Store, UpsertResult
+from kabar.text import counted
 
 if TYPE_CHECKING:
     from kabar.related import RelatedEngine
@@ -71,9 +72,9 @@ class IngestReport:
             return f"{self.source}: not modified since the last fetch"
         s = self.stored
         duplicates = f", {s.duplicates} already stored from another source" if s.duplicates else ""
-        warned = f", {self.warned} warnings" if self.warned else ""
+        warned = f", {counted(self.warned, 'warning')}" if self.warned else ""
         return (
-            f"{self.source}: {self.files} files, {self.articles} articles "
+            f"{self.source}: {counted(self.files, 'file')}, {counted(self.articles, 'article')} "
             f"({s.inserted} new, {s.updated} updated, {s.unchanged} unchanged{duplicates}), "
             f"{self.failed} failed{warned}"
         )

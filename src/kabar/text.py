@@ -90,3 +90,8 @@ def summarize(text: str, limit: int = 280) -> str:
         return " ".join(sentences[:-1]).strip()
     cut = lead[:limit].rsplit(" ", 1)[0]
     return cut.rstrip(",;:-–— ") + "…"
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 file`, `2 files`: English summaries count in the singular where one."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"

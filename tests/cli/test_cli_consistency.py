@@ -149,7 +149,7 @@ def test_each_summary_is_said_once(config_path: Path) -> None:
     runner.invoke(cli, [*base, "subscribers", "add", "ani@example.com"])
     result = runner.invoke(cli, [*base, "publish", "--as-of", SEED_AS_OF.isoformat()])
     assert result.exit_code == 0, result.output
-    assert said(result, "seeds: 1 files, 11 articles") == 1
+    assert said(result, "seeds: 1 file, 11 articles") == 1
     assert said(result, "feeds: 1 feeds") == 1
     assert said(result, ": sent: 1 audience, 1 sent") == 1
     assert said(result, "sent=1") == 0  # no progress line repeating the outcome

@@ -127,7 +127,7 @@ def test_publish_ingests_then_delivers_the_current_issue(
     )  # fmt: skip
     result = CliRunner().invoke(cli, ["-q", "-c", str(path), "publish"])
     assert result.exit_code == 0, result.output
-    assert "seeds: 1 files" in result.stdout
+    assert "seeds: 1 file" in result.stdout
     assert result.stdout.strip().endswith("sent: 2 audience, 2 sent")
     assert len(outbox(project)) == 2
 

@@ -76,7 +76,7 @@ def test_the_cli_exits_1_when_some_files_failed_and_0_when_all_were_fine(
         clean = runner.invoke(cli, ["--config", str(path), "ingest", "--as-of", "2024-05-01T12:00"])
         assert clean.exit_code == 0, clean.output
     assert clean.stdout == (
-        "seeds: 1 files, 11 articles (0 new, 0 updated, 11 unchanged), 0 failed\n"
+        "seeds: 1 file, 11 articles (0 new, 0 updated, 11 unchanged), 0 failed\n"
     )
 
 

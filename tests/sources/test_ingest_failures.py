@@ -59,7 +59,7 @@ def test_rejected_records_are_failures_with_file_and_line(
         " such as '4 jam lalu'",
     ]
     assert result.stdout == (
-        "wire: 1 files, 1 articles (1 new, 0 updated, 0 unchanged), 3 failed\n"
+        "wire: 1 file, 1 article (1 new, 0 updated, 0 unchanged), 3 failed\n"
     )
 
 
@@ -153,7 +153,7 @@ def test_long_titles_are_cut_with_a_counted_warning(
     [article] = store.articles()
     assert len(article.title) <= MAX_TITLE and article.title.endswith("kata…")
     assert report.warned == 1 and "cut from 99999 to 300 characters" in report.warnings[0]
-    assert report.describe().endswith("0 failed, 1 warnings")
+    assert report.describe().endswith("0 failed, 1 warning")
 
 
 def test_a_warning_names_the_line_of_its_record(
