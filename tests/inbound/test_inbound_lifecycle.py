@@ -4,13 +4,10 @@ the bounce mailbox, and the breaker pausing an issue whose 5xx replies pile up."
 
 from __future__ import annotations
 
-import asyncio
 import email
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
@@ -22,6 +19,7 @@ from kabar.store import Store
 from kabar.subscribers import Subscribers
 from kabar.web.subscribe import routes
 
+from ..support.asgi import AsgiClient
 from ..support.delivery_setup import SECRET, prepare_store, send_now
 from ..support.delivery_sink import Sink, running
 from ..support.inbound import (
@@ -34,21 +32,6 @@ from ..support.inbound import (
     write_maildir,
 )
 from ..support.project import WriteConfig
-
-
-class Client:
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def post(self, path: str, **options: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            base = "https://kabar.example.id"
-            headers = {"Origin": base}
-            async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-                return await client.post(path, headers=headers, **options)
-
-        return asyncio.run(send())
 
 
 def _confirmation_paths(outbox: Path) -> list[str]:
@@ -84,7 +67,7 @@ def test_only_the_person_lifts_a_bounce_and_only_an_admin_a_complaint(
     assert (status_of(store, bounced), status_of(store, complained)) == ("bounced", "complained")
     outbox = config.resolve(config.delivery.outbox)
     before = len(_confirmation_paths(outbox))
-    client = Client(Starlette(routes=routes(config, store)))
+    client = AsgiClient(Starlette(routes=routes(config, store)))
 
     # The complained address gets the usual answer, and no mail.
     answer = client.post("/subscribe", data={"email": complained, "list": "pembaca"})

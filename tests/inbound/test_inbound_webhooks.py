@@ -4,7 +4,6 @@ generic HMAC endpoint. A bad signature gets a 4xx and changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +27,7 @@ from kabar.inbound.webhooks import SNS_CERT_URL, SnsPolicy, sns_string_to_sign
 from kabar.store import Store
 from kabar.web.inbound import routes
 
+from ..support.asgi import AsgiClient
 from ..support.delivery_setup import SECRET, prepare_store, send_now
 from ..support.inbound import deliveries_by_address, inbound_config, status_of
 from ..support.project import WriteConfig
@@ -39,23 +38,6 @@ WEBHOOKS = {
     "postmark_password_env": "KABAR_POSTMARK_PASSWORD",
     "generic_secret_env": "KABAR_WEBHOOK_SECRET",
 }
-
-
-class Client:
-    """POSTs to the ASGI app through httpx's ASGI transport (real HTTP semantics, no
-    socket)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def post(self, path: str, **options: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            base = "https://kabar.example.id"
-            async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-                return await client.post(path, **options)
-
-        return asyncio.run(send())
 
 
 class CertificateServer:
@@ -136,7 +118,7 @@ def setup(
     store: Store,
     monkeypatch: pytest.MonkeyPatch,
     sns: CertificateServer,
-) -> tuple[Config, Store, Client, dict[str, tuple[int, str, str, str]]]:
+) -> tuple[Config, Store, AsgiClient, dict[str, tuple[int, str, str, str]]]:
     for name, value in {
         "KABAR_SECRET": SECRET, "KABAR_MAILGUN_KEY": "kunci-mailgun",
         "KABAR_POSTMARK_PASSWORD": "sandi-postmark", "KABAR_WEBHOOK_SECRET": "rahasia-webhook",
@@ -146,10 +128,10 @@ def setup(
     prepare_store(config, store, 6)
     assert send_now(config, store) is not None
     app = Starlette(routes=routes(config, store, sns=sns.policy()))
-    return config, store, Client(app), deliveries_by_address(store)
+    return config, store, AsgiClient(app, origin=False), deliveries_by_address(store)
 
 
-Setup = tuple[Config, Store, Client, dict[str, tuple[int, str, str, str]]]
+Setup = tuple[Config, Store, AsgiClient, dict[str, tuple[int, str, str, str]]]
 
 
 def ses_bounce(source: str, address: str, bounce_type: str = "Permanent") -> dict[str, Any]:
@@ -282,6 +264,6 @@ def test_unconfigured_relays_have_no_route(
     write_config: WriteConfig, database_url: str, store: Store
 ) -> None:
     config = inbound_config(write_config, database_url=database_url)
-    client = Client(Starlette(routes=routes(config, store)))
+    client = AsgiClient(Starlette(routes=routes(config, store)), origin=False)
     for path in ("/webhooks/ses", "/webhooks/mailgun", "/webhooks/postmark", "/webhooks/bounce"):
         assert client.post(path, content=b"{}").status_code == 404

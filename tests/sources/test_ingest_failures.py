@@ -58,9 +58,7 @@ def test_rejected_records_are_failures_with_file_and_line(
         f"{file}:4: published: 'kemarin' is neither an ISO 8601 date-time nor a relative time"
         " such as '4 jam lalu'",
     ]
-    assert result.stdout == (
-        "wire: 1 file, 1 article (1 new, 0 updated, 0 unchanged), 3 failed\n"
-    )
+    assert result.stdout == "wire: 1 file, 1 article (1 new, 0 updated, 0 unchanged), 3 failed\n"
 
 
 def test_many_bad_records_show_the_first_per_file_and_a_count(

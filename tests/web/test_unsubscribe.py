@@ -3,14 +3,11 @@ subscribe, over HTTP through the Starlette app."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 from email import policy
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -19,34 +16,11 @@ from kabar.store import Store
 from kabar.subscribers import Subscriber, Subscribers, sign
 from kabar.web.subscribe import routes
 
+from ..support.asgi import AsgiClient
 from ..support.delivery_setup import SECRET, delivery_config, prepare_store, send_now
 from ..support.project import WriteConfig
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-class Client:
-    """HTTP requests to the ASGI app, each through httpx's ASGI transport."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            base = "https://kabar.example.id"
-            # A browser posting kabar's own form sends its origin.
-            headers = {"Origin": base, **options.pop("headers", {})}
-            async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-                return await client.request(method, path, headers=headers, **options)
-
-        return asyncio.run(send())
-
-    def get(self, path: str, **options: Any) -> httpx.Response:
-        return self.request("GET", path, **options)
-
-    def post(self, path: str, **options: Any) -> httpx.Response:
-        return self.request("POST", path, **options)
 
 
 @pytest.fixture
@@ -61,8 +35,8 @@ def store(config: Config) -> Store:
 
 
 @pytest.fixture
-def client(config: Config, store: Store) -> Client:
-    return Client(Starlette(routes=routes(config, store)))
+def client(config: Config, store: Store) -> AsgiClient:
+    return AsgiClient(Starlette(routes=routes(config, store)))
 
 
 @pytest.fixture
@@ -83,7 +57,7 @@ def path_for(subscriber: Subscriber, purpose: str = "unsubscribe") -> str:
 
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
 def test_one_click_post_unsubscribes_with_200_and_no_redirect(
-    client: Client, store: Store, subscriber: Subscriber, encoding: str
+    client: AsgiClient, store: Store, subscriber: Subscriber, encoding: str
 ) -> None:
     if encoding == "urlencoded":
         response = client.post(path_for(subscriber), data=ONE_CLICK, follow_redirects=False)
@@ -99,7 +73,7 @@ def test_one_click_post_unsubscribes_with_200_and_no_redirect(
 
 
 def test_get_only_asks_so_link_scanners_unsubscribe_nobody(
-    client: Client, store: Store, subscriber: Subscriber
+    client: AsgiClient, store: Store, subscriber: Subscriber
 ) -> None:
     for _ in range(3):
         page = client.get(path_for(subscriber))
@@ -113,7 +87,7 @@ def test_get_only_asks_so_link_scanners_unsubscribe_nobody(
 
 
 def test_forged_and_tampered_tokens_get_4xx_and_change_nothing(
-    client: Client, store: Store, subscriber: Subscriber
+    client: AsgiClient, store: Store, subscriber: Subscriber
 ) -> None:
     genuine = path_for(subscriber)
     forged = [
@@ -133,7 +107,7 @@ def test_forged_and_tampered_tokens_get_4xx_and_change_nothing(
 
 
 def test_the_link_in_a_sent_issue_unsubscribes(
-    client: Client, config: Config, store: Store, project: Path
+    client: AsgiClient, config: Config, store: Store, project: Path
 ) -> None:
     prepare_store(config, store, 2)
     issue = send_now(config, store)
@@ -151,7 +125,7 @@ def test_the_link_in_a_sent_issue_unsubscribes(
 
 
 def test_double_opt_in_mails_a_link_that_activates(
-    client: Client, store: Store, project: Path
+    client: AsgiClient, store: Store, project: Path
 ) -> None:
     form = {"email": "ani@example.com", "name": "Ani Lestari", "locale": "en"}
     response = client.post("/subscribe", data=form)
@@ -180,7 +154,7 @@ def test_double_opt_in_mails_a_link_that_activates(
     assert len(list((project / "outbox" / "new").iterdir())) == 1
 
 
-def test_subscribe_refuses_bad_input_clearly(client: Client, store: Store) -> None:
+def test_subscribe_refuses_bad_input_clearly(client: AsgiClient, store: Store) -> None:
     bad = client.post("/subscribe", data={"email": "not an address"})
     assert bad.status_code == 400 and "tidak valid" in bad.text
     assert "must" not in bad.text  # the validator's English stays off the Indonesian page
@@ -209,7 +183,7 @@ def test_pages_escape_what_they_show(
 
     config = config_module.load(path)
     with Store.open(config.database_url) as store:
-        client = Client(Starlette(routes=routes(config, store)))
+        client = AsgiClient(Starlette(routes=routes(config, store)))
         response = client.post("/subscribe", data={"email": "o@example.com"})
         assert response.status_code == 200
         joined = Subscribers(store.engine).find("pembaca", "o@example.com")
