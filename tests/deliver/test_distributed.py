@@ -33,6 +33,7 @@ from ..support.database import postgres_schema
 from ..support.delivery_setup import SECRET, delivery_config
 from ..support.delivery_sink import Sink, running
 from ..support.project import SEED_AS_OF, WriteConfig
+from ..support.serving import free_port
 
 pytestmark = [
     pytest.mark.postgres,
@@ -282,13 +283,6 @@ def queued_chunks(queue: str) -> Counter[int]:
     messages = client.hvals(f"dramatiq:{queue}.msgs")
     client.close()
     return Counter(json.loads(message)["args"][1] for message in messages)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def sent_counted(port: int) -> float:

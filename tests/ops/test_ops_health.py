@@ -47,7 +47,7 @@ def test_readyz_names_the_feed_storage_when_it_is_gone(
 def test_readyz_names_the_database_when_it_cannot_be_reached(
     write_config: WriteConfig,
 ) -> None:
-    from ..support.ops import free_port
+    from ..support.serving import free_port
 
     config = ops_config(write_config, f"postgresql://kabar@127.0.0.1:{free_port()}/kabar")
     with serving(config) as client:
@@ -61,7 +61,7 @@ def test_readyz_names_the_database_when_it_cannot_be_reached(
 def test_the_broker_check_names_a_broker_that_does_not_answer(
     write_config: WriteConfig,
 ) -> None:
-    from ..support.ops import free_port
+    from ..support.serving import free_port
 
     config = ops_config(
         write_config, "postgresql://kabar@127.0.0.1:1/kabar",

@@ -19,8 +19,9 @@ from ruamel.yaml import YAML
 
 from kabar.cli import cli
 
-from ..support.ops import CMS_FEED, CMS_SOURCE, free_port
+from ..support.ops import CMS_FEED, CMS_SOURCE
 from ..support.project import BASE_CONFIG, WriteConfig
+from ..support.serving import free_port
 
 DIGEST = {"id": "harian", "list": "pembaca", "subject": "Kabar pagi",
           "schedule": {"cron": "0 7 * * *", "timezone": "Asia/Jakarta"}}  # fmt: skip

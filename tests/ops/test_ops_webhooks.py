@@ -27,8 +27,9 @@ from kabar.store import Store
 from kabar.store.tables import webhook_deliveries
 from kabar.subscribers import Subscribers
 
-from ..support.ops import free_port, ops_config, sample
+from ..support.ops import ops_config, sample
 from ..support.project import WriteConfig
+from ..support.serving import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"kunci-rahasia-webhook-uji-32b!!!").decode()
 

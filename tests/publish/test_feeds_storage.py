@@ -4,7 +4,6 @@ on loopback, through s3fs): files are written only when their bytes change."""
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +20,9 @@ from kabar.store import Store
 
 from ..support.feeds_checks import feed_config, ingest_seed, tree
 from ..support.project import WriteConfig
+from ..support.serving import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kabar-test", "AWS_SECRET_ACCESS_KEY": "kabar-test"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from .delivery_sink import Sink, free_port, running, self_signed
+from .delivery_sink import Sink, running, self_signed
+from .serving import free_port
 
 RECIPIENT_DOMAIN = "example.net"
 BOUNCE_DOMAIN = "bounce.kabar.example.id"

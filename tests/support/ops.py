@@ -3,15 +3,11 @@ of it, and `kabar serve`'s app in uvicorn on a loopback port."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 from prometheus_client import REGISTRY
 
 from kabar import config as config_module
@@ -20,15 +16,10 @@ from kabar.store import Store
 from kabar.web import create_app
 
 from .project import WriteConfig
+from .serving import free_port, uvicorn_thread
 
 CMS_SOURCE = {"id": "cms", "kind": "json", "path": "cms/"}
 CMS_FEED = {"id": "cms", "title": "Dari CMS", "sources": ["cms"], "archive": False}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ops_config(write_config: WriteConfig, database_url: str, **overrides: Any) -> Config:
@@ -52,24 +43,13 @@ def ops_config(write_config: WriteConfig, database_url: str, **overrides: Any) -
 @contextmanager
 def serving(config: Config, store: Store | None = None) -> Iterator[httpx.Client]:
     """`kabar serve`'s app in uvicorn on 127.0.0.1, and a client for it."""
-    port = free_port()
     app = create_app(config, store=store)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        uvicorn_thread(app, free_port(), lifespan="on") as base,
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client
 
 
 def sample(name: str, **labels: str) -> float:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import gzip
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from kabar.config import Config
 from kabar.publish.feeds import build_feeds
@@ -26,12 +23,7 @@ from kabar.web import create_app
 
 from ..support.feeds_checks import feed_config, ingest_seed
 from ..support.project import WriteConfig
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from ..support.serving import free_port, uvicorn_thread
 
 
 @pytest.fixture
@@ -45,20 +37,11 @@ def site(write_config: WriteConfig, store: Store) -> tuple[Config, Store]:
 @pytest.fixture
 def server(site: tuple[Config, Store]) -> Iterator[httpx.Client]:
     """uvicorn in a thread, the app as `kabar serve` builds it."""
-    port = free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(site[0]), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+    with (
+        uvicorn_thread(create_app(site[0]), free_port()) as base,
+        httpx.Client(base_url=base) as client,
+    ):
         yield client
-    uv.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.mark.parametrize(

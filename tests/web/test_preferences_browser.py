@@ -16,7 +16,6 @@ import email
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from kabar import config as config_module
 from kabar.config import Config
@@ -39,7 +37,7 @@ from kabar.web import create_app
 from ..support.delivery_setup import SECRET
 from ..support.digest import make_article
 from ..support.project import WriteConfig
-from .test_feeds_serve import free_port
+from ..support.serving import free_port, uvicorn_thread
 
 pytestmark = pytest.mark.chromium
 KEEP = os.environ.get("KABAR_SCREENSHOTS")  # read at import: clean_environ drops KABAR_*
@@ -96,20 +94,8 @@ def site(write_config: WriteConfig, project: Path) -> Iterator[tuple[Config, str
             make_article(n, when=now, section=section, title=f"Berita {section} {n}")
             for n, section in ((n, SECTIONS[n % 3]) for n in range(1, 10))
         ])  # fmt: skip
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with uvicorn_thread(create_app(config), port, log_level="error"):
         yield config, base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

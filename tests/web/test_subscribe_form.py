@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import threading
 import time
 from collections.abc import Iterator
 from email import policy
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from kabar import config as config_module
@@ -30,7 +28,7 @@ from kabar.web import create_app
 
 from ..support.delivery_setup import SECRET
 from ..support.project import WriteConfig
-from .test_feeds_serve import free_port
+from ..support.serving import free_port, uvicorn_thread
 
 BASE = "https://kabar.example.id"
 ORIGIN = {"Origin": BASE}
@@ -277,20 +275,10 @@ def test_client_ip_behind_trusted_proxies() -> None:
 def served(write_config: WriteConfig) -> Iterator[tuple[Config, str]]:
     """`kabar serve`'s app in uvicorn on a loopback port, behind a (pretend) local proxy."""
     config = make_config(write_config, trusted_proxies=[PROXY])
-    port = free_port()
+    # proxy_headers off, as `kabar serve`: kabar reads X-Forwarded-For itself.
     app = create_app(config)
-    settings = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
-    settings.proxy_headers = False  # as `kabar serve`: kabar reads X-Forwarded-For itself
-    server = uvicorn.Server(settings)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield config, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(app, free_port(), log_level="error", proxy_headers=False) as base:
+        yield config, base
 
 
 def settled_recipients(project: Path, expected: int) -> list[str]:
