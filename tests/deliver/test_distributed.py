@@ -321,7 +321,7 @@ def test_each_worker_counts_only_what_it_sent(
         daemon = kabar(config, "run", log=tmp_path / "run.log")
         try:
             wait_for(
-                lambda: [i.state for i in Ledger(store.engine).issues()] == ["sent"], 60, "sent"
+                lambda: [i.state for i in Ledger(store.engine).issues()] == ["sent"], 120, "sent"
             )
             counted = [sent_counted(port) for port in ports]
         finally:
