@@ -19,14 +19,19 @@
    show a copy of the article itself or two copies of one story; goal 0. The same
    corpus without the near-copy cut shows how often it would happen.
 
-4. With `--variants`: candidate changes to the ranking, measured by brute force on
+4. With `--engine-variants`: changes measured through the engine itself (words kept per
+   row, no stemming or only particles and possessives off, the lead weighed twice, the
+   body cut short), and each query as a summary-only feed gives it (title and first
+   paragraph) against the whole earlier articles, by score floor.
+
+5. With `--variants`: candidate changes to the ranking, measured by brute force on
    IndoSum (the engine's own weighted rows, every candidate in the window scored; no
    near-copy or diversity filtering, so figures sit a little off the engine's): latent
    topic dimensions, a floor relative to each article's own scores, named-entity overlap,
    BM25 mixed with topics, topic-space feedback, hubness correction, the block's
    coherence, recency. Each prints coverage and P@3 with its interval.
 
-Usage: python bench/related_quality.py [--data DIR] [--quick] [--variants]
+Usage: python bench/related_quality.py [--data DIR] [--quick] [--variants | --engine-variants]
 IndoSum (CC BY-SA 4.0, Kurniawan & Louvan 2018) and SIB-200 (CC BY-SA 4.0, Adelani et al.
 2023) are read from ../shared/data/indosum and ../shared/data/sib200 beside the repository
 by default; neither is copied into it. `--quick` measures small subsets in a few seconds
@@ -39,9 +44,11 @@ import argparse
 import csv
 import json
 import random
+import re
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -53,9 +60,9 @@ from sklearn.preprocessing import normalize
 
 from kabar.config import Related
 from kabar.model import Article, article_id
-from kabar.related import RelatedEngine
+from kabar.related import RelatedEngine, vectors
 from kabar.related import engine as engine_module
-from kabar.related.analysis import analyser_for, tokens
+from kabar.related.analysis import IndonesianAnalyser, analyser_for, tokens
 from kabar.related.terms import analyse, char_grams
 from kabar.related.vectors import WORD_FEATURES, WORD_SHARE
 
@@ -187,6 +194,89 @@ def indosum_report(path: Path, *, quick: bool = False) -> None:
             f"  {label:36s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} "
             f"[{low:.4f}, {high:.4f}] of {s.shown} blocks  near-copy share {s.near_copies:.4f}"
         )
+
+
+# --- IndoSum: changes measured through the engine ---------------------------------------
+
+_PARTICLE = re.compile(r"(?<=\w{3})(?:lah|kah|tah|pun)$")
+_POSSESSIVE = re.compile(r"(?<=\w{3})(?:nya|ku|mu)$")
+
+
+def _light_stem(_analyser: object, token: str) -> str:
+    """Particles and possessives off, prefixes and derivations kept (pemain ≠ main)."""
+    return _POSSESSIVE.sub("", _PARTICLE.sub("", token))
+
+
+@contextmanager
+def _patched(owner: object, name: str, value: object) -> Iterator[None]:
+    """`owner.name` set to `value` for the block, with fresh analysers (their token
+    caches hold words made the old way)."""
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    analyser_for.cache_clear()
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+        analyser_for.cache_clear()
+
+
+def _with_bodies(corpus: IndoSum, body: Callable[[list[str]], list[str]]) -> IndoSum:
+    articles = [
+        replace(a, body_text="\n\n".join(body(a.body_text.split("\n\n")))) for a in corpus.articles
+    ]
+    return IndoSum(articles, corpus.labels, corpus.queries)
+
+
+def _lead_blocks(corpus: IndoSum, settings: Related) -> list[list[int]]:
+    """Each query as a summary-only feed gives it (its title and first paragraph) against
+    the whole earlier articles."""
+    engine = RelatedEngine.build(corpus.articles, site_language="id", defaults=settings)
+    position = {a.id: i for i, a in enumerate(corpus.articles)}
+    blocks = []
+    for q in corpus.queries:
+        full = corpus.articles[q]
+        lead = replace(
+            full, id=f"{full.id}-lead", url=f"{full.url}#lead",
+            body_text=full.body_text.split("\n\n")[0],
+        )  # fmt: skip
+        items = engine.related(lead, before=full.published, settings=settings)
+        blocks.append([position[i.article_id] for i in items if i.article_id in position])
+    return blocks
+
+
+def engine_variants_report(path: Path, *, quick: bool = False) -> None:
+    corpus = read_indosum(path, QUICK_ARTICLES if quick else None)
+    matrix = plain_tfidf(corpus)
+    floor = Related().min_score
+    print(f"IndoSum changes through the engine (floor {floor}; coverage, P@3 and interval)")
+
+    def show(label: str, blocks: list[list[int]]) -> None:
+        s = score_blocks(corpus, matrix, blocks)
+        low, high = s.interval
+        interval = f"[{low:.4f}, {high:.4f}]"
+        print(f"  {label:46s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} {interval}")
+
+    show("default", indosum_engine(corpus, Related()))
+    for keep in (256, 1000):
+        with _patched(vectors, "KEEP_WORDS", keep):
+            show(f"{keep} words kept per article (default 128)", indosum_engine(corpus, Related()))
+    with _patched(IndonesianAnalyser, "normalise", lambda _analyser, token: token):
+        show("no stemming", indosum_engine(corpus, Related()))
+    with _patched(IndonesianAnalyser, "normalise", _light_stem):
+        show("particles and possessives only", indosum_engine(corpus, Related()))
+    bodies = {
+        "the lead paragraphs counted twice": lambda p: p[:2] + p,
+        "the body cut to its first 4 paragraphs": lambda p: p[:4],
+        "the body cut to its first 6 paragraphs": lambda p: p[:6],
+    }
+    for label, body in bodies.items():
+        changed = _with_bodies(corpus, body)
+        show(label, indosum_engine(changed, Related()))
+    print("IndoSum queries as title and lead paragraph only, against whole articles, by floor")
+    for lead_floor in (0.02, 0.04, 0.05, 0.14):
+        blocks = _lead_blocks(corpus, Related(min_score=lead_floor, fill="none"))
+        show(f"floor {lead_floor}", blocks)
 
 
 # --- IndoSum: ranking variants, by brute force ----------------------------------------
@@ -611,6 +701,11 @@ def main() -> None:
         action="store_true",
         help="only the IndoSum ranking variants, by brute force (see the docstring)",
     )
+    parser.add_argument(
+        "--engine-variants",
+        action="store_true",
+        help="only the IndoSum changes measured through the engine, and lead-only queries",
+    )
     args = parser.parse_args()
     indosum, sib200 = args.data / "indosum" / "articles.jsonl", args.data / "sib200"
     missing = [str(p) for p in (indosum, sib200) if not p.exists()]
@@ -619,9 +714,10 @@ def main() -> None:
         sys.exit(2)
     for path in missing:
         print(f"related_quality: skipped, no corpus at {path}")
-    if args.variants:
+    if args.variants or args.engine_variants:
         if indosum.exists():
-            variants_report(indosum, quick=args.quick)
+            report = variants_report if args.variants else engine_variants_report
+            report(indosum, quick=args.quick)
         return
     if indosum.exists():
         indosum_report(indosum, quick=args.quick)
