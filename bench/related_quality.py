@@ -19,17 +19,20 @@
    show a copy of the article itself or two copies of one story; goal 0. The same
    corpus without the near-copy cut shows how often it would happen.
 
-4. With `--engine-variants`: changes measured through the engine itself (words kept per
-   row, no stemming or only particles and possessives off, the lead weighed twice, the
-   body cut short), and each query as a summary-only feed gives it (title and first
-   paragraph) against the whole earlier articles, by score floor.
+4. With `--engine-variants`: changes measured through the engine itself (score floors,
+   recency half-lives, the re-rank without neighbourhoods or with other shares, topic
+   dimensions, landmark counts and neighbourhood sizes, words kept per row, no stemming
+   or only particles and possessives off, the lead weighed twice, the body cut short),
+   and each query as a summary-only feed gives it (title and first paragraph) against
+   the whole earlier articles, by score floor.
 
 5. With `--variants`: candidate changes to the ranking, measured by brute force on
    IndoSum (the engine's own weighted rows, every candidate in the window scored; no
    near-copy or diversity filtering, so figures sit a little off the engine's): latent
    topic dimensions, a floor relative to each article's own scores, named-entity overlap,
    BM25 mixed with topics, topic-space feedback, hubness correction, the block's
-   coherence, recency. Each prints coverage and P@3 with its interval.
+   coherence, recency, and neighbourhood agreement with its settings and seeds (also on
+   the odd and even queries apart). Each prints coverage and P@3 with its interval.
 
 Usage: python bench/related_quality.py [--data DIR] [--quick] [--variants | --engine-variants]
 IndoSum (CC BY-SA 4.0, Kurniawan & Louvan 2018) and SIB-200 (CC BY-SA 4.0, Adelani et al.
@@ -47,7 +50,7 @@ import random
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -62,6 +65,7 @@ from kabar.config import Related
 from kabar.model import Article, article_id
 from kabar.related import RelatedEngine, vectors
 from kabar.related import engine as engine_module
+from kabar.related import topics as topics_module
 from kabar.related.analysis import IndonesianAnalyser, analyser_for, tokens
 from kabar.related.terms import analyse, char_grams
 from kabar.related.vectors import WORD_FEATURES, WORD_SHARE
@@ -221,6 +225,15 @@ def _patched(owner: object, name: str, value: object) -> Iterator[None]:
         analyser_for.cache_clear()
 
 
+@contextmanager
+def _constants(module: object, values: dict[str, float]) -> Iterator[None]:
+    """A module's constants set to `values` for the block."""
+    with ExitStack() as stack:
+        for name, value in values.items():
+            stack.enter_context(_patched(module, name, value))
+        yield
+
+
 def _with_bodies(corpus: IndoSum, body: Callable[[list[str]], list[str]]) -> IndoSum:
     articles = [
         replace(a, body_text="\n\n".join(body(a.body_text.split("\n\n")))) for a in corpus.articles
@@ -258,6 +271,30 @@ def engine_variants_report(path: Path, *, quick: bool = False) -> None:
         print(f"  {label:46s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} {interval}")
 
     show("default", indosum_engine(corpus, Related()))
+    for other_floor in (0.1, 0.14, 0.18, 0.22, 0.25):
+        show(f"floor {other_floor}", indosum_engine(corpus, Related(min_score=other_floor)))
+    for days in (7, 14, 36500):
+        settings = Related(half_life=timedelta(days=days))
+        show(f"recency half-life {days} days", indosum_engine(corpus, settings))
+    without = {"COSINE_SHARE": 0.5, "TOPIC_SHARE": 0.5, "NEIGHBOURHOOD_SHARE": 0.0}
+    for without_floor in (0.14, floor):
+        with _constants(engine_module, without):
+            settings = Related(min_score=without_floor)
+            show(f"no neighbourhoods (cosine, topics), floor {without_floor}",
+                 indosum_engine(corpus, settings))  # fmt: skip
+    thirds = {"COSINE_SHARE": 1 / 3, "TOPIC_SHARE": 1 / 3, "NEIGHBOURHOOD_SHARE": 1 / 3}
+    with _constants(engine_module, thirds):
+        show("cosine, topics, neighbourhood a third each", indosum_engine(corpus, Related()))
+    for dimensions in (50, 150):
+        with _constants(topics_module, {"DIMENSIONS": dimensions}):
+            show(f"{dimensions} topic dimensions (default 100)", indosum_engine(corpus, Related()))
+    for landmarks in (250, 1000):
+        with _constants(topics_module, {"LANDMARKS": landmarks}):
+            show(f"{landmarks} landmarks (default 500)", indosum_engine(corpus, Related()))
+    for share in (0.05, 0.2):
+        with _constants(topics_module, {"NEIGHBOURHOOD": share}):
+            show(f"neighbourhood of {share:.0%} of landmarks (default 10%)",
+                 indosum_engine(corpus, Related()))  # fmt: skip
     for keep in (256, 1000):
         with _patched(vectors, "KEEP_WORDS", keep):
             show(f"{keep} words kept per article (default 128)", indosum_engine(corpus, Related()))
@@ -274,7 +311,7 @@ def engine_variants_report(path: Path, *, quick: bool = False) -> None:
         changed = _with_bodies(corpus, body)
         show(label, indosum_engine(changed, Related()))
     print("IndoSum queries as title and lead paragraph only, against whole articles, by floor")
-    for lead_floor in (0.02, 0.04, 0.05, 0.14):
+    for lead_floor in (0.02, 0.04, 0.05, 0.1, floor):
         blocks = _lead_blocks(corpus, Related(min_score=lead_floor, fill="none"))
         show(f"floor {lead_floor}", blocks)
 
@@ -358,6 +395,7 @@ def variants_report(path: Path, *, quick: bool = False) -> None:
         v.report(f"  recency half-life {days} days (floor 0)", score)
     _relative_floors(v, mix)
     _other_signals(v, mix, similarity[100], week)
+    _neighbourhoods(v, similarity[100], week)
 
 
 def _relative_floors(v: Variants, mix: np.ndarray) -> None:
@@ -424,6 +462,44 @@ def _other_signals(v: Variants, mix: np.ndarray, topics: np.ndarray, week: np.nd
             among = everything[np.ix_(best[q], best[q])]
             score[q, best[q]] += weight * among.sum(axis=1) / (len(best[q]) - 1)
         v.report(f"coherence with the best 20, weight {weight}", score)
+
+
+def _neighbourhoods(v: Variants, topics: np.ndarray, week: np.ndarray) -> None:
+    """The engine's re-rank of the best 20 cosines by cosine, topics and neighbourhood
+    agreement (kabar.related.topics), with other landmark counts, neighbourhood sizes,
+    shares and fitting seeds; P@3 also for the odd and even queries apart, to see that
+    what was chosen on the whole holds on each half."""
+    best = np.argsort(-np.where(v.window, v.cosine, -np.inf), axis=1)[:, : engine_module.RERANK]
+    reranked = np.zeros_like(v.window)
+    np.put_along_axis(reranked, best, True, axis=1)
+    reranked &= v.window
+    plain = (v.cosine + topics) / 2 * week
+    odd = np.arange(len(v.queries)) % 2 == 1
+
+    def agreement(**constants: float) -> np.ndarray:
+        with _constants(topics_module, constants):
+            fitted = topics_module.Topics.fit(*v.rows, len(v.corpus.articles))
+            assert fitted is not None
+            around = fitted.neighbourhoods(fitted.vectors(*v.rows))
+        result: np.ndarray = around[v.queries] @ around.T
+        return result
+
+    def show(label: str, agree: np.ndarray, share: float = 0.5) -> None:
+        mixed = ((1 - share) * (v.cosine + topics) / 2 + share * agree) * week
+        hits = v.report(label, np.where(reranked, mixed + 1, plain))
+        print(f"  {'':58s} odd queries {hits[odd].mean():.4f}, even {hits[~odd].mean():.4f}")
+
+    v.report("cosine + topics, best 20 re-ranked (floor 0)", plain)
+    default = agreement()
+    show("+ neighbourhoods, share 0.5 (500 landmarks, 10%; floor 0)", default)
+    for share in (0.33, 0.6):
+        show(f"  share {share}", default, share)
+    for landmarks in (250, 1000, len(v.corpus.articles)):
+        show(f"  {landmarks} landmarks", agreement(LANDMARKS=landmarks))
+    for size in (0.05, 0.2):
+        show(f"  neighbourhood of {size:.0%} of landmarks", agreement(NEIGHBOURHOOD=size))
+    for seed in (1, 2, 3):
+        show(f"  landmarks and topics fitted with seed {seed}", agreement(_SEED=seed))
 
 
 def _bm25(v: Variants, counts: csr_matrix, k1: float = 1.2, b: float = 0.75) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kabar.related.topics import DIMENSIONS, Topics
+from kabar.related.topics import DIMENSIONS, LANDMARKS, NEIGHBOURHOOD, Topics
 
 
 def _rows(word_sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,3 +30,28 @@ def test_topics_join_rows_whose_words_co_occur_and_part_the_others() -> None:
 
 def test_too_few_rows_fit_no_topics() -> None:
     assert Topics.fit(*_rows([[1, 2, 3]] * DIMENSIONS), documents=DIMENSIONS) is None
+
+
+def test_neighbourhoods_agree_within_a_subject_and_not_across() -> None:
+    rng = np.random.default_rng(11)
+    sport, economy = np.arange(0, 1000), np.arange(1000, 2000)
+    sample = [rng.choice(words, 40, replace=False).tolist() for words in (sport, economy)
+              for _ in range(300)]  # fmt: skip
+    topics = Topics.fit(*_rows(sample), documents=len(sample))
+    assert topics is not None and len(topics.landmarks) == LANDMARKS
+    rows = [list(range(0, 20)), list(range(500, 520)), list(range(1000, 1020))]
+    around = topics.neighbourhoods(topics.vectors(*_rows(rows)))
+    # Each keeps its closest tenth of the landmarks, as a unit vector.
+    assert ((around > 0).sum(axis=1) == round(NEIGHBOURHOOD * LANDMARKS)).all()
+    assert np.allclose(np.linalg.norm(around, axis=1), 1, atol=1e-5)
+    first, second, other = around
+    assert float(first @ second) > 0.25 > 0.05 > float(first @ other)
+
+
+def test_fewer_rows_than_landmarks_make_every_row_a_landmark() -> None:
+    rng = np.random.default_rng(3)
+    sample = [rng.choice(3000, 40, replace=False).tolist() for _ in range(DIMENSIONS + 50)]
+    topics = Topics.fit(*_rows(sample), documents=len(sample))
+    assert topics is not None and len(topics.landmarks) == DIMENSIONS + 50
+    around = topics.neighbourhoods(topics.vectors(*_rows(sample[:3])))
+    assert ((around > 0).sum(axis=1) == round(NEIGHBOURHOOD * (DIMENSIONS + 50))).all()

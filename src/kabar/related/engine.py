@@ -7,8 +7,9 @@ language:
     recency = 0.5 + 0.5 · 2^(−age / half_life)        (age at `before`)
 
 The text similarity is the TF-IDF cosine over title (weighted up) and body; for the
-`RERANK` best cosines of an article-length query it is half that cosine, half topic
-similarity (kabar.related.topics). Tag overlap is shared tags over the smaller tag set.
+`RERANK` best cosines of an article-length query it is a quarter that cosine, a quarter
+topic similarity and half neighbourhood agreement (kabar.related.topics). Tag overlap is
+shared tags over the smaller tag set.
 Recency halves only the upper half of the score, so an excellent older match still beats
 a weak fresh one.
 
@@ -51,8 +52,8 @@ TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
-RERANK = 20  # best cosines whose text score mixes in topic similarity (kabar.related.topics)
-TOPIC_SHARE = 0.5
+RERANK = 20  # best cosines whose text score mixes in the topics (kabar.related.topics)
+COSINE_SHARE, TOPIC_SHARE, NEIGHBOURHOOD_SHARE = 0.25, 0.25, 0.5  # of their text score
 TOPIC_WORDS = 48  # distinct words a query needs for topics to count (a sentence has ~15)
 REASON_TERMS = 3
 SLACK = timedelta(days=15)  # held beyond a window, so spans move once per SLACK, not per add
@@ -569,15 +570,17 @@ class RelatedEngine:
         tags = frozenset(t.casefold() for t in article.tags)
         section = article.section.casefold()
         half_life = settings.half_life.total_seconds()
-        topic_similarity = self._topic_similarities(query, all_cosines, all_numbers)
+        latent = self._latent_similarities(query, all_cosines, all_numbers)
         scored = []
         for cosine, number in zip(all_cosines.tolist(), all_numbers.tolist(), strict=True):
             doc = self.index.docs[number]
             if not self._candidate(query, number, doc):
                 continue
             text = min(cosine, 1.0)
-            if number in topic_similarity:
-                text = (1 - TOPIC_SHARE) * text + TOPIC_SHARE * topic_similarity[number]
+            if number in latent:
+                topic, neighbourhood = latent[number]
+                text = COSINE_SHARE * text + TOPIC_SHARE * topic
+                text += NEIGHBOURHOOD_SHARE * neighbourhood
             relevance = TEXT_SHARE * text + TAG_SHARE * _overlap(tags, doc.tags)
             if section and doc.section == section:
                 relevance += SECTION_SHARE
@@ -587,11 +590,12 @@ class RelatedEngine:
         scored.sort(key=lambda entry: (-entry[0], self.index.docs[entry[2]].id))
         return scored
 
-    def _topic_similarities(
+    def _latent_similarities(
         self, query: _Query, cosines: np.ndarray, numbers: np.ndarray
-    ) -> dict[int, float]:
-        """Topic similarity of the query to its `RERANK` best cosines; none for a short
-        text, whose few words give no reliable topic (SIB-200's sentences lose with it)."""
+    ) -> dict[int, tuple[float, float]]:
+        """Topic similarity and neighbourhood agreement of the query with its `RERANK` best
+        cosines; none for a short text, whose few words give no reliable topic (SIB-200's
+        sentences lose with it)."""
         if int((query.row.indices < WORD_FEATURES).sum()) < TOPIC_WORDS:
             return {}
         topics = self._current_topics()
@@ -602,8 +606,10 @@ class RelatedEngine:
         if not wanted.any():
             return {}
         best = numbers[np.argsort(-cosines, kind="stable")[:RERANK]].tolist()
-        similarities = topics.vectors(*self.index.weighted_rows(best)) @ wanted
-        return dict(zip(best, np.maximum(similarities, 0).tolist(), strict=True))
+        vectors = topics.vectors(*self.index.weighted_rows(best))
+        similarities = np.maximum(vectors @ wanted, 0).tolist()
+        agreements = topics.neighbourhoods(vectors) @ topics.neighbourhoods(wanted[None])[0]
+        return dict(zip(best, zip(similarities, agreements.tolist(), strict=True), strict=True))
 
     def _current_topics(self) -> Topics | None:
         """The topics, fitted again on the newest `SAMPLE` rows once the index has moved
