@@ -13,16 +13,25 @@ def _rows(word_sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return indptr, indices, np.ones(len(indices), dtype=np.float32)
 
 
-def test_topics_join_rows_whose_words_co_occur_and_part_the_others() -> None:
-    rng = np.random.default_rng(7)
+# No word in common; two of the same subject (sport), one of the other (economy).
+SPORT, SPORT_TOO, ECONOMY = list(range(0, 20)), list(range(500, 520)), list(range(1000, 1020))
+
+
+def _two_subjects(seed: int) -> Topics:
+    """Topics fitted on 300 rows of sport words (0–999) and 300 of economy words."""
+    rng = np.random.default_rng(seed)
     sport, economy = np.arange(0, 1000), np.arange(1000, 2000)
     sample = [rng.choice(words, 40, replace=False).tolist() for words in (sport, economy)
               for _ in range(300)]  # fmt: skip
     topics = Topics.fit(*_rows(sample), documents=len(sample))
-    assert topics is not None and topics.components.shape[1] == DIMENSIONS
-    # No word in common; two of the same subject, one of the other.
-    first, second, other = topics.vectors(*_rows([list(range(0, 20)), list(range(500, 520)),
-                                                  list(range(1000, 1020))]))  # fmt: skip
+    assert topics is not None
+    return topics
+
+
+def test_topics_join_rows_whose_words_co_occur_and_part_the_others() -> None:
+    topics = _two_subjects(7)
+    assert topics.components.shape[1] == DIMENSIONS
+    first, second, other = topics.vectors(*_rows([SPORT, SPORT_TOO, ECONOMY]))
     assert float(first @ second) > 0.2 > 0.05 > abs(float(first @ other))
     # A row none of whose words has a topic gets none.
     assert not topics.vectors(*_rows([[5000, 5001]])).any()
@@ -33,14 +42,9 @@ def test_too_few_rows_fit_no_topics() -> None:
 
 
 def test_neighbourhoods_agree_within_a_subject_and_not_across() -> None:
-    rng = np.random.default_rng(11)
-    sport, economy = np.arange(0, 1000), np.arange(1000, 2000)
-    sample = [rng.choice(words, 40, replace=False).tolist() for words in (sport, economy)
-              for _ in range(300)]  # fmt: skip
-    topics = Topics.fit(*_rows(sample), documents=len(sample))
-    assert topics is not None and len(topics.landmarks) == LANDMARKS
-    rows = [list(range(0, 20)), list(range(500, 520)), list(range(1000, 1020))]
-    around = topics.neighbourhoods(topics.vectors(*_rows(rows)))
+    topics = _two_subjects(11)
+    assert len(topics.landmarks) == LANDMARKS
+    around = topics.neighbourhoods(topics.vectors(*_rows([SPORT, SPORT_TOO, ECONOMY])))
     # Each keeps its closest tenth of the landmarks, as a unit vector.
     assert ((around > 0).sum(axis=1) == round(NEIGHBOURHOOD * LANDMARKS)).all()
     assert np.allclose(np.linalg.norm(around, axis=1), 1, atol=1e-5)
