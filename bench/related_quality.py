@@ -155,6 +155,7 @@ class BlockScores:
     interval: tuple[float, float]
     near_copies: float
     shown: int
+    word_cosine: float  # mean plain TF-IDF cosine of the items with their article
 
 
 def score_blocks(corpus: IndoSum, matrix: csr_matrix, blocks: list[list[int]]) -> BlockScores:
@@ -162,12 +163,14 @@ def score_blocks(corpus: IndoSum, matrix: csr_matrix, blocks: list[list[int]]) -
     hits = np.array([np.mean(corpus.labels[items] == corpus.labels[q]) for q, items in shown])
     copies = sum(_holds_copy(matrix, q, items) for q, items in shown)
     full = sum(len(items) >= BLOCK for items in blocks)
+    closeness = [float((matrix[q] @ matrix[items].T).mean()) for q, items in shown]
     return BlockScores(
         coverage=full / len(blocks),
         precision=float(hits.mean()) if len(hits) else 0.0,
         interval=bootstrap(hits) if len(hits) else (0.0, 0.0),
         near_copies=copies / max(len(shown), 1),
         shown=len(shown),
+        word_cosine=float(np.mean(closeness)) if closeness else 0.0,
     )
 
 
@@ -196,7 +199,8 @@ def indosum_report(path: Path, *, quick: bool = False) -> None:
         low, high = s.interval
         print(
             f"  {label:36s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} "
-            f"[{low:.4f}, {high:.4f}] of {s.shown} blocks  near-copy share {s.near_copies:.4f}"
+            f"[{low:.4f}, {high:.4f}] of {s.shown} blocks  near-copy share {s.near_copies:.4f}  "
+            f"items' word cosine {s.word_cosine:.4f}"
         )
 
 
@@ -268,23 +272,26 @@ def engine_variants_report(path: Path, *, quick: bool = False) -> None:
         s = score_blocks(corpus, matrix, blocks)
         low, high = s.interval
         interval = f"[{low:.4f}, {high:.4f}]"
-        print(f"  {label:46s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} {interval}")
+        print(
+            f"  {label:46s} coverage {s.coverage:.3f}  P@3 {s.precision:.4f} {interval}  "
+            f"items' word cosine {s.word_cosine:.4f}"
+        )
 
     show("default", indosum_engine(corpus, Related()))
-    for other_floor in (0.1, 0.14, 0.18, 0.22, 0.25):
+    for other_floor in (0.1, 0.12, 0.15, 0.16, 0.18):
         show(f"floor {other_floor}", indosum_engine(corpus, Related(min_score=other_floor)))
     for days in (7, 14, 36500):
         settings = Related(half_life=timedelta(days=days))
         show(f"recency half-life {days} days", indosum_engine(corpus, settings))
-    without = {"COSINE_SHARE": 0.5, "TOPIC_SHARE": 0.5, "NEIGHBOURHOOD_SHARE": 0.0}
-    for without_floor in (0.14, floor):
-        with _constants(engine_module, without):
-            settings = Related(min_score=without_floor)
-            show(f"no neighbourhoods (cosine, topics), floor {without_floor}",
-                 indosum_engine(corpus, settings))  # fmt: skip
-    thirds = {"COSINE_SHARE": 1 / 3, "TOPIC_SHARE": 1 / 3, "NEIGHBOURHOOD_SHARE": 1 / 3}
-    with _constants(engine_module, thirds):
-        show("cosine, topics, neighbourhood a third each", indosum_engine(corpus, Related()))
+    names = ("COSINE_SHARE", "TOPIC_SHARE", "NEIGHBOURHOOD_SHARE")  # of the re-ranked text score
+    mixes = {(0.5, 0.5, 0): (0.14, 0.15), (0.5, 0.1, 0.4): (0.15,), (0.5, 0, 0.5): (0.15,),
+             (0.25, 0.25, 0.5): (0.2,), (1 / 3, 1 / 3, 1 / 3): (0.18,)}  # fmt: skip
+    for mix, floors in mixes.items():
+        for mix_floor in floors:
+            with _constants(engine_module, dict(zip(names, mix, strict=True))):
+                blocks = indosum_engine(corpus, Related(min_score=mix_floor))
+            shares = "/".join(f"{m:.2g}" for m in mix)
+            show(f"shares {shares}, floor {mix_floor}", blocks)
     for dimensions in (50, 150):
         with _constants(topics_module, {"DIMENSIONS": dimensions}):
             show(f"{dimensions} topic dimensions (default 100)", indosum_engine(corpus, Related()))
@@ -466,9 +473,10 @@ def _other_signals(v: Variants, mix: np.ndarray, topics: np.ndarray, week: np.nd
 
 def _neighbourhoods(v: Variants, topics: np.ndarray, week: np.ndarray) -> None:
     """The engine's re-rank of the best 20 cosines by cosine, topics and neighbourhood
-    agreement (kabar.related.topics), with other landmark counts, neighbourhood sizes,
-    shares and fitting seeds; P@3 also for the odd and even queries apart, to see that
-    what was chosen on the whole holds on each half."""
+    agreement (kabar.related.topics), with other shares, landmark counts, neighbourhood
+    sizes and fitting seeds. P@3 also for the odd and even queries apart, to see that
+    what was chosen on the whole holds on each half, and the mean word cosine of the
+    items with their article: how close to its story a block stays."""
     best = np.argsort(-np.where(v.window, v.cosine, -np.inf), axis=1)[:, : engine_module.RERANK]
     reranked = np.zeros_like(v.window)
     np.put_along_axis(reranked, best, True, axis=1)
@@ -484,16 +492,26 @@ def _neighbourhoods(v: Variants, topics: np.ndarray, week: np.ndarray) -> None:
         result: np.ndarray = around[v.queries] @ around.T
         return result
 
-    def show(label: str, agree: np.ndarray, share: float = 0.5) -> None:
-        mixed = ((1 - share) * (v.cosine + topics) / 2 + share * agree) * week
-        hits = v.report(label, np.where(reranked, mixed + 1, plain))
-        print(f"  {'':58s} odd queries {hits[odd].mean():.4f}, even {hits[~odd].mean():.4f}")
+    shares = (engine_module.COSINE_SHARE, engine_module.TOPIC_SHARE,
+              engine_module.NEIGHBOURHOOD_SHARE)  # fmt: skip
 
-    v.report("cosine + topics, best 20 re-ranked (floor 0)", plain)
+    def show(label: str, agree: np.ndarray, mix: tuple[float, ...] = shares) -> None:
+        mixed = (mix[0] * v.cosine + mix[1] * topics + mix[2] * agree) * week
+        score = np.where(reranked, mixed + 1, plain)
+        hits = v.report(label, score)
+        top = np.argsort(-np.where(v.window, score, -np.inf), axis=1, kind="stable")[:, :BLOCK]
+        words = np.take_along_axis(v.cosine, top, 1).mean()
+        print(
+            f"  {'':58s} odd queries {hits[odd].mean():.4f}, even {hits[~odd].mean():.4f}; "
+            f"items' word cosine {words:.4f}"
+        )
+
+    show("cosine + topics half each, best 20 re-ranked", np.zeros_like(v.cosine), (0.5, 0.5, 0))
     default = agreement()
-    show("+ neighbourhoods, share 0.5 (500 landmarks, 10%; floor 0)", default)
-    for share in (0.33, 0.6):
-        show(f"  share {share}", default, share)
+    show("+ neighbourhoods: 0.5 / 0.25 / 0.25 (500 landmarks, 10%)", default)
+    for mix in ((0.5, 0.1, 0.4), (0.5, 0, 0.5), (0.25, 0.25, 0.5), (1 / 3, 1 / 3, 1 / 3)):
+        show(f"  cosine / topics / neighbourhoods {' / '.join(f'{m:.2g}' for m in mix)}",
+             default, mix)  # fmt: skip
     for landmarks in (250, 1000, len(v.corpus.articles)):
         show(f"  {landmarks} landmarks", agreement(LANDMARKS=landmarks))
     for size in (0.05, 0.2):

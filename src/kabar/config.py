@@ -346,7 +346,7 @@ class MailingList(Strict):
 class Related(Strict):
     per_item: int = Field(default=3, ge=0, le=10)
     min_items: int | None = Field(default=None, ge=0, le=10)
-    min_score: float = Field(default=0.2, ge=0, le=1)
+    min_score: float = Field(default=0.14, ge=0, le=1)
     window: Duration = timedelta(days=30)
     half_life: Duration = timedelta(days=30)
     # A block the engine can't fill: with the newest articles of the article's section

@@ -7,8 +7,8 @@ language:
     recency = 0.5 + 0.5 · 2^(−age / half_life)        (age at `before`)
 
 The text similarity is the TF-IDF cosine over title (weighted up) and body; for the
-`RERANK` best cosines of an article-length query it is a quarter that cosine, a quarter
-topic similarity and half neighbourhood agreement (kabar.related.topics). Tag overlap is
+`RERANK` best cosines of an article-length query it is half that cosine, a quarter topic
+similarity and a quarter neighbourhood agreement (kabar.related.topics). Tag overlap is
 shared tags over the smaller tag set.
 Recency halves only the upper half of the score, so an excellent older match still beats
 a weak fresh one.
@@ -53,7 +53,8 @@ RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
 CANDIDATES = 100  # best cosines looked at per block, before scoring and filtering
 RERANK = 20  # best cosines whose text score mixes in the topics (kabar.related.topics)
-COSINE_SHARE, TOPIC_SHARE, NEIGHBOURHOOD_SHARE = 0.25, 0.25, 0.5  # of their text score
+# Of their text score; the words keep half, so the block stays on the article's story.
+COSINE_SHARE, TOPIC_SHARE, NEIGHBOURHOOD_SHARE = 0.5, 0.25, 0.25
 TOPIC_WORDS = 48  # distinct words a query needs for topics to count (a sentence has ~15)
 REASON_TERMS = 3
 SLACK = timedelta(days=15)  # held beyond a window, so spans move once per SLACK, not per add
