@@ -141,7 +141,9 @@ def related(
     """Show the related-news block of articles, with scores and reasons.
 
     Each item shows its score and why it was picked: shared tags (tag:…), the same
-    section (section:…) and the terms that matched most (term:…); publisher-chosen
+    section (section:…), the terms that matched most (term:…) and, for an article's
+    best word matches, how close its topics are (topic:…) and how far its
+    neighbourhood of the news agrees (neighbourhood:…), each 0 to 1; publisher-chosen
     items come first. Items filling a short block from its section show `closest`
     (words in common, under min_score, with their score) or `newest` (score 0). Use it
     to tune `related:` (min_score, window, half_life, fill).

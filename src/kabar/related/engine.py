@@ -47,7 +47,8 @@ from kabar.store import Store
 
 log = logging.getLogger(__name__)
 
-_Scored = tuple[float, float, int]  # (score, cosine, doc number)
+_Latent = tuple[float, float]  # (topic similarity, neighbourhood agreement)
+_Scored = tuple[float, float, int, _Latent | None]  # (score, cosine, doc number, latent)
 TEXT_SHARE, TAG_SHARE, SECTION_SHARE = 0.8, 0.15, 0.05
 RECENCY_FLOOR = 0.5
 NEAR_COPY = 0.95
@@ -71,7 +72,7 @@ class RelatedItem:
     published: datetime | None  # None for publisher-chosen links with no stored article
     article_id: str | None
     score: float  # 1.0 for publisher-chosen items
-    reasons: tuple[str, ...]  # shared terms / tags, e.g. ("tag:korea-utara", "term:sanksi")
+    reasons: tuple[str, ...]  # why, e.g. ("tag:korea-utara", "term:sanksi", "topic:0.62")
     chosen_by_publisher: bool
 
 
@@ -468,7 +469,7 @@ class RelatedEngine:
             return [], []
         items: list[RelatedItem] = []
         candidates = self._candidates(query, before, settings)
-        for position, (score, cosine, number) in enumerate(candidates):
+        for position, (score, cosine, number, latent) in enumerate(candidates):
             if len(items) == wanted:
                 return items, []
             if score < settings.min_score:  # candidates are sorted by score
@@ -479,7 +480,8 @@ class RelatedEngine:
             indices, weights = self.index.row_of(number)
             if taken.admits(doc, indices, weights):
                 taken.take(doc, indices, weights)
-                items.append(self._item(query, doc, score, indices, weights))
+                reasons = self._reasons(query, doc, indices, weights, latent)
+                items.append(self._item(doc, score, reasons))
         return items, []
 
     def _closest_in_section(
@@ -492,17 +494,17 @@ class RelatedEngine:
         if wanted <= 0 or not section:
             return []
         items: list[RelatedItem] = []
-        for score, cosine, number in under_floor:
+        for score, cosine, number, latent in under_floor:
             doc = self.index.docs[number]
             if doc.section != section or cosine >= NEAR_COPY or doc.canonical_url in taken.urls:
                 continue
             indices, weights = self.index.row_of(number)
-            reasons = self._reasons(query, doc, indices, weights)
+            reasons = self._reasons(query, doc, indices, weights, latent)
             if not any(r.startswith(("term:", "tag:")) for r in reasons):
                 continue  # only spelling in common: no closer than the newest
             if taken.admits(doc, indices, weights):
                 taken.take(doc, indices, weights)
-                items.append(self._item(query, doc, score, indices, weights, (*reasons, "closest")))
+                items.append(self._item(doc, score, (*reasons, "closest")))
                 if len(items) == wanted:
                     break
         return items
@@ -536,7 +538,7 @@ class RelatedEngine:
                 continue
             taken.take(doc, indices, weights)
             reasons = (f"section:{section}", "newest")
-            items.append(self._item(query, doc, 0.0, indices, weights, reasons))
+            items.append(self._item(doc, 0.0, reasons))
             if len(items) == wanted:
                 break
         return items
@@ -587,13 +589,13 @@ class RelatedEngine:
                 relevance += SECTION_SHARE
             age = max((before - doc.published).total_seconds(), 0.0)
             recency = RECENCY_FLOOR + (1 - RECENCY_FLOOR) * 0.5 ** (age / half_life)
-            scored.append((relevance * recency, cosine, number))
+            scored.append((relevance * recency, cosine, number, latent.get(number)))
         scored.sort(key=lambda entry: (-entry[0], self.index.docs[entry[2]].id))
         return scored
 
     def _latent_similarities(
         self, query: _Query, cosines: np.ndarray, numbers: np.ndarray
-    ) -> dict[int, tuple[float, float]]:
+    ) -> dict[int, _Latent]:
         """Topic similarity and neighbourhood agreement of the query with its `RERANK` best
         cosines; none for a short text, whose few words give no reliable topic (SIB-200's
         sentences lose with it)."""
@@ -625,15 +627,8 @@ class RelatedEngine:
             self._topics_at = size
         return self._topics
 
-    def _item(
-        self,
-        query: _Query,
-        doc: Doc,
-        score: float,
-        indices: Ints,
-        weights: Floats,
-        reasons: tuple[str, ...] | None = None,
-    ) -> RelatedItem:
+    @staticmethod
+    def _item(doc: Doc, score: float, reasons: tuple[str, ...]) -> RelatedItem:
         return RelatedItem(
             title=doc.title,
             url=doc.url,
@@ -641,11 +636,15 @@ class RelatedEngine:
             published=doc.published,
             article_id=doc.id,
             score=round(score, 4),
-            reasons=reasons or self._reasons(query, doc, indices, weights),
+            reasons=reasons,
             chosen_by_publisher=False,
         )
 
-    def _reasons(self, query: _Query, doc: Doc, indices: Ints, weights: Floats) -> tuple[str, ...]:
+    def _reasons(
+        self, query: _Query, doc: Doc, indices: Ints, weights: Floats, latent: _Latent | None
+    ) -> tuple[str, ...]:
+        """Shared tags, the same section, the terms that matched most and, for a
+        re-ranked item, its topic similarity and neighbourhood agreement."""
         tags = sorted(frozenset(t.casefold() for t in query.article.tags) & doc.tags)
         reasons = [f"tag:{'-'.join(tag.split())}" for tag in tags]
         if doc.section and doc.section == query.article.section.casefold():
@@ -657,6 +656,8 @@ class RelatedEngine:
         contribution = (query.weights[in_query] * weights[in_doc])[is_word]
         best = shared[is_word][np.argsort(-contribution, kind="stable")[:REASON_TERMS]]
         reasons += [f"term:{query.words[int(f)]}" for f in best if int(f) in query.words]
+        if latent is not None:
+            reasons += [f"topic:{latent[0]:.2f}", f"neighbourhood:{latent[1]:.2f}"]
         return tuple(reasons)
 
 
