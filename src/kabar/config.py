@@ -376,8 +376,12 @@ class DigestTemplates(Strict):
 
 
 # What a digest's subject and preheader may fill in (kabar.digest fills them).
-TEXT_FIELDS = frozenset({"date", "headline", "count", "site"})
+TEXT_FIELDS = ("date", "headline", "count", "site")
 _TEXT_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _braced(fields: Sequence[str]) -> str:
+    return ", ".join("{" + field + "}" for field in fields)
 
 
 class Digest(Strict):
@@ -406,12 +410,10 @@ class Digest(Strict):
         if isinstance(value, dict) and not value:
             raise ValueError("give a text, or one per language such as {id: …, en: …}")
         texts = [value] if isinstance(value, str) else list(value.values())
-        unknown = sorted({f for text in texts for f in _TEXT_FIELD.findall(text)} - TEXT_FIELDS)
+        named = {field for text in texts for field in _TEXT_FIELD.findall(text)}
+        unknown = sorted(named - set(TEXT_FIELDS))
         if unknown:
-            raise ValueError(
-                f"unknown field(s) {', '.join('{' + f + '}' for f in unknown)}: "
-                "use {date}, {headline}, {count} or {site}"
-            )
+            raise ValueError(f"unknown field(s) {_braced(unknown)}: use {_braced(TEXT_FIELDS)}")
         return value
 
     def text(self, name: Literal["subject", "preheader"], language: str) -> str:
