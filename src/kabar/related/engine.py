@@ -553,7 +553,8 @@ class RelatedEngine:
         )
 
     def _candidates(self, query: _Query, before: datetime, settings: Related) -> list[_Scored]:
-        """(score, cosine, doc number) of the best candidates, best first."""
+        """(score, cosine, doc number, latent similarities if re-ranked) of the best
+        candidates, best first."""
         low, high = before - settings.window, before
         cosines: list[np.ndarray] = []
         numbers: list[np.ndarray] = []
